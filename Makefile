@@ -1,0 +1,25 @@
+# The README's two commands: `make demo` (bring the whole stack up and push one image through
+# it) and `make test` (the whole test suite; .ci/run calls exactly this). Both set up what they
+# need first (scripts/bootstrap.sh is idempotent).
+.PHONY: demo test bootstrap lint clean-test
+
+bootstrap:
+	bash scripts/bootstrap.sh
+
+demo: bootstrap
+	.venv/bin/isletops demo
+
+test: bootstrap
+	.venv/bin/ruff check .
+	.venv/bin/pytest -p no:cacheprovider tests services
+
+lint: bootstrap
+	.venv/bin/ruff check .
+	.venv/bin/bandit -q -r ops monitors services -x '*/tests/*'
+	.venv/bin/pip-audit --skip-editable --progress-spinner off
+
+# Remove containers/networks/volumes left by a crashed test run (they carry this label).
+clean-test:
+	docker ps -aq --filter label=org.isletnet.test | xargs -r docker rm -f
+	docker network ls -q --filter label=org.isletnet.test | xargs -r docker network rm
+	docker volume ls -q --filter label=org.isletnet.test | xargs -r docker volume rm

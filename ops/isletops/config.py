@@ -1,0 +1,304 @@
+"""The one loader for site configuration: a YAML file plus each instance's env file.
+
+An *instance* is one running copy of IsletNet (production, staging, ...). It lives in its own
+folder `<instances_root>/<name>`; the folder name is the compose project name, so several
+instances coexist on one host. The folder holds the env file (`.env`, mode 0600, generated
+secrets), the rendered compose files, the deploy history and lock, and monitor state.
+
+Validation happens here, once, with messages that name the key and the file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+from dotenv import dotenv_values
+
+from isletops.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("isletops.yml")
+CONFIG_ENV_VAR = "ISLETOPS_CONFIG"
+INSTANCE_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+# Secrets generated into an instance's env file on first use; never committed, never logged.
+GENERATED_SECRETS: tuple[str, ...] = ("S3_ACCESS_KEY", "S3_SECRET_KEY", "DB_PASSWORD")
+
+
+@dataclass(frozen=True)
+class MailConfig:
+    """Where alert mail goes and how it is sent. The SMTP password lives in the env file."""
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    security: str = "none"  # none | starttls | ssl
+    username: str = ""
+    password_env: str = "SMTP_PASSWORD"  # noqa: S105 - a variable name, not a secret; name of the env-file variable holding the password
+    sender: str = "isletops@localhost"
+    recipients: tuple[str, ...] = ()
+    timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class MonitoringConfig:
+    """Alerting thresholds and per-probe settings (probe name -> its options)."""
+
+    failures_to_alert: int = 3
+    successes_to_resolve: int = 2
+    reminder_interval_s: int = 4 * 3600
+    heartbeat_url: str = ""
+    status_port: int = 9110
+    gpu_expected: bool = False
+    runbook_url: str = "docs/runbook.md"
+    probes: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class InstanceConfig:
+    """One instance of the stack: where it lives and how it is exposed."""
+
+    name: str
+    directory: Path
+    http_port: int = 8080
+    api_port: int = 8081
+    bind_address: str = "127.0.0.1"
+    data_dir: Path | None = None
+    gpu: str = "auto"  # auto | yes | no
+    public_url: str = ""
+    health_timeout_s: int = 180
+    max_upload_mb: int = 200
+    retention_days: float = 30.0
+
+    @property
+    def project_name(self) -> str:
+        """The compose project name: the instance folder's name."""
+        return self.directory.name
+
+    @property
+    def env_file(self) -> Path:
+        return self.directory / ".env"
+
+    @property
+    def local_data_dir(self) -> Path:
+        return self.data_dir or self.directory / "data"
+
+    @property
+    def state_dir(self) -> Path:
+        """Files other commands and people read: history, lock, monitor state."""
+        return self.directory / "state"
+
+    @property
+    def frontend_url(self) -> str:
+        return f"http://{_url_host(self.bind_address)}:{self.http_port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{_url_host(self.bind_address)}:{self.api_port}"
+
+
+@dataclass(frozen=True)
+class SiteConfig:
+    """The whole site: registry, where instances live, and shared monitoring/mail settings."""
+
+    source: Path | None
+    registry: str = ""
+    instances_root: Path = Path("instances")
+    default_instance: str = "demo"
+    instances: dict[str, InstanceConfig] = field(default_factory=dict)
+    monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
+    mail: MailConfig = field(default_factory=MailConfig)
+
+    def instance(self, name: str | None = None) -> InstanceConfig:
+        """The named instance (default: `default_instance`); unknown names get defaults."""
+        name = name or self.default_instance
+        validate_instance_name(name)
+        if name in self.instances:
+            return self.instances[name]
+        return InstanceConfig(name=name, directory=(self.instances_root / name).resolve())
+
+
+def _url_host(bind_address: str) -> str:
+    return "127.0.0.1" if bind_address in ("", "0.0.0.0") else bind_address  # noqa: S104 - comparison only
+
+
+def validate_instance_name(name: str) -> str:
+    """Instance names become compose project names, so they follow compose's rule."""
+    if not INSTANCE_NAME_PATTERN.match(name or ""):
+        raise ConfigError(
+            f"'{name}' is not a valid instance name.",
+            "Use lower-case letters, digits, '-' and '_', starting with a letter or digit (e.g. prod, staging).",
+        )
+    return name
+
+
+def _build(cls: type, raw: Any, where: str, **extra: Any) -> Any:
+    """Build dataclass `cls` from a mapping, naming unknown keys and wrong types."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a mapping of settings, not {type(raw).__name__}.")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"{where} has unknown setting(s): {', '.join(unknown)}.",
+            f"Known settings: {', '.join(sorted(k for k in known if k not in extra))}.",
+        )
+    values: dict[str, Any] = dict(extra)
+    for key, value in raw.items():
+        expected = known[key].type
+        values[key] = _coerce(value, str(expected), f"{where}.{key}")
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise ConfigError(f"{where} is incomplete: {exc}.") from None
+
+
+def _coerce(value: Any, type_name: str, where: str) -> Any:
+    if "Path" in type_name:
+        return Path(os.path.expanduser(str(value))) if value is not None else None
+    if type_name == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be a whole number, got {value!r}.")
+        return value
+    if type_name == "float":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where} must be a number, got {value!r}.")
+        return float(value)
+    if type_name == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}.")
+        return value
+    if type_name == "str":
+        if isinstance(value, dict | list):
+            raise ConfigError(f"{where} must be text, got {type(value).__name__}.")
+        return str(value)
+    if type_name.startswith("tuple"):
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list):
+            raise ConfigError(f"{where} must be a list, got {value!r}.")
+        return tuple(str(item) for item in value)
+    return value
+
+
+def load_config(path: str | Path | None = None) -> SiteConfig:
+    """Load the site config from `path`, `$ISLETOPS_CONFIG` or `./isletops.yml`.
+
+    With no file at the default location, built-in defaults are used (a local `demo` instance
+    under `./instances`). A file named explicitly must exist.
+    """
+    explicit = path or os.environ.get(CONFIG_ENV_VAR)
+    config_path = Path(explicit) if explicit else DEFAULT_CONFIG_PATH
+    if not config_path.exists():
+        if explicit:
+            raise ConfigError(
+                f"Config file {config_path} does not exist.",
+                "Pass --config with the path of your isletops.yml (see inventory/ for examples).",
+            )
+        return SiteConfig(source=None, instances_root=Path("instances").resolve())
+    try:
+        raw = yaml.safe_load(config_path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"Config file {config_path} is not valid YAML{where}.", "Fix the syntax and retry.") from None
+    except OSError as exc:
+        raise ConfigError(f"Cannot read config file {config_path}: {exc.strerror}.") from None
+    return parse_config(raw, config_path)
+
+
+def parse_config(raw: Any, source: Path | None = None) -> SiteConfig:
+    """Validate a parsed YAML document into a `SiteConfig`."""
+    name = str(source) if source else "config"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{name} must be a mapping at the top level.")
+    allowed = {"registry", "instances_root", "default_instance", "instances", "monitoring", "mail"}
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise ConfigError(
+            f"{name} has unknown setting(s): {', '.join(unknown)}.", f"Known: {', '.join(sorted(allowed))}."
+        )
+    base_dir = source.parent.resolve() if source else Path.cwd()
+    root = Path(os.path.expanduser(str(raw.get("instances_root", "instances"))))
+    instances_root = root if root.is_absolute() else (base_dir / root).resolve()
+    instances_raw = raw.get("instances") or {}
+    if not isinstance(instances_raw, dict):
+        raise ConfigError(f"{name}: 'instances' must map instance names to their settings.")
+    instances = {}
+    for instance_name, settings in instances_raw.items():
+        validate_instance_name(str(instance_name))
+        instance = _build(
+            InstanceConfig,
+            settings,
+            f"{name}: instances.{instance_name}",
+            name=str(instance_name),
+            directory=instances_root / str(instance_name),
+        )
+        if instance.gpu not in ("auto", "yes", "no"):
+            raise ConfigError(f"{name}: instances.{instance_name}.gpu must be auto, yes or no.")
+        instances[str(instance_name)] = instance
+    _check_port_clashes(instances, name)
+    monitoring = _build(MonitoringConfig, raw.get("monitoring"), f"{name}: monitoring")
+    mail = _build(MailConfig, raw.get("mail"), f"{name}: mail")
+    if mail.security not in ("none", "starttls", "ssl"):
+        raise ConfigError(f"{name}: mail.security must be none, starttls or ssl.")
+    default_instance = str(raw.get("default_instance") or next(iter(instances), "demo"))
+    validate_instance_name(default_instance)
+    return SiteConfig(
+        source=source,
+        registry=str(raw.get("registry") or ""),
+        instances_root=instances_root,
+        default_instance=default_instance,
+        instances=instances,
+        monitoring=monitoring,
+        mail=mail,
+    )
+
+
+def _check_port_clashes(instances: dict[str, InstanceConfig], name: str) -> None:
+    seen: dict[int, str] = {}
+    for instance in instances.values():
+        for port in (instance.http_port, instance.api_port):
+            if port in seen:
+                raise ConfigError(
+                    f"{name}: port {port} is used by both instance '{seen[port]}' and '{instance.name}'.",
+                    "Give each instance its own http_port and api_port.",
+                )
+            seen[port] = instance.name
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """Read an `.envrc`-style env file (`KEY=value`, `export KEY=value`, comments)."""
+    if not path.exists():
+        return {}
+    return {key: value or "" for key, value in dotenv_values(path).items()}
+
+
+def ensure_env_file(instance: InstanceConfig, settings: dict[str, str]) -> dict[str, str]:
+    """Create or update the instance's env file, mode 0600, generating missing secrets.
+
+    Values already in the file win: a re-run never rotates a secret or undoes a hand edit.
+    Returns the resulting variables.
+    """
+    instance.directory.mkdir(parents=True, exist_ok=True)
+    current = read_env_file(instance.env_file)
+    merged = dict(settings)
+    for key in GENERATED_SECRETS:
+        merged.setdefault(key, secrets.token_hex(20))
+    merged.update(current)
+    if merged != current or not instance.env_file.exists():
+        lines = ["# Written by isletops; values here win over generated ones. Mode 0600: holds secrets."]
+        lines += [f"{key}={value}" for key, value in sorted(merged.items())]
+        tmp = instance.env_file.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write("\n".join(lines) + "\n")
+        os.replace(tmp, instance.env_file)
+    os.chmod(instance.env_file, 0o600)
+    return merged
