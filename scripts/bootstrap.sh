@@ -9,8 +9,9 @@ mkdir -p build
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
 # 1. Debian packages (host side): debootstrap for the base image, the real registry, nginx and
-#    chromium for tests, openssl for test certificates.
-apt_packages=(debootstrap docker-registry nginx chromium openssl ca-certificates)
+#    chromium for tests, PostgreSQL for the service tests that run without Docker, openssl for
+#    test certificates.
+apt_packages=(debootstrap docker-registry nginx chromium postgresql openssl ca-certificates)
 missing=()
 for package in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
@@ -22,7 +23,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # The Debian packages install services we start ourselves, on loopback, only in tests.
-for unit in docker-registry nginx; do
+for unit in docker-registry nginx postgresql; do
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$unit" 2>/dev/null; then
     systemctl stop "$unit" || true
   fi
