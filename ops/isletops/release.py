@@ -86,3 +86,18 @@ def image_name(component: str, tag: ReleaseTag | str, registry: str = "") -> str
 def repository_prefix(registry: str) -> str:
     """The `${REPOSITORY}` value compose templates put before `isletnet-<component>`."""
     return f"{registry.rstrip('/')}/" if registry else ""
+
+
+def release_images(tag: ReleaseTag | str, registry: str = "") -> dict[str, str]:
+    """Every component's image reference for release `tag`, in start order."""
+    return {component: image_name(component, tag, registry) for component in COMPONENTS}
+
+
+def local_build_image(component: str, build_tag: str = "latest") -> str:
+    """The image `isletops build` leaves on this host for `component` (`isletnet-<c>:<build_tag>`)."""
+    return f"{image_repository(component)}:{build_tag}"
+
+
+def newest_first(tags: Iterable[str]) -> list[str]:
+    """The release tags among `tags`, as text, newest first (others ignored)."""
+    return [str(tag) for tag in release_tags(tags)]
