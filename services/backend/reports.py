@@ -123,7 +123,7 @@ def _format(value: Any, digits: int = 2) -> str:
 
 def _job_lines(job: Mapping[str, Any]) -> list[tuple[str, Any]]:
     """The job's identifying lines for report headers."""
-    files = job.get("filenames") or job.get("files") or []
+    files = job.get("file_names") or []
     return [
         ("Job", job.get("id")),
         ("State", job.get("state")),
@@ -136,8 +136,10 @@ def _job_lines(job: Mapping[str, Any]) -> list[tuple[str, Any]]:
 
 
 def _format_time(value: Any) -> str | None:
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    """Times as `YYYY-MM-DD HH:MM:SS UTC` (job rows carry datetimes or, via the API, ISO text)."""
+    parsed = _as_datetime(value)
+    if parsed is not None:
+        return parsed.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     return value
 
 
@@ -316,10 +318,13 @@ def aggregate_statistics(jobs: Iterable[Mapping[str, Any]],
                          summaries: Mapping[Any, Mapping[str, Any]] | None = None) -> dict[str, Any]:
     """Figures across all jobs: counts per state, images, islets, IEQ, failure rate, service times.
 
-    `jobs` are job rows (id, state, created_at, started_at, finished_at, image_count, training);
-    `summaries` maps job id to that job's result summary for the jobs whose results were read.
+    `jobs` are job rows as dicts (`Job.to_dict()`: id, state, created_at, finished_at, image_count,
+    training);
+    `summaries` maps job id to that job's result summary (default: each row's `summary`).
     """
-    summaries = summaries or {}
+    jobs = list(jobs)
+    if summaries is None:  # the jobs table keeps each finished job's summary beside the row
+        summaries = {job.get("id"): job["summary"] for job in jobs if job.get("summary")}
     states: Counter[str] = Counter()
     images = training = 0
     durations: list[float] = []
@@ -358,7 +363,7 @@ def aggregate_statistics(jobs: Iterable[Mapping[str, Any]],
 def _image_count(job: Mapping[str, Any]) -> int:
     if job.get("image_count") is not None:
         return int(job["image_count"])
-    files = job.get("filenames") or job.get("files") or job.get("inputs")
+    files = job.get("file_names")
     return len(files) if isinstance(files, list | tuple) else 0
 
 
@@ -389,8 +394,8 @@ def daily_statistics(access_rows: Iterable[Mapping[str, Any]],
                      jobs: Iterable[Mapping[str, Any]] = ()) -> list[dict[str, Any]]:
     """Per day: requests, failed requests (status >= 500), jobs submitted, images, failed jobs.
 
-    `access_rows` have `day` (date or ISO text), `status` (int, optional) and `count` (int,
-    default 1); `jobs` are job rows as for `aggregate_statistics`.
+    `access_rows` are `access_stats` rows: `day` (date or ISO text), `status` (int) and
+    `requests` (int, default 1); `jobs` are job rows as for `aggregate_statistics`.
     """
     days: dict[date, dict[str, int]] = defaultdict(
         lambda: {"requests": 0, "failed_requests": 0, "jobs": 0, "images": 0, "failed_jobs": 0}
@@ -399,7 +404,7 @@ def daily_statistics(access_rows: Iterable[Mapping[str, Any]],
         day = _as_day(row.get("day"))
         if day is None:
             continue
-        count = int(row.get("count") or 1)
+        count = _request_count(row)
         days[day]["requests"] += count
         if int(row.get("status") or 0) >= 500:
             days[day]["failed_requests"] += count
@@ -413,6 +418,12 @@ def daily_statistics(access_rows: Iterable[Mapping[str, Any]],
     return [{"day": day.isoformat(), **values} for day, values in sorted(days.items())]
 
 
+def _request_count(row: Mapping[str, Any]) -> int:
+    """Requests an access row stands for (`requests`, as `access_stats` stores it; 1 when absent)."""
+    value = row.get("requests", row.get("count"))
+    return 1 if value is None else int(value)
+
+
 def endpoint_statistics(access_rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Per day and endpoint (method + route): requests, client errors (4xx), server errors (5xx)."""
     table: dict[tuple[str, str, str], dict[str, int]] = defaultdict(
@@ -423,7 +434,7 @@ def endpoint_statistics(access_rows: Iterable[Mapping[str, Any]]) -> list[dict[s
         if day is None:
             continue
         key = (day.isoformat(), str(row.get("method") or ""), str(row.get("endpoint") or ""))
-        count = int(row.get("count") or 1)
+        count = _request_count(row)
         status = int(row.get("status") or 0)
         table[key]["requests"] += count
         if 400 <= status < 500:

@@ -58,7 +58,7 @@ def job() -> dict:
         "finished_at": datetime(2026, 11, 25, 8, 1, 30, tzinfo=UTC),
         "model": "classical",
         "pixel_size_um": 0.843,
-        "filenames": ["sample-a.png", "sample-b.png"],
+        "file_names": ["sample-a.png", "sample-b.png"],
     }
 
 
@@ -176,16 +176,23 @@ def test_aggregate_statistics_counts_states_images_and_turnaround() -> None:
     assert stats["last_job_at"].startswith("2026-11-25T09:30")
 
 
+def test_aggregate_statistics_reads_summaries_from_the_job_rows() -> None:
+    jobs = [{"id": "a", "state": "done", "summary": {"islet_count": 3, "ieq_ricordi": 1.5}},
+            {"id": "b", "state": "failed", "summary": None}]
+    stats = reports.aggregate_statistics(jobs)
+    assert (stats["islets"], stats["ieq_ricordi"], stats["failure_rate"]) == (3, 1.5, 0.5)
+
+
 def test_aggregate_statistics_of_nothing_has_no_rates() -> None:
     stats = reports.aggregate_statistics([])
     assert stats["jobs"] == 0 and stats["failure_rate"] is None and stats["mean_turnaround_s"] is None
 
 
 ACCESS_ROWS = [
-    {"day": "2026-11-24", "method": "GET", "endpoint": "/api/jobs", "status": 200, "count": 40},
-    {"day": "2026-11-24", "method": "POST", "endpoint": "/api/jobs", "status": 201, "count": 5},
-    {"day": "2026-11-24", "method": "POST", "endpoint": "/api/jobs", "status": 415, "count": 2},
-    {"day": "2026-11-25", "method": "GET", "endpoint": "/api/health", "status": 503, "count": 3},
+    {"day": "2026-11-24", "method": "GET", "endpoint": "/api/jobs", "status": 200, "requests": 40},
+    {"day": "2026-11-24", "method": "POST", "endpoint": "/api/jobs", "status": 201, "requests": 5},
+    {"day": "2026-11-24", "method": "POST", "endpoint": "/api/jobs", "status": 415, "requests": 2},
+    {"day": "2026-11-25", "method": "GET", "endpoint": "/api/health", "status": 503, "requests": 3},
 ]
 
 
