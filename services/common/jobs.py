@@ -290,9 +290,19 @@ class JobQueue:
             raise QueueError("max_attempts must be at least 1.")
         with self.connection() as conn:
             conn.execute(
-                """INSERT INTO jobs (id, model, pixel_size_um, priority, training, image_count, file_names, max_attempts)
+                """INSERT INTO jobs (id, model, pixel_size_um, priority, training, image_count, file_names,
+                                     max_attempts)
                    VALUES (%s, %s, %s, %s, %s, %s, %s, %s)""",
-                (job_id, model, pixel_size_um, priority, training, len(file_names), Jsonb(list(file_names)), max_attempts),
+                (
+                    job_id,
+                    model,
+                    pixel_size_um,
+                    priority,
+                    training,
+                    len(file_names),
+                    Jsonb(list(file_names)),
+                    max_attempts,
+                ),
             )
             self._event(conn, job_id, "created")
         return job_id
@@ -542,4 +552,3 @@ class JobQueue:
             "INSERT INTO job_events (job_id, event, worker_id, attempt, detail) VALUES (%s, %s, %s, %s, %s)",
             (job_id, event, worker_id, attempt, detail),
         )
-

@@ -215,6 +215,6 @@ class ObjectStore:
         except BotoCoreError as error:
             # Connection refused, DNS, timeouts, closed connections: all "cannot reach it".
             raise StorageUnavailable(
-                f"Storage at {self.endpoint_url or 'the default S3 endpoint'} cannot be reached ({type(error).__name__}); "
-                "try again later."
+                f"Storage at {self.endpoint_url or 'the default S3 endpoint'} cannot be reached "
+                f"({type(error).__name__}); try again later."
             ) from error
