@@ -348,9 +348,9 @@ class JobQueue:
         with self.connection() as conn:
             exhausted = conn.execute(
                 """UPDATE jobs SET state = 'failed', finished_at = now(), lease_token = NULL,
-                          error = format('Gave up after %%s attempts: the worker processing this job stopped '
-                                         'responding each time (last: %%s); check the shepherd logs.',
-                                         attempts, coalesce(worker_id, 'unknown'))
+                          error = 'Gave up after ' || attempts || ' attempts: the worker processing this job '
+                                  'stopped responding each time (last: ' || coalesce(worker_id, 'unknown')
+                                  || '); check the shepherd logs.'
                    WHERE id IN (SELECT id FROM jobs
                                 WHERE state = 'running' AND lease_expires_at < now() AND attempts >= max_attempts
                                 FOR UPDATE SKIP LOCKED)
