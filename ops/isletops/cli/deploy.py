@@ -1,0 +1,334 @@
+"""`isletops release|releases|deploy|rollback|history|lock`: parse, call `isletops.deploy`, print."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+
+import click
+
+from isletops import deploy as core
+from isletops.cli import Context, pass_context
+from isletops.errors import ConfigError, ExitStatus, LockError
+from isletops.history import History, deployed_tags, last_attempt_notice
+from isletops.lock import InstanceLock, LockDetails
+
+# Modules that plug deploy hooks in (each exposes `register(register_hook)`), loaded if present.
+HOOK_PLUGINS: tuple[str, ...] = ("monitors.deploy_hooks",)
+
+
+def _load_hook_plugins() -> None:
+    for name in HOOK_PLUGINS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name in (name, name.rpartition(".")[0]):
+                continue
+            raise
+        module.register(core.register_hook)
+
+
+def _registry(ctx: Context, option: str | None) -> str:
+    registry = option or ctx.config.registry
+    if not registry:
+        raise ConfigError(
+            "No registry is configured.", "Set 'registry:' in the site config or pass --registry HOST:PORT."
+        )
+    return registry
+
+
+def _say(line: str) -> None:
+    click.echo(f"  {line}", err=True)
+
+
+def _print_notes(notes: list[str]) -> None:
+    for note in notes:
+        click.secho(f"isletops: note: {note}", fg="yellow", err=True)
+
+
+def _print_broken_lock(result: core.DeployResult) -> None:
+    if result.broken_lock is not None:
+        held = result.broken_lock.details.describe() if result.broken_lock.details else result.broken_lock.problem
+        click.secho(f"isletops: broke a stale lock: {held}", fg="yellow", err=True)
+
+
+def _run_deploy(ctx: Context, options: core.DeployOptions, to: str | None = None) -> None:
+    instance = ctx.instance()
+    _load_hook_plugins()
+    try:
+        if options.command == "rollback":
+            result = core.rollback(ctx.config, instance, to, options, progress=_say)
+        else:
+            result = core.deploy(ctx.config, instance, options, progress=_say)
+    except core.DeployFailed as failure:
+        if failure.details:
+            click.echo(failure.details, err=True)
+        raise
+    _print_notes(result.notes)
+    if options.dry_run:
+        for line in result.plan.lines():
+            click.echo(line)
+        if result.plan.missing:
+            raise core.DeployError(
+                f"Release {result.plan.to_tag} lacks {len(result.plan.missing)} image(s) in {result.plan.registry}.",
+                "A real deploy would stop before changing anything.",
+            )
+        return
+    _print_broken_lock(result)
+    click.secho(
+        f"{options.command} of {result.plan.to_tag} to instance '{instance.name}': ok in {result.duration_s:.0f} s "
+        f"(was {result.plan.from_tag or 'nothing'}).",
+        fg="green",
+    )
+
+
+_deploy_options = [
+    click.option("--registry", metavar="HOST[:PORT][/PREFIX]", help="Registry to pull from. Default: config."),
+    click.option("--dry-run", is_flag=True, help="Print the plan (and check the images exist); change nothing."),
+    click.option("--force", is_flag=True, help="Break a STALE lock (its process is gone) and go on."),
+    click.option("--no-e2e", is_flag=True, help="Skip the end-to-end job gate (healthchecks still gate)."),
+    click.option("--health-timeout", type=float, metavar="S", help="Seconds per service to become healthy."),
+    click.option("--min-free-mb", type=float, default=core.DEFAULT_MIN_FREE_BYTES / 2**20, show_default=True,
+                 help="MiB that must stay free on Docker's data root and the instance folder after the pull."),
+    click.option("-m", "--message", default="", help="Why: kept in the lock details and the history."),
+]
+
+
+def _with_options(func):
+    for option in reversed(_deploy_options):
+        func = option(func)
+    return func
+
+
+def register(main: click.Group) -> None:
+    main.add_command(release_command)
+    main.add_command(releases_command)
+    main.add_command(deploy_command)
+    main.add_command(rollback_command)
+    main.add_command(history_command)
+    main.add_command(lock_group)
+
+
+@click.command("release")
+@click.option("--registry", metavar="HOST[:PORT][/PREFIX]", help="Registry to push to. Default: config 'registry'.")
+@click.option("--build-tag", default="latest", show_default=True, help="Tag of the local images 'isletops build' made.")
+@click.option("--dry-run", is_flag=True, help="Show the next tag and what would be pushed; push nothing.")
+@pass_context
+def release_command(ctx: Context, registry: str | None, build_tag: str, dry_run: bool) -> None:
+    """Tag every component's local image with the next YYYY-MM-DD_NN tag and push it.
+
+    The number continues from the tags already in the registry, so a second release the same
+    day gets _02. Prints the new tag on stdout (for scripts).
+
+    \b
+    Example:
+      TAG=$(isletops release --registry 127.0.0.1:5000) && isletops deploy --tag "$TAG"
+    """
+    registry = _registry(ctx, registry)
+    if dry_run:
+        plan = core.plan_release(registry, build_tag)
+        for source, target in plan.pushes.values():
+            click.echo(f"would push {source} as {target}", err=True)
+        click.echo(plan.tag)
+        return
+    plan = core.release(registry, build_tag, progress=_say)
+    click.echo(plan.tag)
+
+
+@click.command("releases")
+@click.option("--registry", metavar="HOST[:PORT][/PREFIX]", help="Registry to list. Default: config 'registry'.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_context
+def releases_command(ctx: Context, registry: str | None, as_json: bool) -> None:
+    """List release tags in the registry, newest first, marking the deployed and previous ones.
+
+    \b
+    Example:
+      isletops releases            # '*' deployed, '-' previous (where 'rollback' goes)
+    """
+    deployed, notes = core.current_deployment(ctx.instance())
+    rows = core.list_releases(_registry(ctx, registry), deployed)
+    if as_json:
+        click.echo(json.dumps([row.__dict__ for row in rows], indent=2))
+        return
+    _print_notes(notes)
+    if not rows:
+        click.echo("No releases in the registry yet; make one with 'isletops release'.")
+    for row in rows:
+        mark = "*" if row.deployed else "-" if row.previous else " "
+        remarks = []
+        if row.deployed:
+            remarks.append("deployed")
+        if row.previous:
+            remarks.append("previous")
+        if not row.complete:
+            remarks.append("INCOMPLETE: some component images are missing")
+        click.echo(f"{mark} {row.tag}" + (f"   {', '.join(remarks)}" if remarks else ""))
+
+
+@click.command("deploy")
+@click.option("--tag", "-t", required=True, metavar="TAG", help="Release tag YYYY-MM-DD_NN.")
+@_with_options
+@pass_context
+def deploy_command(ctx: Context, tag: str, registry: str | None, dry_run: bool, force: bool, no_e2e: bool,
+                   health_timeout: float | None, min_free_mb: float, message: str) -> None:
+    """Deploy release TAG, health-gated; roll back by itself when it is not healthy.
+
+    Verifies every image first (nothing changes when one is missing), pulls, renders compose for
+    TAG, rolls services over in dependency order, waits for every healthcheck, runs one
+    end-to-end job, and records the attempt in 'isletops history'.
+
+    \b
+    Examples:
+      isletops deploy --tag 2026-11-23_02 --dry-run
+      isletops -i staging deploy --tag 2026-11-23_02 -m "new model"
+    """
+    options = core.DeployOptions(
+        tag=tag, registry=_registry(ctx, registry), force=force, dry_run=dry_run,
+        min_free_bytes=int(min_free_mb * 2**20), health_timeout_s=health_timeout, e2e_gate=not no_e2e, message=message,
+    )
+    _run_deploy(ctx, options)
+
+
+@click.command("rollback")
+@click.option("--to", "to", metavar="TAG", help="Tag to go back to. Default: the previous good release.")
+@_with_options
+@pass_context
+def rollback_command(ctx: Context, to: str | None, registry: str | None, dry_run: bool, force: bool, no_e2e: bool,
+                     health_timeout: float | None, min_free_mb: float, message: str) -> None:
+    """Go back to the previous good release (or --to TAG), with the same health gate as deploy.
+
+    \b
+    Examples:
+      isletops rollback
+      isletops rollback --to 2026-11-20_01 -m "IEQ regression"
+    """
+    options = core.DeployOptions(
+        tag="", registry=_registry(ctx, registry), command="rollback", force=force, dry_run=dry_run,
+        min_free_bytes=int(min_free_mb * 2**20), health_timeout_s=health_timeout, e2e_gate=not no_e2e, message=message,
+    )
+    _run_deploy(ctx, options, to)
+
+
+@click.command("history")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines, as stored.")
+@click.option("-n", "count", type=int, default=20, show_default=True, help="How many of the newest entries.")
+@pass_context
+def history_command(ctx: Context, as_json: bool, count: int) -> None:
+    """Show deploy and rollback attempts of the instance, newest last.
+
+    \b
+    Example:
+      isletops history -n 5
+    """
+    instance = ctx.instance()
+    history = History(instance.state_dir, instance.name)
+    read = history.read()
+    if read.problems:
+        click.secho(f"isletops: warning: {read.problem_summary(history.path)}", fg="yellow", err=True)
+        for problem in read.problems[:10]:
+            click.echo(f"  {problem}", err=True)
+    entries = read.entries[-count:] if count > 0 else read.entries
+    if as_json:
+        for entry in entries:
+            click.echo(entry.to_json())
+    else:
+        if not entries:
+            click.echo(f"No deploys recorded for instance '{instance.name}' yet.")
+        for entry in entries:
+            colour = {"ok": "green", "interrupted": "yellow"}.get(entry.result, "red")
+            line = (
+                f"{entry.time}  {entry.user:<10} {entry.command:<8} {entry.from_tag or '-':>13} -> {entry.to_tag:<13} "
+                f"{click.style(entry.result, fg=colour):<11} {entry.duration_s:6.0f} s"
+            )
+            click.echo(line + (f"  {entry.message}" if entry.message else ""))
+        deployed = deployed_tags(read.entries)
+        if deployed.current:
+            click.echo(f"deployed: {deployed.current}; previous: {deployed.previous or 'none'}")
+        notice = last_attempt_notice(read.entries)
+        if notice:
+            click.secho(f"note: {notice}", fg="yellow")
+    if read.problems:
+        ctx_exit = click.get_current_context()
+        ctx_exit.exit(int(ExitStatus.WARNING))
+
+
+@click.group("lock")
+def lock_group() -> None:
+    """Show, take or release the instance's deploy lock.
+
+    \b
+    Examples:
+      isletops lock status
+      isletops lock acquire -m "database maintenance until 14:00"
+      isletops lock release
+    """
+
+
+@lock_group.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_context
+def lock_status(ctx: Context, as_json: bool) -> None:
+    """Say whether the instance is locked, by whom, since when; exit 1 when locked.
+
+    \b
+    Example:
+      isletops lock status
+    """
+    instance = ctx.instance()
+    found = InstanceLock(instance.state_dir, instance.name).status()
+    if as_json:
+        payload = {"held": found.held, "stale": found.stale, "problem": found.problem,
+                   "details": found.details.__dict__ if found.details else None}
+        click.echo(json.dumps(payload, indent=2))
+    elif not found.held:
+        click.echo(f"Instance '{instance.name}' is not locked.")
+    else:
+        who = found.details.describe() if found.details else found.problem
+        state = "STALE lock (its process is gone; --force breaks it)" if found.stale else "locked"
+        click.echo(f"Instance '{instance.name}': {state}: {who}")
+    if found.held:
+        click.get_current_context().exit(int(ExitStatus.WARNING))
+
+
+@lock_group.command("acquire")
+@click.option("-m", "--message", required=True, help="Why (shown to whoever is refused).")
+@pass_context
+def lock_acquire(ctx: Context, message: str) -> None:
+    """Take the lock by hand (no deploy or rollback can start until 'isletops lock release').
+
+    \b
+    Example:
+      isletops lock acquire -m "investigating the shepherd"
+    """
+    instance = ctx.instance()
+    lock = InstanceLock(instance.state_dir, instance.name)
+    lock.acquire(LockDetails.for_this_process("manual", message=message, hold=False))
+    click.echo(f"Instance '{instance.name}' is locked: {message}")
+
+
+@lock_group.command("release")
+@pass_context
+def lock_release(ctx: Context) -> None:
+    """Release the lock, whoever holds it (refused while a live deploy holds it).
+
+    \b
+    Example:
+      isletops lock release
+    """
+    instance = ctx.instance()
+    lock = InstanceLock(instance.state_dir, instance.name)
+    found = lock.status()
+    if not found.held:
+        click.echo(f"Instance '{instance.name}' was not locked.")
+        return
+    if found.details and found.details.pid is not None and not found.stale:
+        raise LockError(
+            f"Instance '{instance.name}' is held by a running {found.details.command}: {found.details.describe()}.",
+            "Let it finish (or stop it with Ctrl-C); its clean-ups release the lock.",
+        )
+    with contextlib.suppress(Exception):
+        lock.release(only_if_owned=False)
+    held = found.details.describe() if found.details else found.problem
+    click.echo(f"Released the lock of '{instance.name}' ({held}).")
