@@ -31,9 +31,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import docker.errors
+import docker.utils.build
 import requests
 
 import docker
@@ -195,6 +196,23 @@ def split_image_ref(ref: str) -> tuple[str, str]:
     if not name or "/" in tag:  # the colon belonged to a registry port, not a tag
         return ref, "latest"
     return name, tag
+
+
+def ignore_patterns(context: Path, dockerfile: Path) -> list[str]:
+    """The context's exclude patterns: `<Dockerfile>.dockerignore` beside the Dockerfile when it
+    exists (BuildKit's convention: it replaces the root file), else `<context>/.dockerignore`."""
+    for candidate in (dockerfile.with_name(dockerfile.name + ".dockerignore"), context / ".dockerignore"):
+        if candidate.is_file():
+            lines = (line.strip() for line in candidate.read_text().splitlines())
+            return [line for line in lines if line and not line.startswith("#")]
+    return []
+
+
+def build_context_tar(context: Path, dockerfile: Path) -> IO[bytes]:
+    """A tar of the build context without its ignored files (the Dockerfile is always in)."""
+    relative = str(dockerfile.relative_to(context))
+    patterns = ignore_patterns(context, dockerfile)
+    return docker.utils.build.tar(str(context), exclude=patterns, dockerfile=(relative, None))
 
 
 def container_state(container: Any) -> ContainerState:
@@ -359,8 +377,10 @@ class DockerEngine:
             raise DockerError(f"Dockerfile {dockerfile} is outside the build context {context}.") from None
         image_id = ""
         try:
+            context_tar = build_context_tar(context, dockerfile.resolve())
             stream = self.client.api.build(
-                path=str(context),
+                fileobj=context_tar,
+                custom_context=True,
                 dockerfile=relative,
                 tag=tag,
                 buildargs=build_args or {},
@@ -385,6 +405,9 @@ class DockerEngine:
             raise DockerError(f"Building {tag} failed: {_short(exc)}.") from None
         except (docker.errors.DockerException, requests.RequestException) as exc:
             raise DockerError(f"Building {tag} failed: {_short(exc)}.") from None
+        finally:
+            if "context_tar" in locals():
+                context_tar.close()
         return image_id or self._image(tag).id
 
     def _image(self, ref: str) -> Any:
@@ -528,6 +551,25 @@ class DockerEngine:
             if time.monotonic() >= deadline:
                 raise DockerError(_not_ready_message(project, not_ready, timeout_s))
             time.sleep(min(poll_s, max(0.0, deadline - time.monotonic())))
+
+    def run_oneshot(self, image: str, command: list[str], binds: dict[str, str] | None = None, user: str = "0") -> str:
+        """Run `command` in a throw-away container (no network) and return its output; for host
+        chores that need a container's user, e.g. fixing owners of bind-mounted data folders."""
+        volumes = {host: {"bind": inside, "mode": "rw"} for host, inside in (binds or {}).items()}
+        try:
+            output = self.client.containers.run(
+                image, command, remove=True, user=user, volumes=volumes, network_mode="none",
+                labels={"org.isletnet.oneshot": "1"}, stdout=True, stderr=True,
+            )
+        except docker.errors.ContainerError as exc:
+            stderr = (exc.stderr or b"").decode("utf-8", errors="replace")
+            reason = _one_line(stderr) or f"exit code {exc.exit_status}"
+            raise DockerError(f"Helper container from {image} failed: {reason}.") from None
+        except docker.errors.ImageNotFound:
+            raise DockerError(f"Image {image} does not exist locally.", "Build it first (make bootstrap).") from None
+        except docker.errors.APIError as exc:
+            raise DockerError(f"Helper container from {image} failed: {_short(exc)}.") from None
+        return (output or b"").decode("utf-8", errors="replace")
 
     def remove_by_label(self, label: str) -> None:
         """Remove containers (with anonymous volumes), then networks, then volumes carrying `label`."""

@@ -1,0 +1,536 @@
+"""The stack of one instance: building its images, rendering its compose files and running it.
+
+`prepare_instance` makes an instance folder complete and current (env file with secrets, the
+two rendered compose files, data folders with the right owners); `up`, `down`, `restart`,
+`logs` and `status` then drive compose through `isletops.docker_engine`. Deploy (`isletops.deploy`)
+builds on `prepare_instance` and `DockerEngine`. No printing here: functions return values or raise
+`IsletOpsError` subclasses; long steps report through an optional `progress` callback.
+
+What the instance's `.env` holds: generated secrets (never rotated by a re-run) and the settings
+isletops manages from the site config (`MANAGED_ENV_KEYS`: the release tag, registry prefix,
+ports, bind address, data folder), which are rewritten on every `prepare_instance`. Anything else
+in the file is kept as the admin wrote it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from isletops import release
+from isletops.config import InstanceConfig, SiteConfig, ensure_env_file, read_env_file
+from isletops.docker_engine import ContainerState, DockerEngine
+from isletops.errors import ConfigError, DockerError
+from isletops.render import PROJECT_ROOT, render_template
+
+COMPOSE_FILES: tuple[str, ...] = ("docker-compose.yml", "docker-compose.production.yml")
+BASE_IMAGE = "isletnet-base:latest"
+WHEELHOUSE = PROJECT_ROOT / "build" / "wheelhouse"
+# Components whose images install Python packages from the wheelhouse.
+WHEEL_COMPONENTS = frozenset({"storage", "backend", "shepherd", "pruner"})
+# Owners of the host data folders (uids fixed in the Dockerfiles): bind mounts keep host owners.
+DATA_DIR_OWNERS: dict[str, int] = {"storage": 10001, "queue": 10002}
+# Settings isletops writes into .env from the site config on every prepare (others are kept).
+MANAGED_ENV_KEYS: tuple[str, ...] = (
+    "TAG", "REPOSITORY", "BIND_ADDRESS", "HTTP_PORT", "API_PORT", "LOCAL_DATA_DIR", "MAX_UPLOAD_MB",
+    "RETENTION_SECONDS",
+)
+# Extra labels for every container and network, "key=value,key=value" (tests mark theirs so a
+# crashed run can be swept by label).
+EXTRA_LABELS_ENV = "ISLETOPS_EXTRA_LABELS"
+_IMAGE_TAG_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_LABEL_KEY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    """The default progress callback: say nothing."""
+
+
+# -- instance resolution, GPU ---------------------------------------------------------------------
+
+
+def resolve_instance(site: SiteConfig, instance: InstanceConfig | str | None) -> InstanceConfig:
+    """An `InstanceConfig` from a config object, a name, or None (the site's default instance)."""
+    return instance if isinstance(instance, InstanceConfig) else site.instance(instance)
+
+
+def detect_gpu() -> bool:
+    """True when the host has an NVIDIA GPU: NVML counts at least one, or /dev/nvidia0 exists."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            if pynvml.nvmlDeviceGetCount() > 0:
+                return True
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:  # noqa: S110 - no driver/library is the common "no GPU" case; fall back to the device node
+        pass
+    return Path("/dev/nvidia0").exists()
+
+
+def gpu_enabled(instance: InstanceConfig, detect: Callable[[], bool] = detect_gpu) -> bool:
+    """Whether the shepherd gets the GPUs: config `gpu` yes/no, or auto = detected on this host."""
+    if instance.gpu == "yes":
+        return True
+    if instance.gpu == "no":
+        return False
+    return detect()
+
+
+def extra_labels_from_env(text: str | None = None) -> dict[str, str]:
+    """Parse `ISLETOPS_EXTRA_LABELS` ("k=v,k2=v2"); a malformed entry is an error, not ignored."""
+    text = os.environ.get(EXTRA_LABELS_ENV, "") if text is None else text
+    labels: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not _LABEL_KEY_PATTERN.match(key) or '"' in value:
+            raise ConfigError(
+                f"{EXTRA_LABELS_ENV} has a malformed label '{item}'.",
+                "Write labels as key=value separated by commas, e.g. org.example.team=lab.",
+            )
+        labels[key] = value
+    return labels
+
+
+# -- rendering ------------------------------------------------------------------------------------
+
+
+def validate_image_tag(tag: str) -> str:
+    """Docker's tag grammar (release tags `YYYY-MM-DD_NN` are a subset)."""
+    if not _IMAGE_TAG_PATTERN.match(tag or ""):
+        raise ConfigError(
+            f"'{tag}' cannot be an image tag.",
+            "Use letters, digits, '_', '.' and '-' (release tags look like 2026-11-23_01).",
+        )
+    return tag
+
+
+def managed_env(instance: InstanceConfig, tag: str, registry: str = "") -> dict[str, str]:
+    """The `.env` settings isletops owns for this instance and tag."""
+    return {
+        "TAG": validate_image_tag(tag),
+        "REPOSITORY": release.repository_prefix(registry),
+        "BIND_ADDRESS": instance.bind_address,
+        "HTTP_PORT": str(instance.http_port),
+        "API_PORT": str(instance.api_port),
+        "LOCAL_DATA_DIR": str(instance.local_data_dir.resolve()),
+        "MAX_UPLOAD_MB": str(instance.max_upload_mb),
+        "RETENTION_SECONDS": str(int(instance.retention_days * 86400)),
+    }
+
+
+def render_compose_files(
+    instance: InstanceConfig, gpu: bool, extra_labels: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The text of each compose file for `instance` (pure: nothing is written)."""
+    settings = {
+        "instance": instance.name,
+        "gpu": gpu,
+        "gpu_setting": instance.gpu,
+        "extra_labels": dict(extra_labels or {}),
+        "components": release.COMPONENTS,
+    }
+    return {name: render_template("compose", name, settings) for name in COMPOSE_FILES}
+
+
+def compose_files(instance: InstanceConfig) -> list[Path]:
+    return [instance.directory / name for name in COMPOSE_FILES]
+
+
+def update_env_values(instance: InstanceConfig, values: dict[str, str]) -> dict[str, str]:
+    """Set `values` in the instance's env file (others kept), atomically, mode 0600."""
+    current = read_env_file(instance.env_file)
+    merged = {**current, **values}
+    if merged != current:
+        lines = [
+            "# Written by isletops. Secrets are generated once and never rotated by a re-run;",
+            f"# {', '.join(MANAGED_ENV_KEYS)} follow the site config and are rewritten on deploy.",
+        ]
+        lines += [f"{key}={value}" for key, value in sorted(merged.items())]
+        _write_private(instance.env_file, "\n".join(lines) + "\n")
+    return merged
+
+
+def _write_private(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+    os.chmod(path, 0o600)
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    if path.exists() and path.read_text() == text:
+        return
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def prepare_data_dirs(instance: InstanceConfig, engine: DockerEngine | None = None) -> None:
+    """Create the data folders and give them to the container users (bind mounts keep host owners).
+
+    As root this is a chown; otherwise a throw-away container from the base image does it, so a
+    member of the docker group needs no sudo.
+    """
+    base = instance.local_data_dir.resolve()
+    wrong_owner = []
+    for name, uid in DATA_DIR_OWNERS.items():
+        path = base / name
+        path.mkdir(parents=True, exist_ok=True)
+        if path.stat().st_uid != uid:
+            wrong_owner.append((path, uid))
+    if not wrong_owner:
+        return
+    if os.geteuid() == 0:
+        for path, uid in wrong_owner:
+            os.chown(path, uid, uid)
+            path.chmod(0o700)
+        return
+    engine = engine or DockerEngine()
+    for path, uid in wrong_owner:
+        engine.run_oneshot(BASE_IMAGE, ["sh", "-c", f"chown {uid}:{uid} /target && chmod 700 /target"],
+                           binds={str(path): "/target"})
+
+
+def prepare_instance(
+    site: SiteConfig,
+    instance: InstanceConfig | str | None,
+    tag: str,
+    registry: str = "",
+    labels: dict[str, str] | None = None,
+    engine: DockerEngine | None = None,
+) -> list[Path]:
+    """Make the instance folder ready to run release `tag` and return its compose files.
+
+    Ensures the env file (generated secrets kept, managed settings updated), renders both compose
+    files, and creates the data folders. `registry` "" means local images (`isletnet-<c>:<tag>`).
+    Extra `labels` (plus `$ISLETOPS_EXTRA_LABELS`) go on every container and network.
+    """
+    instance = resolve_instance(site, instance)
+    env = managed_env(instance, tag, registry)
+    instance.directory.mkdir(parents=True, exist_ok=True)
+    instance.state_dir.mkdir(exist_ok=True)
+    ensure_env_file(instance, env)
+    update_env_values(instance, env)
+    all_labels = {**extra_labels_from_env(), **(labels or {})}
+    rendered = render_compose_files(instance, gpu_enabled(instance), all_labels)
+    for name, text in rendered.items():
+        _write_if_changed(instance.directory / name, text)
+    prepare_data_dirs(instance, engine)
+    return compose_files(instance)
+
+
+def current_tag(instance: InstanceConfig) -> str | None:
+    """The release tag the instance's compose files are rendered for (None: never prepared)."""
+    if not all(path.exists() for path in compose_files(instance)):
+        return None
+    return read_env_file(instance.env_file).get("TAG") or None
+
+
+def current_registry(instance: InstanceConfig) -> str:
+    return read_env_file(instance.env_file).get("REPOSITORY", "").rstrip("/")
+
+
+# -- building -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """What `build_images` made: the release tag and each component's image reference."""
+
+    tag: str
+    images: dict[str, str]
+    reused_tag: bool  # nothing changed since the newest local release: its tag was kept
+
+
+def _git_revision() -> str:
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True,
+            timeout=10, check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return result.stdout.strip() or "unknown"
+
+
+def check_build_inputs(components: Iterable[str], engine: DockerEngine, base_image: str = BASE_IMAGE) -> None:
+    """Fail early, with the command that fixes it, when the base image or wheelhouse is missing."""
+    if not engine.image_exists(base_image):
+        raise DockerError(
+            f"The base image {base_image} does not exist.",
+            "Build it with 'bash scripts/build-base-image.sh' (make bootstrap does it).",
+        )
+    if set(components) & WHEEL_COMPONENTS and not any(WHEELHOUSE.glob("*.whl")):
+        raise DockerError(
+            f"The wheelhouse {WHEELHOUSE} is empty.",
+            "Fill it with 'bash scripts/build-wheelhouse.sh' (make bootstrap does it).",
+        )
+
+
+def _validate_components(components: Iterable[str] | None) -> list[str]:
+    chosen = list(components or release.COMPONENTS)
+    unknown = [c for c in chosen if c not in release.COMPONENTS]
+    if unknown:
+        raise ConfigError(
+            f"Unknown component(s): {', '.join(unknown)}.", f"Components: {', '.join(release.COMPONENTS)}."
+        )
+    return [c for c in release.COMPONENTS if c in chosen]  # start order, no duplicates
+
+
+def build_images(
+    components: Iterable[str] | None = None,
+    tag: str | None = None,
+    progress: Progress = _quiet,
+    engine: DockerEngine | None = None,
+    base_image: str = BASE_IMAGE,
+    today: dt.date | None = None,
+    on_component: Callable[[str, int, int], None] | None = None,
+) -> BuildResult:
+    """Build component images as `isletnet-<c>:latest` and tag every component with a release tag.
+
+    A release names all components, so components not asked for and not built yet are built too.
+    With no `tag`, the newest local release tag is kept when every image is unchanged since it
+    (a re-run makes no new release); otherwise the next tag of today (`release.next_tag`).
+    """
+    engine = engine or DockerEngine()
+    asked = _validate_components(components)
+    missing = [c for c in release.COMPONENTS if c not in asked and not engine.image_exists(_latest(c))]
+    to_build = _validate_components(asked + missing)
+    check_build_inputs(to_build, engine, base_image)
+    labels = {
+        "org.opencontainers.image.source": "isletops",
+        "org.opencontainers.image.revision": _git_revision(),
+    }
+    for index, component in enumerate(to_build, start=1):
+        if on_component:
+            on_component(component, index, len(to_build))
+        progress(f"building {_latest(component)} ({index}/{len(to_build)})")
+        engine.build_image(
+            PROJECT_ROOT,
+            PROJECT_ROOT / "services" / component / "Dockerfile",
+            _latest(component),
+            build_args={"BASE_IMAGE": base_image},
+            labels={**labels, "org.opencontainers.image.title": release.image_repository(component),
+                    "org.isletnet.component": component},
+            progress=progress,
+        )
+    ids = {c: engine.image_id(_latest(c)) for c in release.COMPONENTS}
+    reused = False
+    if tag is None:
+        existing = set()
+        for component in release.COMPONENTS:
+            existing |= set(engine.local_tags(release.image_repository(component)))
+        newest = next(iter(release.release_tags(existing)), None)
+        if newest and all(_same_image(engine, release.image_name(c, newest), ids[c]) for c in release.COMPONENTS):
+            tag, reused = str(newest), True
+        else:
+            tag = str(release.next_tag(existing, today or dt.datetime.now(dt.UTC).date()))
+    validate_image_tag(tag)
+    images = {}
+    for component in release.COMPONENTS:
+        ref = f"{release.image_repository(component)}:{tag}"
+        engine.tag_image(_latest(component), ref)
+        images[component] = ref
+    return BuildResult(tag=tag, images=images, reused_tag=reused)
+
+
+def _same_image(engine: DockerEngine, ref: str, image_id: str) -> bool:
+    return engine.image_exists(ref) and engine.image_id(ref) == image_id
+
+
+def _latest(component: str) -> str:
+    return f"{release.image_repository(component)}:latest"
+
+
+# -- running --------------------------------------------------------------------------------------
+
+
+def _compose_env(instance: InstanceConfig) -> dict[str, str]:
+    """The env file's values, passed to compose so they win over stray shell variables."""
+    return read_env_file(instance.env_file)
+
+
+def _validate_services(services: Iterable[str] | None) -> list[str]:
+    chosen = list(services or [])
+    unknown = [s for s in chosen if s not in release.COMPONENTS]
+    if unknown:
+        raise ConfigError(
+            f"Unknown service(s): {', '.join(unknown)}.", f"Services: {', '.join(release.COMPONENTS)}."
+        )
+    return chosen
+
+
+def _require_prepared(instance: InstanceConfig) -> list[Path]:
+    if current_tag(instance) is None:
+        raise ConfigError(
+            f"Instance '{instance.name}' has not been set up yet (no compose files in {instance.directory}).",
+            "Run 'isletops up --tag TAG' or 'isletops deploy --tag TAG' first.",
+        )
+    return compose_files(instance)
+
+
+def check_images(instance: InstanceConfig, tag: str, engine: DockerEngine) -> None:
+    """Local images without a registry must exist: say which and how to make them."""
+    if current_registry(instance):
+        return  # compose pulls what is missing from the registry
+    missing = [release.image_repository(c) + f":{tag}" for c in release.COMPONENTS
+               if not engine.image_exists(f"{release.image_repository(c)}:{tag}")]
+    if missing:
+        raise DockerError(
+            f"Image(s) {', '.join(missing)} do not exist locally.",
+            "Build them with 'isletops build' (it prints the tag) or deploy a released tag.",
+        )
+
+
+def up(
+    site: SiteConfig,
+    instance: InstanceConfig | str | None,
+    tag: str | None = None,
+    force_recreate: bool = False,
+    services: Iterable[str] | None = None,
+    timeout_s: float | None = None,
+    registry: str | None = None,
+    engine: DockerEngine | None = None,
+) -> list[ContainerState]:
+    """Start (or update) the instance on `tag` (default: its current tag) and wait until healthy.
+
+    `registry` None keeps the instance's current registry prefix. Returns the containers' states;
+    raises `DockerError` naming each service that did not become healthy and its last health output.
+    """
+    engine = engine or DockerEngine()
+    instance = resolve_instance(site, instance)
+    chosen = _validate_services(services)
+    tag = tag or current_tag(instance)
+    if not tag:
+        raise ConfigError(
+            f"Instance '{instance.name}' has no release tag yet.",
+            "Pass --tag (see 'isletops build' or 'isletops releases').",
+        )
+    registry = current_registry(instance) if registry is None else registry
+    files = prepare_instance(site, instance, tag, registry=registry, engine=engine)
+    check_images(instance, tag, engine)
+    timeout = float(timeout_s if timeout_s is not None else instance.health_timeout_s)
+    args = ["up", "--detach", "--remove-orphans"]
+    if force_recreate:
+        args.append("--force-recreate")
+    waiting = chosen or list(release.COMPONENTS)
+    if engine.compose_supports_wait:
+        args += ["--wait"]
+        if engine.compose_version >= (2, 17, 0):
+            args += ["--wait-timeout", str(int(timeout))]
+    try:
+        engine.compose(instance.project_name, files, args + chosen, env=_compose_env(instance), capture=True,
+                       timeout_s=timeout + 120)
+    except DockerError as error:
+        # compose says "container x is unhealthy"; add what the health check itself said.
+        states = [s for s in engine.project_containers(instance.project_name, waiting) if not s.is_ready]
+        detail = "; ".join(_state_detail(s) for s in states)
+        raise DockerError(f"{error.message.rstrip('.')}.{f' Not ready: {detail}.' if detail else ''}",
+                          f"See 'isletops logs {states[0].service}'." if states else None) from None
+    return engine.wait_healthy(instance.project_name, waiting, timeout_s=timeout)
+
+
+def _state_detail(state: ContainerState) -> str:
+    text = state.describe()
+    if state.last_health_output:
+        text += f" — health check said '{' '.join(state.last_health_output.split())[:200]}'"
+    return text
+
+
+def down(
+    site: SiteConfig,
+    instance: InstanceConfig | str | None,
+    remove_data: bool = False,
+    timeout_s: float = 120,
+    engine: DockerEngine | None = None,
+) -> bool:
+    """Stop and remove the instance's containers and network; with `remove_data` also its data
+    folders (the S3 objects and the database!). Returns False when nothing was set up."""
+    engine = engine or DockerEngine()
+    instance = resolve_instance(site, instance)
+    if current_tag(instance) is None:
+        if remove_data:
+            remove_data_dirs(instance, engine)
+        return False
+    args = ["down", "--remove-orphans"] + (["--volumes"] if remove_data else [])
+    engine.compose(instance.project_name, compose_files(instance), args, env=_compose_env(instance), capture=True,
+                   timeout_s=timeout_s)
+    if remove_data:
+        remove_data_dirs(instance, engine)
+    return True
+
+
+def remove_data_dirs(instance: InstanceConfig, engine: DockerEngine) -> None:
+    """Delete the instance's data folders (owned by container users, so root or a container does it)."""
+    base = instance.local_data_dir.resolve()
+    for name in DATA_DIR_OWNERS:
+        path = base / name
+        if not path.exists():
+            continue
+        try:
+            shutil.rmtree(path)
+        except PermissionError:
+            engine.run_oneshot(BASE_IMAGE, ["sh", "-c", "rm -rf /target/* /target/.[!.]* || true"],
+                               binds={str(path): "/target"})
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def restart(
+    site: SiteConfig,
+    instance: InstanceConfig | str | None,
+    service: str | None = None,
+    timeout_s: float | None = None,
+    engine: DockerEngine | None = None,
+) -> list[ContainerState]:
+    """Restart one service (or all) and wait until healthy again."""
+    engine = engine or DockerEngine()
+    instance = resolve_instance(site, instance)
+    chosen = _validate_services([service] if service else None)
+    files = _require_prepared(instance)
+    engine.compose(instance.project_name, files, ["restart", *chosen], env=_compose_env(instance), capture=True,
+                   timeout_s=300)
+    timeout = float(timeout_s if timeout_s is not None else instance.health_timeout_s)
+    return engine.wait_healthy(instance.project_name, chosen or list(release.COMPONENTS), timeout_s=timeout)
+
+
+def logs(
+    site: SiteConfig,
+    instance: InstanceConfig | str | None,
+    service: str | None = None,
+    tail: int = 100,
+    follow: bool = False,
+    engine: DockerEngine | None = None,
+) -> str:
+    """The last `tail` log lines of one service or all (prefixed by service). With `follow`, compose
+    streams to this process's stdout until interrupted and "" is returned."""
+    engine = engine or DockerEngine()
+    instance = resolve_instance(site, instance)
+    chosen = _validate_services([service] if service else None)
+    if tail < 0:
+        raise ConfigError("--tail must be zero or more lines.")
+    files = _require_prepared(instance)
+    args = ["logs", "--no-color", "--tail", str(tail)] + (["--follow"] if follow else []) + chosen
+    result = engine.compose(instance.project_name, files, args, env=_compose_env(instance), capture=not follow)
+    return "" if follow else result.stdout
+
+
+def status(
+    site: SiteConfig, instance: InstanceConfig | str | None, engine: DockerEngine | None = None
+) -> list[ContainerState]:
+    """Every component's container state (`missing` for a component without a container)."""
+    engine = engine or DockerEngine()
+    instance = resolve_instance(site, instance)
+    return engine.project_containers(instance.project_name, release.COMPONENTS)

@@ -1,0 +1,20 @@
+#!/bin/sh
+# Start SeaweedFS with S3 on 8333. The S3 identity file is written at every start from the
+# environment (S3_ACCESS_KEY/S3_SECRET_KEY, generated into the instance's .env), so changing the
+# keys needs only a restart. Master, volume and filer talk to each other over loopback; only S3
+# is reachable from the other containers.
+set -eu
+: "${S3_ACCESS_KEY:?S3_ACCESS_KEY is required}"
+: "${S3_SECRET_KEY:?S3_SECRET_KEY is required}"
+config=/etc/seaweedfs/s3.json
+umask 077
+python3 - "$config" <<'PY'
+import json, os, sys
+identity = {"name": "isletnet", "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+            "credentials": [{"accessKey": os.environ["S3_ACCESS_KEY"], "secretKey": os.environ["S3_SECRET_KEY"]}]}
+with open(sys.argv[1], "w") as handle:
+    json.dump({"identities": [identity]}, handle)
+PY
+exec weed server -dir=/data -ip=127.0.0.1 -ip.bind=0.0.0.0 \
+  -master.volumeSizeLimitMB="${SEAWEEDFS_VOLUME_SIZE_MB:-1024}" -volume.max=0 \
+  -s3 -s3.port=8333 -s3.config="$config" "$@"
