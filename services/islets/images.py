@@ -1,0 +1,143 @@
+"""Decoding uploaded image bytes into RGB arrays, and encoding arrays as PNG.
+
+Every way an upload can be wrong ends here as an :class:`InvalidImageError` with one sentence;
+the pixel count is checked from the header *before* any pixel is decoded (decompression bombs).
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from services.islets.errors import InvalidImageError
+
+DEFAULT_MAX_PIXELS = 200_000_000
+
+# Formats a microscope camera or a phone produces; anything else Pillow could open (GIF, ICO,
+# PSD, ...) is refused so that the decoders exposed to uploads stay few.
+ACCEPTED_FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "MPO": "JPEG", "TIFF": "TIFF", "BMP": "BMP"}
+
+# A truncated file must fail, never be silently padded with grey.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+NOT_AN_IMAGE = "The file is not an image (PNG, JPEG or TIFF expected)."
+
+
+def _allow_pillow_up_to(max_pixels: int) -> None:
+    """Pillow refuses images above 2x its own MAX_IMAGE_PIXELS; our limit is the one that counts,
+    so make sure Pillow's never sits below it (it is only ever raised, never disabled)."""
+    current = Image.MAX_IMAGE_PIXELS
+    if current is not None and current < max_pixels:
+        Image.MAX_IMAGE_PIXELS = max_pixels
+
+
+def _open_checked(data: bytes, max_pixels: int) -> Image.Image:
+    """Open (header only) and check format and declared size."""
+    if not data:
+        raise InvalidImageError("The file is empty (0 bytes); upload the image again.")
+    _allow_pillow_up_to(max_pixels)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as error:
+        raise InvalidImageError(
+            f"The image declares more pixels than the limit of {max_pixels:,}; downscale it before uploading."
+        ) from error
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise InvalidImageError(NOT_AN_IMAGE) from error
+    if image.format not in ACCEPTED_FORMATS:
+        raise InvalidImageError(f"The file is a {image.format} image; PNG, JPEG or TIFF expected.")
+    width, height = image.size
+    if width <= 0 or height <= 0:
+        raise InvalidImageError(f"The image has no pixels ({width}×{height}).")
+    if width * height > max_pixels:
+        raise InvalidImageError(
+            f"The image is {width}×{height} pixels ({width * height:,}), more than the limit of "
+            f"{max_pixels:,}; downscale it or raise MAX_IMAGE_PIXELS."
+        )
+    return image
+
+
+def _decode(image: Image.Image) -> Image.Image:
+    """Decode all pixels; a truncated or corrupt file fails here."""
+    kind = ACCEPTED_FORMATS[image.format or ""]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image.load()
+            # Orientation from the camera's EXIF tag, so measurements and overlay match what the
+            # user sees; a broken EXIF block is not worth refusing the image for.
+            try:
+                transposed = ImageOps.exif_transpose(image)
+            except Exception:  # noqa: BLE001 - EXIF parsing errors come in many types
+                transposed = image
+            return transposed if transposed is not None else image
+    except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as error:
+        raise InvalidImageError(f"The {kind} file is truncated or corrupt; upload it again.") from error
+
+
+def _to_rgb_uint8(image: Image.Image) -> np.ndarray:
+    """Any Pillow mode -> H×W×3 uint8 RGB (alpha composited over white, 16-bit scaled)."""
+    mode = image.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        values = np.asarray(image)
+        if mode == "F" or values.dtype.kind == "f":
+            values = np.nan_to_num(values.astype(np.float64))
+            low, high = float(values.min()), float(values.max())
+            scaled = (values - low) / (high - low) * 255.0 if high > low else np.zeros_like(values)
+        elif values.size and values.max() > 255 or mode.startswith("I;16"):
+            # 16-bit data: full-range scaling keeps relative brightness (the classical model
+            # normalises illumination itself, so a dark 12-bit image still segments).
+            scaled = values.astype(np.float64) / 257.0
+        else:
+            scaled = values.astype(np.float64)
+        grey = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(white, rgba)
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    return np.ascontiguousarray(np.asarray(image, dtype=np.uint8))
+
+
+def image_size(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+    """(width, height) from the header alone; raises InvalidImageError like :func:`load_image`."""
+    with _open_checked(data, max_pixels) as image:
+        return image.size
+
+
+def load_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode uploaded bytes to an H×W×3 uint8 RGB array.
+
+    Handles grey, 16-bit, alpha, palette and CMYK images and EXIF orientation; multi-page TIFFs
+    give their first page. Raises :class:`InvalidImageError` (one sentence) for anything else.
+    """
+    image = _open_checked(data, max_pixels)
+    try:
+        decoded = _decode(image)
+        try:
+            rgb = _to_rgb_uint8(decoded)
+        except (OSError, ValueError) as error:
+            raise InvalidImageError(f"The image's pixel format ({decoded.mode}) cannot be read.") from error
+    finally:
+        image.close()
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[0] == 0 or rgb.shape[1] == 0:
+        raise InvalidImageError("The image has no pixels.")
+    return rgb
+
+
+def encode_png(rgb: np.ndarray, compress_level: int = 3) -> bytes:
+    """H×W×3 (or H×W) uint8 array -> PNG bytes. Level 3 compresses almost as well as the default
+    at a fraction of the time, which matters for overlays of large images."""
+    array = np.asarray(rgb)
+    if array.dtype != np.uint8:
+        raise ValueError(f"encode_png expects uint8 pixels, got {array.dtype}.")
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG", compress_level=compress_level)
+    return buffer.getvalue()

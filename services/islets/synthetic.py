@@ -1,0 +1,267 @@
+"""Synthetic dithizone-stained (DTZ) sample images with known ground truth.
+
+Used by the tests (accuracy against known islets), by the monitor's end-to-end probe and by the
+demo. Islets are crimson ellipses of given equivalent diameters with a soft one-pixel edge, on a
+light background, beside pale brownish exocrine clumps; optional touching pairs, sensor noise and
+uneven illumination make the job harder in the ways real photographs do.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from services.islets.ieq import ellipsoid_ieq, ricordi_ieq, sphere_ieq
+
+BACKGROUND_RGB = (232.0, 226.0, 214.0)
+EXOCRINE_RGB = (206.0, 178.0, 142.0)
+# DTZ islets range from bright red to dark crimson; each islet draws its own shade in this box.
+ISLET_RGB_LOW = (150.0, 22.0, 38.0)
+ISLET_RGB_HIGH = (192.0, 52.0, 72.0)
+GAP_UM = 30.0  # free space kept between separate islets so "separated" really means separated
+PAIR_DIAMETER_RANGE_UM = (70.0, 180.0)
+
+
+@dataclass
+class _Ellipse:
+    """One ellipse in pixel units: centre, semi-axes, rotation (radians)."""
+
+    cx: float
+    cy: float
+    semi_major: float
+    semi_minor: float
+    angle: float
+
+    def radius_towards(self, direction: float) -> float:
+        """Distance from the centre to the edge along `direction` (radians, image axes)."""
+        phi = direction - self.angle
+        a, b = self.semi_major, self.semi_minor
+        return a * b / math.hypot(b * math.cos(phi), a * math.sin(phi))
+
+
+@dataclass
+class _Unit:
+    """What is placed as a whole: one islet, or a touching pair (offsets from the unit centre)."""
+
+    ellipses: list[_Ellipse]
+    radius: float
+
+
+def _islet_axes(d_um: float, ellipticity: float) -> tuple[float, float]:
+    """Major and minor axis (µm) of an ellipse with equivalent diameter d and minor/major = 1 - e."""
+    ratio = 1.0 - min(max(ellipticity, 0.0), 0.9)
+    return d_um / math.sqrt(ratio), d_um * math.sqrt(ratio)
+
+
+def _single(d_um: float, ellipticity: float, pixel_size_um: float, rng: np.random.Generator) -> _Unit:
+    major, minor = _islet_axes(d_um, ellipticity)
+    ellipse = _Ellipse(0.0, 0.0, major / 2 / pixel_size_um, minor / 2 / pixel_size_um, rng.uniform(0, math.pi))
+    return _Unit([ellipse], ellipse.semi_major)
+
+
+def _pair(ellipticity: float, pixel_size_um: float, rng: np.random.Generator) -> _Unit:
+    """Two islets that touch: their outlines overlap by 5-20 % of the smaller radius, so the
+    mask joins them through a neck that a watershed must cut."""
+    first, second = (
+        _single(d, ellipticity, pixel_size_um, rng).ellipses[0] for d in rng.uniform(*PAIR_DIAMETER_RANGE_UM, 2)
+    )
+    direction = rng.uniform(0, 2 * math.pi)
+    reach_first = first.radius_towards(direction)
+    reach_second = second.radius_towards(direction + math.pi)
+    overlap = rng.uniform(0.05, 0.20) * min(reach_first, reach_second)
+    distance = reach_first + reach_second - overlap
+    half = distance / 2
+    first.cx, first.cy = -half * math.cos(direction), -half * math.sin(direction)
+    second.cx, second.cy = half * math.cos(direction), half * math.sin(direction)
+    return _Unit([first, second], half + max(first.semi_major, second.semi_major))
+
+
+def _place(
+    units: list[_Unit], height: int, width: int, gap: float, rng: np.random.Generator
+) -> list[tuple[float, float]] | None:
+    """Random non-overlapping centres (largest first); None when they do not fit."""
+    order = sorted(range(len(units)), key=lambda i: -units[i].radius)
+    centres: dict[int, tuple[float, float]] = {}
+    for index in order:
+        radius = units[index].radius
+        low_x, high_x = radius + gap, width - radius - gap
+        low_y, high_y = radius + gap, height - radius - gap
+        if low_x > high_x or low_y > high_y:
+            return None
+        for _attempt in range(2000):
+            x, y = rng.uniform(low_x, high_x), rng.uniform(low_y, high_y)
+            if all(math.hypot(x - px, y - py) > radius + units[j].radius + gap for j, (px, py) in centres.items()):
+                centres[index] = (x, y)
+                break
+        else:
+            return None
+    return [centres[i] for i in range(len(units))]
+
+
+def _ellipse_alpha(ellipse: _Ellipse, height: int, width: int) -> tuple[tuple[slice, slice], np.ndarray] | None:
+    """Coverage (0..1, soft one-pixel edge) of an ellipse over its bounding box."""
+    reach = ellipse.semi_major + 2
+    y0, y1 = max(int(ellipse.cy - reach), 0), min(int(ellipse.cy + reach) + 2, height)
+    x0, x1 = max(int(ellipse.cx - reach), 0), min(int(ellipse.cx + reach) + 2, width)
+    if y0 >= y1 or x0 >= x1:
+        return None
+    ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float64)
+    dx, dy = xs - ellipse.cx, ys - ellipse.cy
+    cos, sin = math.cos(ellipse.angle), math.sin(ellipse.angle)
+    along, across = dx * cos + dy * sin, -dx * sin + dy * cos
+    a, b = ellipse.semi_major, ellipse.semi_minor
+    level = np.sqrt((along / a) ** 2 + (across / b) ** 2)
+    gradient = np.hypot(along / a**2, across / b**2) / np.maximum(level, 1e-9)
+    # Signed distance to the outline to first order: (f - 1) / |∇f|.
+    signed = (level - 1.0) / np.maximum(gradient, 1e-9)
+    alpha = np.clip(0.5 - signed, 0.0, 1.0)
+    alpha[level < 0.5] = 1.0
+    return (slice(y0, y1), slice(x0, x1)), alpha
+
+
+def _paint(image: np.ndarray, coverage: np.ndarray, ellipse: _Ellipse, colour: np.ndarray, texture: np.ndarray) -> None:
+    placed = _ellipse_alpha(ellipse, image.shape[0], image.shape[1])
+    if placed is None:
+        return
+    window, alpha = placed
+    shade = colour[None, None, :] * texture[window][:, :, None]
+    image[window] = image[window] * (1 - alpha[:, :, None]) + shade * alpha[:, :, None]
+    coverage[window] = np.maximum(coverage[window], alpha)
+
+
+def _exocrine_clump(centre: tuple[float, float], pixel_size_um: float, rng: np.random.Generator) -> list[_Ellipse]:
+    """A clump of acinar tissue: a few overlapping small ellipses (irregular outline)."""
+    parts = []
+    for _ in range(int(rng.integers(3, 8))):
+        offset = rng.uniform(0, 60.0) / pixel_size_um
+        direction = rng.uniform(0, 2 * math.pi)
+        major = rng.uniform(30.0, 80.0) / pixel_size_um
+        parts.append(
+            _Ellipse(
+                centre[0] + offset * math.cos(direction),
+                centre[1] + offset * math.sin(direction),
+                major / 2,
+                major / 2 * rng.uniform(0.5, 1.0),
+                rng.uniform(0, math.pi),
+            )
+        )
+    return parts
+
+
+def _illumination(height: int, width: int, strength: float) -> np.ndarray:
+    """Multiplicative light field: a corner-to-corner ramp plus vignetting, 1 - strength at worst."""
+    ys = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None]
+    xs = np.linspace(0.0, 1.0, width, dtype=np.float32)[None, :]
+    ramp = 0.5 * (xs + ys)
+    vignette = ((xs - 0.5) ** 2 + (ys - 0.5) ** 2) * 2.0
+    return (1.0 - strength * (0.7 * ramp + 0.3 * vignette)).astype(np.float32)
+
+
+def make_dtz_image(
+    seed: int = 0,
+    diameters_um: Sequence[float] = (80, 120, 160, 220),
+    pixel_size_um: float = 0.843,
+    size: tuple[int, int] | None = None,
+    touching_pairs: int = 0,
+    exocrine_clumps: int = 3,
+    noise: float = 4.0,
+    uneven_illumination: float = 0.0,
+    ellipticity: float = 0.0,
+) -> tuple[np.ndarray, dict]:
+    """A synthetic DTZ image and its ground truth.
+
+    `diameters_um` are equivalent diameters of separated islets; each touching pair adds two
+    more islets (diameters drawn from 70-180 µm). `size` is (height, width) in pixels, chosen to
+    fit when None. `ellipticity` e makes every islet an ellipse with minor/major = 1 - e and the
+    same equivalent diameter. `uneven_illumination` is the darkening of the worst corner (0..1).
+
+    Returns ``(rgb, truth)`` with truth = {"islets": [{"diameter_um", "major_um", "minor_um",
+    "center_px": [x, y]}], "pairs": [[i, j], ...], "ieq_ricordi", "ieq_sphere", "ieq_ellipsoid",
+    "islet_count", "purity", "pixel_size_um"} (IEQ and count over islets of 50 µm and more).
+    """
+    if pixel_size_um <= 0:
+        raise ValueError("The pixel size must be a positive number of micrometres.")
+    rng = np.random.default_rng(seed)
+    units = [_single(float(d), ellipticity, pixel_size_um, rng) for d in diameters_um]
+    units += [_pair(ellipticity, pixel_size_um, rng) for _ in range(touching_pairs)]
+    gap = GAP_UM / pixel_size_um
+
+    if size is not None:
+        height, width = int(size[0]), int(size[1])
+        centres = _place(units, height, width, gap, rng) if units else []
+        if centres is None:
+            raise ValueError(f"The islets do not fit into {height}×{width} pixels; give a larger size.")
+    else:
+        footprint = sum((2 * unit.radius + gap) ** 2 for unit in units)
+        side = max(math.sqrt(footprint * 2.5), max((2 * u.radius + 2 * gap for u in units), default=0), 256.0)
+        centres = None
+        while centres is None:
+            height = width = int(math.ceil(side))
+            centres = _place(units, height, width, gap, rng)
+            side *= 1.15
+
+    texture = 1.0 + 0.05 * ndimage.gaussian_filter(rng.standard_normal((height, width)).astype(np.float32), 2.0) * 4.0
+    image = np.empty((height, width, 3), dtype=np.float32)
+    image[:] = np.asarray(BACKGROUND_RGB, dtype=np.float32)
+    islet_cover = np.zeros((height, width), dtype=np.float32)
+    exocrine_cover = np.zeros((height, width), dtype=np.float32)
+
+    # Exocrine clumps go where no islet is, so every islet's outline is its own.
+    exocrine_colour = np.asarray(EXOCRINE_RGB, dtype=np.float32)
+    clump_reach = 110.0 / pixel_size_um
+    for _ in range(exocrine_clumps):
+        for _attempt in range(200):
+            x, y = rng.uniform(0, width), rng.uniform(0, height)
+            if all(
+                math.hypot(x - cx, y - cy) > unit.radius + clump_reach
+                for unit, (cx, cy) in zip(units, centres, strict=True)
+            ):
+                for part in _exocrine_clump((x, y), pixel_size_um, rng):
+                    _paint(image, exocrine_cover, part, exocrine_colour, texture)
+                break
+
+    islets = []
+    pairs = []
+    for unit, (cx, cy) in zip(units, centres, strict=True):
+        indices = []
+        for ellipse in unit.ellipses:
+            placed = _Ellipse(cx + ellipse.cx, cy + ellipse.cy, ellipse.semi_major, ellipse.semi_minor, ellipse.angle)
+            colour = rng.uniform(ISLET_RGB_LOW, ISLET_RGB_HIGH).astype(np.float32)
+            _paint(image, islet_cover, placed, colour, texture)
+            major_um, minor_um = 2 * placed.semi_major * pixel_size_um, 2 * placed.semi_minor * pixel_size_um
+            indices.append(len(islets))
+            islets.append(
+                {
+                    "diameter_um": float(math.sqrt(major_um * minor_um)),
+                    "major_um": float(major_um),
+                    "minor_um": float(minor_um),
+                    "center_px": [float(placed.cx), float(placed.cy)],
+                }
+            )
+        if len(indices) == 2:
+            pairs.append(indices)
+
+    if uneven_illumination:
+        image *= _illumination(height, width, float(uneven_illumination))[:, :, None]
+    if noise:
+        image += rng.normal(0.0, float(noise), image.shape).astype(np.float32)
+    rgb = np.clip(np.rint(image), 0, 255).astype(np.uint8)
+
+    counted = [islet for islet in islets if islet["diameter_um"] >= 50.0]
+    islet_area = float(np.count_nonzero(islet_cover >= 0.5))
+    tissue_area = float(np.count_nonzero((islet_cover >= 0.5) | (exocrine_cover >= 0.5)))
+    truth = {
+        "islets": islets,
+        "pairs": pairs,
+        "islet_count": len(counted),
+        "ieq_ricordi": float(sum(ricordi_ieq(i["diameter_um"]) for i in counted)),
+        "ieq_sphere": float(sum(sphere_ieq(i["diameter_um"]) for i in counted)),
+        "ieq_ellipsoid": float(sum(ellipsoid_ieq(i["major_um"], i["minor_um"]) for i in counted)),
+        "purity": islet_area / tissue_area if tissue_area else 0.0,
+        "pixel_size_um": pixel_size_um,
+    }
+    return rgb, truth
