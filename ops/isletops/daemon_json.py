@@ -59,14 +59,17 @@ def validate_settings(settings: DaemonSettings) -> None:
         except ValueError:
             raise DaemonJsonError(f"Address pool base '{pool['base']}' is not a network like 172.30.0.0/16.") from None
         size = pool["size"]
-        if isinstance(size, bool) or not isinstance(size, int) or not network.prefixlen <= size <= network.max_prefixlen:
+        valid_size = isinstance(size, int) and not isinstance(size, bool)
+        if not valid_size or not network.prefixlen <= size <= network.max_prefixlen:
             raise DaemonJsonError(
                 f"Address pool size {size!r} must be a prefix length between {network.prefixlen} and "
                 f"{network.max_prefixlen} for base {network}."
             )
     for name, value in (("log max-size", settings.log_max_size), ("log max-file", settings.log_max_file)):
         if not isinstance(value, str) or not value:
-            raise DaemonJsonError(f"The {name} option must be a non-empty string (Docker rejects numbers), got {value!r}.")
+            raise DaemonJsonError(
+                f"The {name} option must be a non-empty string (Docker rejects numbers), got {value!r}."
+            )
 
 
 def parse_daemon_json(text: str, path: str = DAEMON_JSON_PATH) -> dict[str, Any]:
@@ -116,7 +119,9 @@ class MergeResult:
     changed_keys: tuple[str, ...]
 
 
-def merge_daemon_json_text(current_text: str | None, settings: DaemonSettings, path: str = DAEMON_JSON_PATH) -> MergeResult:
+def merge_daemon_json_text(
+    current_text: str | None, settings: DaemonSettings, path: str = DAEMON_JSON_PATH
+) -> MergeResult:
     """Merge `settings` into the text of daemon.json (None: the file does not exist)."""
     current = parse_daemon_json(current_text or "", path)
     merged = merge_daemon_settings(current, settings)

@@ -1,0 +1,143 @@
+"""The rendered host nginx site, served by the real nginx binary over real HTTPS on loopback:
+routes, redirect, TLS versions, headers, ACME location, large uploads and 413 above the limit."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from pathlib import Path
+
+import pytest
+import requests
+
+from isletops.nginx import NginxSite, render_site
+from tests.fixtures.provision import free_port, nginx_check, nginx_test_config
+
+pytestmark = pytest.mark.integration
+
+LIMIT_MB = 4
+SECURITY_HEADERS = {
+    "Strict-Transport-Security": "max-age=31536000; includeSubDomains",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "SAMEORIGIN",
+    "Referrer-Policy": "same-origin",
+}
+
+
+@pytest.fixture
+def site(nginx_runner, loopback_upstreams, self_signed_certificate, tmp_path: Path) -> dict:
+    cert, key = self_signed_certificate
+    http_port, https_port = free_port(), free_port()
+    webroot = tmp_path / "acme"
+    (webroot / ".well-known/acme-challenge").mkdir(parents=True)
+    (webroot / ".well-known/acme-challenge/token-123").write_text("token-123.thumbprint")
+    settings = NginxSite(
+        listen_address="127.0.0.1",
+        http_port=http_port,
+        https_port=https_port,
+        frontend_upstream=loopback_upstreams["frontend"].address,
+        backend_upstream=loopback_upstreams["backend"].address,
+        ssl_certificate=str(cert),
+        ssl_certificate_key=str(key),
+        client_max_body_size=f"{LIMIT_MB}m",
+        proxy_timeout_s=120,
+        acme_webroot=str(webroot),
+    )
+    nginx = nginx_runner(render_site(settings), [http_port, https_port])
+    return {
+        "https": f"https://127.0.0.1:{https_port}",
+        "http": f"http://127.0.0.1:{http_port}",
+        "https_port": https_port,
+        "cert": str(cert),
+        "nginx": nginx,
+        **loopback_upstreams,
+    }
+
+
+def test_rendered_site_passes_nginx_t(tmp_path: Path, self_signed_certificate) -> None:
+    cert, key = self_signed_certificate
+    text = render_site(NginxSite(server_name="islets.example.org", ssl_certificate=str(cert),
+                                 ssl_certificate_key=str(key), acme_webroot=str(tmp_path)))
+    result = nginx_check(nginx_test_config(tmp_path / "t", text))
+    assert result.returncode == 0, result.stderr
+    assert "syntax is ok" in result.stderr
+
+
+def test_broken_certificate_path_fails_nginx_t(tmp_path: Path) -> None:
+    # The check is real: nginx -t refuses a site whose certificate does not exist.
+    text = render_site(NginxSite(ssl_certificate="/nonexistent/x.crt", ssl_certificate_key="/nonexistent/x.key"))
+    result = nginx_check(nginx_test_config(tmp_path / "t", text))
+    assert result.returncode != 0
+    assert "/nonexistent/x.crt" in result.stderr
+
+
+def test_root_goes_to_frontend_and_api_to_backend(site: dict) -> None:
+    front = requests.get(f"{site['https']}/jobs/42?tab=table", verify=site["cert"], timeout=10)
+    assert front.status_code == 200
+    assert front.json()["upstream"] == "frontend"
+    assert front.json()["path"] == "/jobs/42?tab=table"
+
+    api = requests.get(f"{site['https']}/api/jobs?limit=5", verify=site["cert"], timeout=10)
+    assert api.json()["upstream"] == "backend"
+    assert api.json()["path"] == "/api/jobs?limit=5"  # the /api prefix reaches the backend unchanged
+    assert api.json()["forwarded_proto"] == "https"
+    assert api.json()["forwarded_for"] == "127.0.0.1"
+    assert requests.get(f"{site['https']}/api", verify=site["cert"], timeout=10).json()["upstream"] == "backend"
+
+
+def test_http_redirects_to_https_with_path_and_query(site: dict) -> None:
+    response = requests.get(f"{site['http']}/results/7?x=1", allow_redirects=False, timeout=10)
+    assert response.status_code == 301
+    assert response.headers["Location"] == f"https://127.0.0.1:{site['https_port']}/results/7?x=1"
+    assert not site["frontend"].requests  # nothing proxied over plain HTTP
+
+
+def test_acme_challenge_is_served_over_plain_http(site: dict) -> None:
+    response = requests.get(f"{site['http']}/.well-known/acme-challenge/token-123", allow_redirects=False, timeout=10)
+    assert response.status_code == 200
+    assert response.text == "token-123.thumbprint"
+
+
+@pytest.mark.parametrize("path", ["/", "/api/health"])
+def test_security_headers_on_every_route(site: dict, path: str) -> None:
+    response = requests.get(f"{site['https']}{path}", verify=site["cert"], timeout=10)
+    for name, value in SECURITY_HEADERS.items():
+        assert response.headers.get(name) == value, name
+    assert "nginx/" not in response.headers.get("Server", "")  # server_tokens off
+
+
+def _handshake(port: int, version: ssl.TLSVersion) -> str:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.set_ciphers("ALL:@SECLEVEL=0")  # let the *client* offer old protocols; the server must refuse
+    context.minimum_version = version
+    context.maximum_version = version
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, context.wrap_socket(raw) as tls:
+        return tls.version() or ""
+
+
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion:DeprecationWarning")
+def test_only_tls_1_2_and_1_3_are_accepted(site: dict) -> None:
+    assert _handshake(site["https_port"], ssl.TLSVersion.TLSv1_2) == "TLSv1.2"
+    assert _handshake(site["https_port"], ssl.TLSVersion.TLSv1_3) == "TLSv1.3"
+    for old in (ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1):
+        with pytest.raises(ssl.SSLError):
+            _handshake(site["https_port"], old)
+
+
+def test_large_upload_is_accepted_and_streamed_to_the_backend(site: dict) -> None:
+    body = b"\x89PNG" + b"\0" * ((LIMIT_MB - 1) * 1024 * 1024)
+    response = requests.post(f"{site['https']}/api/jobs", data=body, verify=site["cert"], timeout=60,
+                             headers={"Content-Type": "application/octet-stream"})
+    assert response.status_code == 200
+    assert response.json()["body_bytes"] == len(body)
+
+
+def test_oversize_upload_is_rejected_with_413_before_the_backend(site: dict) -> None:
+    body = b"\0" * ((LIMIT_MB + 1) * 1024 * 1024)
+    response = requests.post(f"{site['https']}/api/jobs", data=body, verify=site["cert"], timeout=60,
+                             headers={"Content-Type": "application/octet-stream"})
+    assert response.status_code == 413
+    assert response.headers.get("Strict-Transport-Security")  # headers even on errors ("always")
+    assert not [r for r in site["backend"].requests if r["method"] == "POST"]
