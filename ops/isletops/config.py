@@ -42,6 +42,7 @@ class MailConfig:
     sender: str = "isletops@localhost"
     recipients: tuple[str, ...] = ()
     timeout_s: float = 10.0
+    ca_file: str = ""  # PEM bundle to trust for STARTTLS/SSL (a hospital's private CA); empty: system CAs
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,11 @@ class MonitoringConfig:
     gpu_expected: bool = False
     runbook_url: str = "docs/runbook.md"
     probes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    group_window_s: int = 900  # probes firing this soon after an incident opened join it without a mail
+    alert_on_unknown: bool = True  # a probe that cannot tell (UNKNOWN) alerts like a failure
+    flap_window: int = 10  # results looked at to detect flapping
+    flap_threshold: int = 5  # pass/fail changes within the window that make a probe "flapping"
+    cron_schedule: str = "*/5 * * * *"  # what `isletops monitor install-cron` writes
 
 
 @dataclass(frozen=True)

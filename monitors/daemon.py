@@ -1,0 +1,192 @@
+"""`isletops monitor`: the long-running monitor. APScheduler runs each probe on its own interval;
+a small HTTP server on 127.0.0.1 serves `/status` (JSON) and `/metrics` (Prometheus text).
+
+Each probe run goes through the same steps as a cron pass (save result, update alerts under
+their lock, mail through the outbox), so cron and daemon can even run side by side. A
+housekeeping job flushes the outbox and pings the heartbeat every minute.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from isletops.config import InstanceConfig, SiteConfig
+from monitors import notify, probes, runner, silences
+from monitors.result import Status, worst
+from monitors.state import read_json
+
+log = logging.getLogger(__name__)
+HOUSEKEEPING_S = 60
+
+
+class MonitorDaemon:
+    """Scheduler + status server for one instance. `start()` returns; `stop()` ends both."""
+
+    def __init__(
+        self, config: SiteConfig, instance: InstanceConfig, port: int | None = None, **overrides: Any
+    ) -> None:
+        probes.validate(config.monitoring)
+        self.config, self.instance, self.overrides = config, instance, overrides
+        self.port = config.monitoring.status_port if port is None else port
+        self.enabled = runner.default_probes(config, instance)
+        self.scheduler = BackgroundScheduler(timezone="UTC")
+        self.server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._stopped = threading.Event()
+        self.started_at = time.time()
+        self.last_heartbeat = "not yet"
+
+    # -- jobs -----------------------------------------------------------------------------
+
+    def run_probe(self, name: str) -> None:
+        """One scheduled probe run: result, alerts, mail."""
+        results = runner.run_probes(self.config, self.instance, [name], **self.overrides)
+        runner.save_results(self.instance, results)
+        notifications = runner.update_alerts(self.config, self.instance, results, set(self.enabled), time.time())
+        if notifications:
+            report = notify.deliver(notifications, self.instance, self.config.monitoring, self.config.mail)
+            if report.error:
+                log.warning("%s", report.error)
+
+    def housekeeping(self) -> None:
+        """Retry the outbox; ping the heartbeat when everything got out."""
+        report = notify.flush(self.instance, self.config.mail)
+        if report.pending:
+            self.last_heartbeat = f"withheld: {report.pending} mail(s) wait in the outbox"
+        else:
+            self.last_heartbeat = runner.ping_heartbeat(self.config.monitoring.heartbeat_url)
+
+    # -- status ---------------------------------------------------------------------------
+
+    def status_document(self) -> dict[str, Any]:
+        latest = runner.latest_results(self.instance)
+        state = read_json(runner.alerts_path(self.instance), {}) or {}
+        jobs = {job.id: job for job in self.scheduler.get_jobs()} if self.scheduler.running else {}
+        probe_entries = {}
+        for name in self.enabled:
+            entry = latest[name].to_dict() if name in latest else {"name": name, "status": "PENDING"}
+            job = jobs.get(f"probe:{name}")
+            entry["next_run_at"] = job.next_run_time.timestamp() if job and job.next_run_time else None
+            entry["firing"] = bool((state.get("probes") or {}).get(name, {}).get("firing"))
+            probe_entries[name] = entry
+        overall = worst([latest[name].status for name in self.enabled if name in latest])
+        return {
+            "instance": self.instance.name,
+            "generated_at": time.time(),
+            "started_at": self.started_at,
+            "status": overall.name,
+            "probes": probe_entries,
+            "incident": state.get("open"),
+            "silences": [vars(entry) for entry in silences.list_silences(self.instance.state_dir)],
+            "outbox_pending": len(notify.pending(self.instance)),
+            "heartbeat": self.last_heartbeat,
+        }
+
+    def metrics_text(self) -> str:
+        document = self.status_document()
+        instance = _label(self.instance.name)
+        lines = [
+            "# HELP isletops_probe_status Probe status: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
+            "# TYPE isletops_probe_status gauge",
+        ]
+        values, durations, timestamps, firing = [], [], [], []
+        for name, entry in document["probes"].items():
+            labels = f'instance="{instance}",probe="{_label(name)}"'
+            if entry["status"] in Status.__members__:
+                lines.append(f"isletops_probe_status{{{labels}}} {Status[entry['status']].value}")
+                durations.append(f"isletops_probe_duration_seconds{{{labels}}} {entry['duration_s']}")
+                timestamps.append(f"isletops_probe_last_run_timestamp_seconds{{{labels}}} {entry['checked_at']}")
+                if isinstance(entry.get("value"), int | float):
+                    values.append(f"isletops_probe_value{{{labels}}} {entry['value']}")
+            firing.append(f"isletops_alert_firing{{{labels}}} {int(entry['firing'])}")
+        sections = [
+            ("isletops_probe_value", "The probe's measured value (unit in /status).", values),
+            ("isletops_probe_duration_seconds", "How long the probe took.", durations),
+            ("isletops_probe_last_run_timestamp_seconds", "When the probe last ran (Unix time).", timestamps),
+            ("isletops_alert_firing", "1 while the probe's alert fires.", firing),
+        ]
+        for metric, help_text, samples in sections:
+            lines += [f"# HELP {metric} {help_text}", f"# TYPE {metric} gauge", *samples]
+        singles = [
+            ("isletops_incident_open", "1 while an incident is open.", int(document["incident"] is not None)),
+            ("isletops_outbox_messages", "Alert mails waiting for SMTP.", document["outbox_pending"]),
+            ("isletops_silences_active", "Silences now in force or planned.", len(document["silences"])),
+        ]
+        for metric, help_text, value in singles:
+            sample = f'{metric}{{instance="{instance}"}} {value}'
+            lines += [f"# HELP {metric} {help_text}", f"# TYPE {metric} gauge", sample]
+        return "\n".join(lines) + "\n"
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        for name in self.enabled:
+            interval = float(probes.options(name, self.config.monitoring)["interval_s"])
+            self.scheduler.add_job(
+                self.run_probe, "interval", args=[name], id=f"probe:{name}", seconds=interval,
+                next_run_time=_now_utc(), max_instances=1, coalesce=True, misfire_grace_time=int(interval),
+            )  # fmt: skip
+        self.scheduler.add_job(
+            self.housekeeping, "interval", id="housekeeping", seconds=HOUSEKEEPING_S, next_run_time=_now_utc(),
+            max_instances=1, coalesce=True,
+        )  # fmt: skip
+        self.scheduler.start()
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), _handler(self))
+        self.port = self.server.server_address[1]
+        self._thread = threading.Thread(target=self.server.serve_forever, name="isletops-status", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=True)
+        self._stopped.set()
+
+    def wait(self) -> None:
+        """Block until `stop()` (the CLI calls it from its signal handler)."""
+        while not self._stopped.wait(1.0):
+            pass
+
+
+def _now_utc() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
+
+
+def _handler(daemon: MonitorDaemon) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            path = self.path.split("?")[0]
+            if path == "/status":
+                body = json.dumps(daemon.status_document(), default=str, indent=2).encode()
+                self._reply(200, "application/json", body)
+            elif path == "/metrics":
+                self._reply(200, "text/plain; version=0.0.4; charset=utf-8", daemon.metrics_text().encode())
+            else:
+                self._reply(404, "application/json", b'{"error": "Only /status and /metrics are served."}')
+
+        def _reply(self, code: int, content_type: str, body: bytes) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's signature
+            log.debug("status server: " + format, *args)
+
+    return Handler
+

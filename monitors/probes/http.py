@@ -1,0 +1,76 @@
+"""Probe `http`: the frontend answers at its URL, `/api/health` says ok, in reasonable time.
+
+Goes the way users go: the public URL (through the host's nginx) when configured, otherwise the
+instance's frontend port (whose nginx proxies /api/ to the backend).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import requests
+
+from monitors.result import ProbeContext, ProbeResult, Status, worst
+
+NAME = "http"
+INTERVAL_S = 60
+DEFAULTS: dict[str, Any] = {
+    "base_url": "",  # default: the instance's public_url, else its frontend URL
+    "checks": [  # path, expected status, severity when it fails
+        {"path": "/", "expect": 200, "severity": "CRITICAL"},
+        {"path": "/api/health", "expect": 200, "severity": "CRITICAL", "json_status": "ok"},
+        {"path": "/api/statistics/access_statistics.xlsx", "expect": 200, "severity": "WARNING"},
+    ],
+    "timeout_s": 10.0,
+    "slow_s": 3.0,  # slower than this is a WARNING
+    "verify_tls": True,
+    "ca_file": "",
+}
+
+
+def base_url(context: ProbeContext) -> str:
+    url = context.options.get("base_url") or context.instance.public_url or context.instance.frontend_url
+    return url.rstrip("/")
+
+
+def _check(session: requests.Session, url: str, check: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    severity = Status[str(check.get("severity", "CRITICAL")).upper()]
+    verify: bool | str = options["ca_file"] or bool(options["verify_tls"])
+    started = time.monotonic()
+    outcome: dict[str, Any] = {"url": url, "status": Status.OK, "code": None}
+    try:
+        response = session.get(url, timeout=float(options["timeout_s"]), verify=verify, allow_redirects=True)
+    except requests.Timeout:
+        outcome.update(status=severity, phrase=f"{url} timed out after {options['timeout_s']} s")
+    except requests.RequestException as exc:
+        reason = type(exc).__name__ if not str(exc) else str(exc).split("(Caused by")[-1].strip(" )")[:120]
+        outcome.update(status=severity, phrase=f"{url} unreachable ({reason})")
+    else:
+        outcome["code"] = response.status_code
+        if response.status_code != int(check.get("expect", 200)):
+            outcome.update(status=severity, phrase=f"{url} answered {response.status_code}, expected {check['expect']}")
+        elif check.get("json_status"):
+            try:
+                body = response.json()
+            except ValueError:
+                body = {}
+            if not isinstance(body, dict) or body.get("status") != check["json_status"]:
+                outcome.update(status=severity, phrase=f"{url} says {str(body)[:120]}")
+    outcome["seconds"] = round(time.monotonic() - started, 3)
+    if outcome["status"] is Status.OK and outcome["seconds"] > float(options["slow_s"]):
+        outcome.update(status=Status.WARNING, phrase=f"{url} slow ({outcome['seconds']:.1f} s)")
+    return outcome
+
+
+def run(context: ProbeContext) -> ProbeResult:
+    base = base_url(context)
+    with requests.Session() as session:
+        checks = context.options["checks"]
+        outcomes = [_check(session, base + check["path"], check, context.options) for check in checks]
+    status = worst([outcome["status"] for outcome in outcomes])
+    slowest = max((outcome["seconds"] for outcome in outcomes), default=0.0)
+    problems = [outcome["phrase"] for outcome in outcomes if outcome["status"] is not Status.OK]
+    message = "; ".join(problems) if problems else f"{len(outcomes)} URLs ok, slowest {slowest:.2f} s"
+    details = {"unit": "s", "checks": [{**o, "status": o["status"].name} for o in outcomes]}
+    return ProbeResult(NAME, status, slowest, message, details)

@@ -1,0 +1,96 @@
+"""What a probe returns and what it is given: `Status`, `ProbeResult`, `ProbeContext`.
+
+Probes only read; everything they need (config, the instance, their options, a place for the
+samples they keep between runs, an injectable Docker engine / NVML module / clock) comes in the
+context, so unit tests hand them fakes and integration tests real things.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from enum import IntEnum
+from pathlib import Path
+from typing import Any
+
+from isletops.config import InstanceConfig, SiteConfig
+
+
+class Status(IntEnum):
+    """Nagios-compatible states; the value is the exit code of `isletops probe`."""
+
+    OK = 0
+    WARNING = 1
+    CRITICAL = 2
+    UNKNOWN = 3
+
+    @property
+    def rank(self) -> int:
+        """How bad: OK < UNKNOWN < WARNING < CRITICAL (the aggregation check_multi uses)."""
+        return {Status.OK: 0, Status.UNKNOWN: 1, Status.WARNING: 2, Status.CRITICAL: 3}[self]
+
+
+def worst(statuses: list[Status] | tuple[Status, ...]) -> Status:
+    """The worst of several states (OK when there are none)."""
+    return max(statuses, key=lambda status: status.rank, default=Status.OK)
+
+
+@dataclass
+class ProbeResult:
+    """One probe's verdict. `message` is one line a human reads; `value` the measured number."""
+
+    name: str
+    status: Status
+    value: float | None = None
+    message: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+    checked_at: float = 0.0
+    duration_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "status": self.status.name,
+            "value": self.value,
+            "message": self.message,
+            "details": self.details,
+            "checked_at": self.checked_at,
+            "duration_s": round(self.duration_s, 3),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ProbeResult:
+        return cls(
+            name=data["name"],
+            status=Status[data["status"]],
+            value=data.get("value"),
+            message=data.get("message", ""),
+            details=data.get("details") or {},
+            checked_at=float(data.get("checked_at") or 0.0),
+            duration_s=float(data.get("duration_s") or 0.0),
+        )
+
+
+@dataclass
+class ProbeContext:
+    """Everything a probe may use. `options` are this probe's settings merged over its defaults."""
+
+    config: SiteConfig
+    instance: InstanceConfig
+    options: dict[str, Any] = field(default_factory=dict)
+    now: float = field(default_factory=time.time)
+    engine: Any = None  # an isletops.docker_engine.DockerEngine (or a fake in unit tests)
+    nvml: Any = None  # the pynvml module (or a fake in unit tests)
+
+    @property
+    def samples_dir(self) -> Path:
+        """Where probes keep what they compare against next time (restart counts, disk samples)."""
+        return self.instance.state_dir / "probes"
+
+    def docker(self) -> Any:
+        """The Docker engine wrapper, created on first use (probes that need no Docker never import it)."""
+        if self.engine is None:
+            from isletops.docker_engine import DockerEngine
+
+            self.engine = DockerEngine()
+        return self.engine
