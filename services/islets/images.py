@@ -7,6 +7,7 @@ the pixel count is checked from the header *before* any pixel is decoded (decomp
 from __future__ import annotations
 
 import io
+import re
 import warnings
 
 import numpy as np
@@ -44,8 +45,13 @@ def _open_checked(data: bytes, max_pixels: int) -> Image.Image:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as error:
+        # Pillow stops far-too-large images itself (above 2x its limit) before we see the size;
+        # its message carries the declared pixel count.
+        found = re.search(r"\((\d+) pixels\)", str(error))
+        declared = f"{int(found.group(1)):,} pixels" if found else "more pixels than that"
         raise InvalidImageError(
-            f"The image declares more pixels than the limit of {max_pixels:,}; downscale it before uploading."
+            f"The image declares {declared}, more than the limit of {max_pixels:,}; downscale it or raise "
+            "MAX_IMAGE_PIXELS."
         ) from error
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise InvalidImageError(NOT_AN_IMAGE) from error
