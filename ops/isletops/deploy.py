@@ -581,6 +581,11 @@ def deploy(
         LockDetails.for_this_process(options.command, to_tag, options.message or f"{options.command} {to_tag}"),
         force=options.force,
     )
+    outcome_message = lock_note = ""
+    if broken is not None:
+        held = broken.details.describe() if broken.details else broken.problem
+        say(f"broke a stale lock: {held}")
+        lock_note = f"(broke a stale lock: {held})"
     plan = plan_deploy(options.command, instance, from_tag, to_tag, registry.name, {}, (), options.e2e_gate)
     result = DeployResult(plan, "failed", broken_lock=broken, notes=notes)
     history = History(instance.state_dir, instance.name)
@@ -588,7 +593,6 @@ def deploy(
     recorded_at = utc_now().isoformat()
     docker = _engine(engine)
     touched = False
-    outcome_message = ""
     try:
         with _signals_as_interrupts():
             try:
@@ -624,7 +628,8 @@ def deploy(
                 details = getattr(error, "details", "")
                 reason = str(error).rstrip(".")
                 if not touched:
-                    result.result, outcome_message = "failed", f"{reason}."
+                    result.result = "failed"
+                    outcome_message = f"{reason}."
                     raise DeployFailed(error.message if hasattr(error, "message") else reason,
                                        getattr(error, "hint", None), details) from None
                 if not from_tag or from_tag == to_tag:
@@ -673,7 +678,7 @@ def deploy(
                         to_tag=to_tag,
                         result=result.result,
                         duration_s=result.duration_s,
-                        message=" ".join((options.message + " " + outcome_message).split()),
+                        message=" ".join(f"{options.message} {lock_note} {outcome_message}".split()),
                         time=recorded_at,
                     )
                 )

@@ -47,12 +47,6 @@ def _print_notes(notes: list[str]) -> None:
         click.secho(f"isletops: note: {note}", fg="yellow", err=True)
 
 
-def _print_broken_lock(result: core.DeployResult) -> None:
-    if result.broken_lock is not None:
-        held = result.broken_lock.details.describe() if result.broken_lock.details else result.broken_lock.problem
-        click.secho(f"isletops: broke a stale lock: {held}", fg="yellow", err=True)
-
-
 def _run_deploy(ctx: Context, options: core.DeployOptions, to: str | None = None) -> None:
     instance = ctx.instance()
     _load_hook_plugins()
@@ -75,7 +69,6 @@ def _run_deploy(ctx: Context, options: core.DeployOptions, to: str | None = None
                 "A real deploy would stop before changing anything.",
             )
         return
-    _print_broken_lock(result)
     click.secho(
         f"{options.command} of {result.plan.to_tag} to instance '{instance.name}': ok in {result.duration_s:.0f} s "
         f"(was {result.plan.from_tag or 'nothing'}).",
