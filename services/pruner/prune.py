@@ -1,0 +1,320 @@
+"""The pruner's core: which jobs are past retention, deleting each one as a unit, and the record
+of every run (S3 `pruner/last_run.json` for other readers, a local status file for the healthcheck).
+
+Rules (docs/architecture.md, "Pruner"):
+- A job is prunable when it finished (done or failed) more than `RETENTION_SECONDS` ago, is not
+  marked for training, and was not pruned before (`JobQueue.prunable_jobs`).
+- Training jobs are never touched: their inputs *and* results stay, so an export always has the
+  image with the result it was reviewed against.
+- One job is one unit: results (`outputs/`) go first, then the inputs, then the rest of the job's
+  prefix (`request.json`); the row is marked pruned only after its prefix is empty. An
+  interruption can therefore leave an input without its result, never a result without its
+  input, and the unmarked row is finished by the next run (deleting is idempotent).
+- Storage or database unreachable: retried a few times with a pause, then the run stops, is
+  recorded as failed (with the last success kept) and the next scheduled run tries again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from services.common.errors import ServiceError, Unavailable
+from services.common.jobs import Job, JobQueue
+from services.common.storage import ObjectNotFound, ObjectStore
+from services.pruner.objects import StoredObject, list_objects
+
+log = logging.getLogger(__name__)
+
+LAST_RUN_KEY = "pruner/last_run.json"
+DEFAULT_STATUS_FILE = Path("/tmp/isletnet-pruner/last_run.json")
+DEFAULT_RETENTION_S = 30 * 86400.0
+DEFAULT_INTERVAL_S = 3600.0
+# Jobs planned per database query; a run keeps going batch after batch until nothing is left.
+BATCH_SIZE = 200
+
+
+class PrunerConfigError(ServiceError):
+    """A pruner setting in the environment is not usable."""
+
+
+@dataclass(frozen=True)
+class PrunerSettings:
+    """What the pruner reads from its environment (see docs/architecture.md)."""
+
+    retention_s: float = DEFAULT_RETENTION_S
+    interval_s: float = DEFAULT_INTERVAL_S
+    retry_attempts: int = 3
+    retry_delay_s: float = 10.0
+    status_file: Path = DEFAULT_STATUS_FILE
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> PrunerSettings:
+        env = os.environ if env is None else env
+        return cls(
+            retention_s=_number(env, "RETENTION_SECONDS", DEFAULT_RETENTION_S, minimum=0),
+            interval_s=_number(env, "PRUNE_INTERVAL_SECONDS", DEFAULT_INTERVAL_S, minimum=1),
+            retry_attempts=int(_number(env, "PRUNE_RETRY_ATTEMPTS", 3, minimum=1)),
+            retry_delay_s=_number(env, "PRUNE_RETRY_DELAY_SECONDS", 10.0, minimum=0),
+            status_file=Path(env.get("PRUNER_STATUS_FILE") or DEFAULT_STATUS_FILE),
+        )
+
+
+def _number(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return float(default)
+    try:
+        value = float(raw)
+    except ValueError:
+        raise PrunerConfigError(f"{name}={raw!r} is not a number of seconds; set it to e.g. {default:g}.") from None
+    if value < minimum:
+        raise PrunerConfigError(f"{name} must be at least {minimum:g}, got {raw}.")
+    return value
+
+
+@dataclass(frozen=True)
+class JobFiles:
+    """A prunable job and the objects stored under its prefix."""
+
+    job: Job
+    objects: tuple[StoredObject, ...]
+
+    @property
+    def size(self) -> int:
+        return sum(item.size for item in self.objects)
+
+    def describe(self) -> str:
+        finished = self.job.finished_at.isoformat() if self.job.finished_at else "?"
+        return (f"job {self.job.id} ({self.job.state}, finished {finished}): "
+                f"{len(self.objects)} objects, {self.size} bytes")
+
+
+@dataclass
+class RunReport:
+    """What one run did (or, for a dry run, would do)."""
+
+    started_at: datetime
+    dry_run: bool = False
+    finished_at: datetime | None = None
+    ok: bool = False
+    error: str | None = None
+    deleted_jobs: list[str] = field(default_factory=list)
+    deleted_objects: int = 0
+    freed_bytes: int = 0
+    planned: list[JobFiles] = field(default_factory=list)
+    training_jobs: int = 0
+    training_images: int = 0
+    training_bytes: int = 0
+    last_success_at: datetime | None = None
+
+    def record(self, retention_s: float, interval_s: float) -> dict[str, Any]:
+        """The JSON document stored at `pruner/last_run.json` and in the local status file."""
+        return {
+            "finished_at": _iso(self.finished_at),
+            "deleted_jobs": len(self.deleted_jobs),
+            "freed_bytes": self.freed_bytes,
+            "ok": self.ok,
+            "started_at": _iso(self.started_at),
+            "deleted_objects": self.deleted_objects,
+            "last_success_at": _iso(self.last_success_at),
+            "last_error": self.error,
+            "retention_s": retention_s,
+            "interval_s": interval_s,
+            "training_jobs": self.training_jobs,
+            "training_images": self.training_images,
+            "training_bytes": self.training_bytes,
+        }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z") if moment else None
+
+
+def _parse_time(text: Any) -> datetime | None:
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+class Pruner:
+    """Deletes jobs past retention. `run_once` never raises for outside failures: it reports them."""
+
+    def __init__(
+        self,
+        store: ObjectStore,
+        jobs: JobQueue,
+        settings: PrunerSettings,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        on_job_deleted: Callable[[JobFiles], None] | None = None,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self.store = store
+        self.jobs = jobs
+        self.settings = settings
+        self._sleep = sleep
+        self._on_job_deleted = on_job_deleted
+        self._should_stop = should_stop  # checked between jobs: a stop never splits a job
+        self._last_success_at: datetime | None = None
+
+    # -- planning ---------------------------------------------------------------------------
+
+    def cutoff(self, now: datetime | None = None) -> datetime:
+        """Jobs that finished before this moment are past retention."""
+        return (now or datetime.now(UTC)) - timedelta(seconds=self.settings.retention_s)
+
+    def plan(self, limit: int = BATCH_SIZE, exclude: set[str] | None = None) -> list[JobFiles]:
+        """The next prunable jobs (oldest first) with the objects each would free."""
+        exclude = exclude or set()
+        jobs = self.jobs.prunable_jobs(self.cutoff(), limit=limit + len(exclude))
+        return [JobFiles(job, tuple(list_objects(self.store, _prefix(job.id))))
+                for job in jobs if job.id not in exclude][:limit]
+
+    # -- running ----------------------------------------------------------------------------
+
+    def run_once(self, dry_run: bool = False) -> RunReport:
+        """One pass: plan, delete job by job (unless `dry_run`), record the outcome."""
+        report = RunReport(started_at=datetime.now(UTC), dry_run=dry_run)
+        self._load_last_success()
+        try:
+            self._with_retries("reach storage and the job database", self._ping)
+            if dry_run:
+                report.planned = self._with_retries("plan", lambda: self.plan(limit=100_000))
+            else:
+                self._delete_all(report)
+            self._count_training(report)
+            report.ok = True
+        except ServiceError as error:
+            report.error = str(error)
+            log.error("prune run failed after deleting %d jobs: %s", len(report.deleted_jobs), error)
+        report.finished_at = datetime.now(UTC)
+        if report.ok and not dry_run:
+            self._last_success_at = report.finished_at
+        report.last_success_at = self._last_success_at
+        if not dry_run:
+            self._record(report)
+        return report
+
+    def _ping(self) -> None:
+        self.store.ping()
+        self.jobs.ping()
+
+    def _delete_all(self, report: RunReport) -> None:
+        attempted: set[str] = set()
+        while True:
+            batch = self._with_retries("plan", lambda: self.plan(exclude=attempted))
+            if not batch:
+                return
+            for files in batch:
+                if self._should_stop():
+                    log.info("stopping between jobs as asked; %d jobs pruned in this pass", len(report.deleted_jobs))
+                    return
+                attempted.add(files.job.id)
+                self._with_retries(f"delete job {files.job.id}", lambda files=files: self.delete_job(files))
+                report.deleted_jobs.append(files.job.id)
+                report.deleted_objects += len(files.objects)
+                report.freed_bytes += files.size
+                log.info("pruned %s", files.describe())
+                if self._on_job_deleted is not None:
+                    self._on_job_deleted(files)
+
+    def delete_job(self, files: JobFiles) -> None:
+        """Delete one job's objects as a unit (results, inputs, rest), then mark its row pruned."""
+        job_id = files.job.id
+        prefix = _prefix(job_id)
+        keys = [item.key for item in files.objects]
+        outputs = [key for key in keys if key.startswith(f"{prefix}outputs/")]
+        inputs = [key for key in keys if key.startswith(f"{prefix}inputs/")]
+        rest = [key for key in keys if key not in set(outputs) | set(inputs)]
+        for group in (outputs, inputs, rest):
+            if group:
+                self.store.delete(group)
+        # Whatever appeared meanwhile (a late writer) goes too, in the same order; then the row.
+        leftover = self.store.list(prefix)
+        if leftover:
+            self.store.delete(sorted(leftover, key=lambda key: (f"{prefix}outputs/" not in key, key)))
+        if not self.jobs.mark_pruned(job_id):
+            log.warning("job %s was already marked pruned or is marked for training; row left as it is", job_id)
+
+    def _count_training(self, report: RunReport) -> None:
+        """Figures about the kept training images, for the monitor's disk forecast."""
+        training = self.jobs.training_jobs(include_exported=True)
+        report.training_jobs = len(training)
+        report.training_images = sum(job.image_count for job in training)
+        report.training_bytes = sum(item.size for job in training for item in list_objects(self.store, _prefix(job.id)))
+
+    def _with_retries(self, action: str, function: Callable[[], Any]) -> Any:
+        """Call `function`; on `Unavailable` wait and retry, up to `retry_attempts` in all."""
+        attempts = self.settings.retry_attempts
+        for attempt in range(1, attempts + 1):
+            try:
+                return function()
+            except Unavailable as error:
+                if attempt == attempts:
+                    raise
+                log.warning("could not %s (attempt %d of %d): %s; retrying in %gs",
+                            action, attempt, attempts, error, self.settings.retry_delay_s)
+                self._sleep(self.settings.retry_delay_s)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- the run record ---------------------------------------------------------------------
+
+    def _load_last_success(self) -> None:
+        """Remember the last success across restarts (local file first, then S3)."""
+        if self._last_success_at is not None:
+            return
+        record = read_status_file(self.settings.status_file)
+        if record is None:
+            try:
+                record = json.loads(self.store.get(LAST_RUN_KEY))
+            except (ServiceError, ValueError):
+                record = None
+        self._last_success_at = _parse_time((record or {}).get("last_success_at"))
+
+    def _record(self, report: RunReport) -> None:
+        record = report.record(self.settings.retention_s, self.settings.interval_s)
+        write_status_file(self.settings.status_file, record)
+        try:
+            self.store.put(LAST_RUN_KEY, json.dumps(record, indent=2).encode(), "application/json")
+        except ServiceError as error:
+            # Storage down is exactly when this fails; the local file and the log still say so.
+            log.warning("could not store %s: %s", LAST_RUN_KEY, error)
+
+
+def _prefix(job_id: str) -> str:
+    return f"jobs/{job_id}/"
+
+
+def write_status_file(path: Path, record: Mapping[str, Any]) -> None:
+    """Write the record atomically (readers never see half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(temporary, path)
+
+
+def read_status_file(path: Path) -> dict[str, Any] | None:
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def read_last_run(store: ObjectStore) -> dict[str, Any] | None:
+    """The record at `pruner/last_run.json`, or None when there is none yet."""
+    try:
+        return json.loads(store.get(LAST_RUN_KEY))
+    except ObjectNotFound:
+        return None

@@ -1,0 +1,252 @@
+"""Pruner against real PostgreSQL and real SeaweedFS: retention, training jobs, dry run, outages."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+from services.common.jobs import JobQueue
+from services.common.storage import ObjectStore
+from services.pruner import healthcheck
+from services.pruner.prune import LAST_RUN_KEY, Pruner, PrunerConfigError, PrunerSettings, read_status_file
+from services.pruner.tests.tcp_proxy import TcpProxy
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+# -- unit tests of the pure parts ---------------------------------------------------------------
+
+
+def test_settings_read_seconds_and_refuse_nonsense() -> None:
+    settings = PrunerSettings.from_env({"RETENTION_SECONDS": "90", "PRUNE_INTERVAL_SECONDS": "15"})
+    assert (settings.retention_s, settings.interval_s) == (90.0, 15.0)
+    assert PrunerSettings.from_env({}).retention_s == 30 * 86400
+    with pytest.raises(PrunerConfigError, match=r"^RETENTION_SECONDS='a week' is not a number of seconds"):
+        PrunerSettings.from_env({"RETENTION_SECONDS": "a week"})
+    with pytest.raises(PrunerConfigError, match="PRUNE_INTERVAL_SECONDS must be at least 1"):
+        PrunerSettings.from_env({"PRUNE_INTERVAL_SECONDS": "0"})
+
+
+def test_healthcheck_judges_the_age_of_the_last_success() -> None:
+    now = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+    fresh = {"ok": True, "interval_s": 60, "last_success_at": "2026-11-25T11:58:00Z"}
+    assert healthcheck.check(fresh, now)[0] is True
+    stale = {"ok": True, "interval_s": 60, "last_success_at": "2026-11-25T11:50:00Z"}  # 600 s > 2*60+300
+    healthy, sentence = healthcheck.check(stale, now)
+    assert not healthy and "600 s ago (allowed 420 s)" in sentence
+    failing = {"ok": False, "interval_s": 60, "last_success_at": None, "last_error": "Storage cannot be reached."}
+    assert healthcheck.check(failing, now) == (
+        False, "The pruner has never finished a pass; last error: Storage cannot be reached.")
+    assert healthcheck.check(None, now)[0] is False
+
+
+# -- integration: real database and storage -----------------------------------------------------
+
+
+@pytest.fixture
+def env(isolated_service_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    return {**isolated_service_env, "PRUNER_STATUS_FILE": str(tmp_path / "status" / "last_run.json")}
+
+
+@pytest.fixture
+def store(env: dict[str, str]) -> ObjectStore:
+    store = ObjectStore.from_env(env)
+    store.ensure_bucket()
+    return store
+
+
+@pytest.fixture
+def queue(env: dict[str, str]) -> JobQueue:
+    return JobQueue.from_env(env)
+
+
+def settings(env: dict[str, str], retention_s: float = 0.0) -> PrunerSettings:
+    return PrunerSettings(retention_s=retention_s, interval_s=60, retry_attempts=2, retry_delay_s=0.05,
+                          status_file=Path(env["PRUNER_STATUS_FILE"]))
+
+
+def make_job(store: ObjectStore, queue: JobQueue, *, training: bool = False, finish: str | None = "done") -> str:
+    """A job as the backend and shepherd leave it: request, two inputs, per-image results, summary."""
+    job_id = queue.create_job(model="classical", pixel_size_um=0.843, file_names=["a.png", "b.png"], training=training)
+    prefix = f"jobs/{job_id}/"
+    store.put(prefix + "request.json", json.dumps({"pixel_size_um": 0.843}).encode(), "application/json")
+    for index, name in enumerate(["a.png", "b.png"]):
+        store.put(f"{prefix}inputs/{index}-{name}", os.urandom(1000 + index), "image/png")
+    if finish is not None:
+        claimed = queue.claim("test-worker", 60)
+        assert claimed is not None and claimed.id == job_id
+        for index in range(2):
+            store.put(f"{prefix}outputs/{index}/result.json", b'{"islets": []}', "application/json")
+            store.put(f"{prefix}outputs/{index}/overlay.png", os.urandom(500), "image/png")
+        store.put(prefix + "outputs/summary.json", b"{}", "application/json")
+        if finish == "done":
+            assert queue.complete(job_id, claimed.token, {"islet_count": 0})
+        else:
+            assert queue.fail(job_id, claimed.token, "The image is not a readable PNG.")
+    return job_id
+
+
+def stored_size(store: ObjectStore, job_id: str) -> int:
+    from services.pruner.objects import list_objects
+
+    return sum(item.size for item in list_objects(store, f"jobs/{job_id}/"))
+
+
+def keys(store: ObjectStore, job_id: str) -> list[str]:
+    return store.list(f"jobs/{job_id}/")
+
+
+@pytest.mark.integration
+def test_retention_zero_removes_exactly_the_unmarked_finished_jobs(
+    env: dict[str, str], store: ObjectStore, queue: JobQueue
+) -> None:
+    training = [make_job(store, queue, training=True), make_job(store, queue, training=True, finish="failed")]
+    plain = [make_job(store, queue), make_job(store, queue, finish="failed")]
+    waiting = make_job(store, queue, finish=None)  # still queued: never pruned, whatever its age
+    before = {job_id: keys(store, job_id) for job_id in [*training, *plain, waiting]}
+    expected_bytes = sum(stored_size(store, job_id) for job_id in plain)
+
+    report = Pruner(store, queue, settings(env)).run_once()
+
+    assert report.ok and report.error is None
+    assert sorted(report.deleted_jobs) == sorted(plain)
+    assert report.freed_bytes == expected_bytes
+    for job_id in plain:
+        assert keys(store, job_id) == []
+        assert queue.get(job_id).pruned_at is not None
+    for job_id in [*training, waiting]:
+        assert keys(store, job_id) == before[job_id]  # inputs and results of training jobs all kept
+        assert queue.get(job_id).pruned_at is None
+    record = json.loads(store.get(LAST_RUN_KEY))
+    assert record["ok"] is True and record["deleted_jobs"] == 2 and record["freed_bytes"] == expected_bytes
+    assert record["last_success_at"] == record["finished_at"]
+    assert record["training_jobs"] == 2 and record["training_images"] == 4
+    assert record["training_bytes"] == sum(stored_size(store, job_id) for job_id in training)
+    assert read_status_file(Path(env["PRUNER_STATUS_FILE"])) == record
+    assert healthcheck.main([env["PRUNER_STATUS_FILE"]]) == 0
+
+    again = Pruner(store, queue, settings(env)).run_once()  # nothing left to do: a no-op pass
+    assert again.ok and again.deleted_jobs == [] and again.freed_bytes == 0
+
+
+@pytest.mark.integration
+def test_retention_is_counted_in_seconds_from_the_end_of_the_job(
+    env: dict[str, str], store: ObjectStore, queue: JobQueue
+) -> None:
+    job_id = make_job(store, queue)
+    pruner = Pruner(store, queue, settings(env, retention_s=3))
+    assert pruner.run_once().deleted_jobs == []
+    assert keys(store, job_id)
+    finished = queue.get(job_id).finished_at
+    time.sleep(max(0.0, (finished + timedelta(seconds=3.2) - datetime.now(UTC)).total_seconds()))
+    assert pruner.run_once().deleted_jobs == [job_id]
+    assert keys(store, job_id) == []
+
+
+@pytest.mark.integration
+def test_dry_run_lists_and_deletes_nothing(env: dict[str, str], store: ObjectStore, queue: JobQueue) -> None:
+    plain = make_job(store, queue)
+    kept = make_job(store, queue, training=True)
+    before = keys(store, plain)
+    result = subprocess.run(
+        [sys.executable, "-m", "services.pruner", "--dry-run", "--retention-seconds", "0"],
+        env={**os.environ, **env, "PYTHONPATH": str(REPO)}, cwd=REPO, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"would delete job {plain} (done" in result.stdout
+    assert kept not in result.stdout
+    assert "dry run: 1 jobs past 0 s retention" in result.stdout
+    assert keys(store, plain) == before
+    assert queue.get(plain).pruned_at is None
+    assert not store.exists(LAST_RUN_KEY)  # a dry run is not a pass: the monitor must not count it
+    assert not Path(env["PRUNER_STATUS_FILE"]).exists()
+
+
+@pytest.mark.integration
+def test_storage_unreachable_deletes_nothing_and_records_the_failure(
+    env: dict[str, str], store: ObjectStore, queue: JobQueue
+) -> None:
+    job_id = make_job(store, queue)
+    before = keys(store, job_id)
+    proxy = TcpProxy("127.0.0.1", urlparse(env["S3_ENDPOINT_URL"]).port)
+    try:
+        proxy.cut()
+        down = ObjectStore.from_env({**env, "S3_ENDPOINT_URL": proxy.url}, max_attempts=1, connect_timeout_s=1)
+        sleeps: list[float] = []
+        report = Pruner(down, queue, settings(env), sleep=sleeps.append).run_once()
+    finally:
+        proxy.close()
+    assert not report.ok
+    assert report.error.startswith(f"Storage at {proxy.url} cannot be reached")
+    assert sleeps == [0.05]  # retried once (2 attempts in all) before giving up
+    assert keys(store, job_id) == before
+    assert queue.get(job_id).pruned_at is None
+    record = read_status_file(Path(env["PRUNER_STATUS_FILE"]))
+    assert record["ok"] is False and record["last_error"] == report.error and record["last_success_at"] is None
+    assert healthcheck.main([env["PRUNER_STATUS_FILE"]]) == 1
+
+
+@pytest.mark.integration
+def test_storage_lost_mid_run_leaves_whole_jobs_and_the_next_run_finishes(
+    env: dict[str, str], store: ObjectStore, queue: JobQueue
+) -> None:
+    first, second = make_job(store, queue), make_job(store, queue)
+    proxy = TcpProxy("127.0.0.1", urlparse(env["S3_ENDPOINT_URL"]).port)
+    try:
+        through_proxy = ObjectStore.from_env({**env, "S3_ENDPOINT_URL": proxy.url}, max_attempts=1,
+                                             connect_timeout_s=1)
+        pruner = Pruner(through_proxy, queue, settings(env), on_job_deleted=lambda _files: proxy.cut())
+        report = pruner.run_once()
+        assert not report.ok and len(report.deleted_jobs) == 1
+        gone, left = report.deleted_jobs[0], (second if report.deleted_jobs[0] == first else first)
+        assert keys(store, gone) == [] and queue.get(gone).pruned_at is not None
+        assert len(keys(store, left)) == 8  # every object of the other job is still there
+        assert queue.get(left).pruned_at is None
+        assert read_status_file(Path(env["PRUNER_STATUS_FILE"]))["ok"] is False
+
+        proxy.restore()
+        pruner._on_job_deleted = None  # storage is back: the next pass completes the work
+        again = pruner.run_once()
+    finally:
+        proxy.close()
+    assert again.ok and again.deleted_jobs == [left]
+    assert keys(store, left) == []
+    record = json.loads(store.get(LAST_RUN_KEY))
+    assert record["ok"] is True and record["deleted_jobs"] == 1
+
+
+@pytest.mark.integration
+def test_the_loop_runs_on_schedule_and_stops_on_sigterm(env: dict[str, str], store: ObjectStore,
+                                                        queue: JobQueue) -> None:
+    job_id = make_job(store, queue)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "services.pruner"],
+        env={**os.environ, **env, "PYTHONPATH": str(REPO), "RETENTION_SECONDS": "0", "PRUNE_INTERVAL_SECONDS": "1"},
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while keys(store, job_id) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert keys(store, job_id) == []
+        later = make_job(store, queue)  # picked up by a later pass of the same process
+        while keys(store, later) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert keys(store, later) == []
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=20)
+    assert process.returncode == 0, output
+    assert "pruner stopped" in output
+    health = subprocess.run([sys.executable, "-m", "services.pruner.healthcheck"], env={**os.environ, **env},
+                            cwd=REPO, capture_output=True, text=True, timeout=30)
+    assert health.returncode == 0, health.stdout
+    assert json.loads(health.stdout.splitlines()[-1])["ok"] is True
