@@ -34,10 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import requests
 import yaml
 
-from isletops.config import InstanceConfig, SiteConfig
+from isletops.config import InstanceConfig, SiteConfig, read_env_file
 from isletops.errors import DeployError, IsletOpsError, RegistryError
 from isletops.history import Deployed, History, HistoryEntry, deployed_tags, last_attempt_notice
 from isletops.lock import InstanceLock, LockDetails, LockStatus, current_user, utc_now
@@ -371,11 +370,29 @@ def _health_failure(engine: Any, project: str, service: str, error: Exception) -
     return _HealthFailure(service, str(error).rstrip("."), details)
 
 
-def _wait(engine: Any, project: str, service: str, timeout_s: float) -> None:
-    try:
-        engine.wait_healthy(project, [service], timeout_s)
-    except IsletOpsError as error:
-        raise _health_failure(engine, project, service, error) from None
+def _wait(engine: Any, project: str, service: str, timeout_s: float, poll_s: float = 1.0) -> None:
+    """Wait until every container of `service` is running and healthy.
+
+    Fails at once when Docker has judged a container `unhealthy` (its healthcheck failed
+    `retries` times after `start_period`) or it exited: waiting out the deadline would only
+    keep users on a broken release longer. Otherwise fails at the deadline.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        states = [s for s in engine.project_containers(project, [service]) if s.service == service]
+        if states and all(s.is_ready for s in states):
+            return
+        broken = [s for s in states if s.health == "unhealthy" or s.state in ("exited", "dead")]
+        if broken or time.monotonic() >= deadline:
+            shown = broken or [s for s in states if not s.is_ready]
+            waited = "" if broken else f" within {timeout_s:.0f} s"
+            said = next((s.last_health_output for s in shown if s.last_health_output), "")
+            said = f"; its health check said '{' '.join(said.split())[:200]}'" if said else ""
+            error = DeployError(
+                f"{service} did not become healthy{waited}: {', '.join(s.describe() for s in shown)}{said}"
+            )
+            raise _health_failure(engine, project, service, error)
+        time.sleep(poll_s)
 
 
 def roll_over(
@@ -386,8 +403,12 @@ def roll_over(
     health_timeout_s: float,
     progress: Progress,
     drain_s: int = DRAIN_TIMEOUT_S,
+    env: dict[str, str] | None = None,
 ) -> None:
-    """Bring every service to the rendered compose config, one at a time, waiting for each."""
+    """Bring every service to the rendered compose config, one at a time, waiting for each.
+
+    `env` is the instance's env file: compose gets it explicitly so a stray shell variable can
+    never win over it (as `stack.up` does)."""
     for step in steps:
         old = [s for s in _service_containers(engine, project, step.service) if s.state == "running"]
         if step.strategy == "start-first" and old:
@@ -396,6 +417,7 @@ def roll_over(
             engine.compose(
                 project, files,
                 ["up", "-d", "--no-deps", "--no-recreate", "--scale", f"{step.service}={2 * len(old)}", step.service],
+                env=env,
                 capture=True,
             )
             new_names = {s.name for s in _service_containers(engine, project, step.service)} - old_names
@@ -403,11 +425,9 @@ def roll_over(
                 _wait(engine, project, step.service, health_timeout_s)
             except _HealthFailure:
                 # Keep the old containers serving (Kamal keeps the old one); drop the new ones.
-                failure = _health_failure(engine, project, step.service, DeployError(
-                    f"The new {step.service} container did not become healthy within {health_timeout_s:.0f} s"))
                 for name in sorted(new_names):
                     _remove_container(engine, name, drain_s=5)
-                raise failure from None
+                raise
             # Let the frontend's resolver see the new address before the old one goes away.
             time.sleep(RESOLVER_TTL_S)
             for name in sorted(old_names):
@@ -416,7 +436,8 @@ def roll_over(
         else:
             progress(f"{step.service}: {'updating' if old else 'starting'}")
             engine.compose(
-                project, files, ["up", "-d", "--no-deps", "--timeout", str(drain_s), step.service], capture=True
+                project, files, ["up", "-d", "--no-deps", "--timeout", str(drain_s), step.service], env=env,
+                capture=True,
             )
             _wait(engine, project, step.service, health_timeout_s)
         progress(f"{step.service}: healthy")
@@ -425,59 +446,20 @@ def roll_over(
 # -- end-to-end gate --------------------------------------------------------------------------
 
 
-def _synthetic_png() -> bytes:
-    from services.islets.images import encode_png
-    from services.islets.synthetic import make_dtz_image
+def e2e_gate(base_url: str, timeout_s: float = E2E_TIMEOUT_S) -> str:
+    """One synthetic job through the REST API at `base_url` must finish within `timeout_s`.
 
-    rgb, _truth = make_dtz_image(seed=7, diameters_um=(120, 160))
-    return encode_png(rgb)
-
-
-def e2e_gate(base_url: str, timeout_s: float = E2E_TIMEOUT_S, session: requests.Session | None = None) -> str:
-    """Submit one synthetic job through the REST API at `base_url` and wait until it is done.
-
-    Returns the job id; raises `DeployError` with the reason otherwise. The monitor's e2e probe
-    submits the same job; when it exposes `run_synthetic_job(base_url, timeout_s)` that one runs.
+    The same job as the monitor's e2e probe, by the same code (`monitors.probes.e2e`): one
+    implementation of "the application works". Returns the job id; raises an `IsletOpsError`
+    with the probe's sentence otherwise.
     """
-    with contextlib.suppress(ImportError, AttributeError):
-        from monitors.probes import e2e as e2e_probe
-
-        return str(e2e_probe.run_synthetic_job(base_url, timeout_s))
-    http = session or requests.Session()
-    deadline = time.monotonic() + timeout_s
-    api = base_url.rstrip("/") + "/api"
     try:
-        response = http.post(
-            f"{api}/jobs",
-            files={"images": ("isletops-deploy-gate.png", _synthetic_png(), "image/png")},
-            data={"pixel_size_um": "0.843", "priority": "100"},
-            timeout=30,
-        )
-        if response.status_code != 201:
-            raise DeployError(f"The end-to-end gate could not submit a job: {_api_error(response)}")
-        job_id = response.json()["id"]
-        state, error = "queued", ""
-        while time.monotonic() < deadline:
-            job = http.get(f"{api}/jobs/{job_id}", timeout=10)
-            if job.status_code == 200:
-                body = job.json()
-                state, error = body.get("state", "?"), body.get("error") or ""
-                if state == "done":
-                    return str(job_id)
-                if state == "failed":
-                    raise DeployError(f"The end-to-end gate job {job_id} failed: {error or 'no reason given'}.")
-            time.sleep(1.0)
-        raise DeployError(f"The end-to-end gate job {job_id} was still {state} after {timeout_s:.0f} s.")
-    except requests.RequestException as exc:
-        raise DeployError(f"The end-to-end gate could not reach {api}: {type(exc).__name__}.") from None
-    except (ValueError, KeyError):
-        raise DeployError(f"The end-to-end gate got an answer from {api} that is not the job API.") from None
-
-
-def _api_error(response: requests.Response) -> str:
-    with contextlib.suppress(ValueError, AttributeError):
-        return f"{response.status_code} {response.json().get('error')}"
-    return f"HTTP {response.status_code}"
+        from monitors.probes.e2e import run_synthetic_job
+    except ImportError as exc:
+        raise DeployError(
+            f"The end-to-end gate cannot run: {exc}.", "Install the monitors package or deploy with --no-e2e."
+        ) from None
+    return str(run_synthetic_job(base_url, timeout_s))
 
 
 # -- deploy / rollback ------------------------------------------------------------------------
@@ -717,7 +699,7 @@ def _switch(
     files = stack.prepare_instance(site, instance, tag, registry=registry)
     steps = service_strategies(compose_services(files))
     result.plan = DeployPlan(**{**result.plan.__dict__, "services": tuple(steps)})
-    roll_over(engine, instance.project_name, files, steps, health_timeout_s, say)
+    roll_over(engine, instance.project_name, files, steps, health_timeout_s, say, env=read_env_file(instance.env_file))
 
 
 def rollback(
