@@ -1,0 +1,163 @@
+"""Compose rendering and instance preparation (`isletops.stack`): pure logic, no Docker."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+import yaml
+
+from isletops import release, stack
+from isletops.config import ensure_env_file, parse_config, read_env_file
+from isletops.errors import ConfigError
+
+
+def _site(tmp_path, **settings):
+    return parse_config({"instances_root": str(tmp_path), "instances": {"prod": {"http_port": 8180, "api_port": 8181,
+                                                                                   **settings}}})
+
+
+def _render(tmp_path, gpu=False, labels=None, **settings):
+    instance = _site(tmp_path, **settings).instance("prod")
+    texts = stack.render_compose_files(instance, gpu=gpu, extra_labels=labels)
+    return {name: yaml.safe_load(text) for name, text in texts.items()}, texts
+
+
+def test_every_component_is_a_service_with_image_healthcheck_and_labels(tmp_path):
+    documents, _ = _render(tmp_path, labels={"org.isletnet.test": "1"})
+    services = documents["docker-compose.yml"]["services"]
+    assert list(services) == list(release.COMPONENTS)
+    for component, service in services.items():
+        assert service["image"] == f"${{REPOSITORY-}}isletnet-{component}:${{TAG:?missing-env}}"
+        assert service["healthcheck"]["test"][0] == "CMD"
+        assert service["labels"]["org.isletnet.instance"] == "prod"
+        assert service["labels"]["org.isletnet.component"] == component
+        assert service["labels"]["org.isletnet.test"] == "1"
+    assert documents["docker-compose.yml"]["networks"]["default"]["labels"]["org.isletnet.test"] == "1"
+
+
+def test_dependencies_wait_for_health_in_start_order(tmp_path):
+    services = _render(tmp_path)[0]["docker-compose.yml"]["services"]
+    for component in ("backend", "shepherd", "pruner"):
+        assert services[component]["depends_on"] == {
+            "storage": {"condition": "service_healthy"}, "queue": {"condition": "service_healthy"}}
+    assert services["frontend"]["depends_on"] == {"backend": {"condition": "service_healthy"}}
+    order = list(release.COMPONENTS)
+    for component, service in services.items():
+        for dependency in service.get("depends_on", {}):
+            assert order.index(dependency) < order.index(component)
+
+
+def test_secrets_and_required_settings_fail_by_name_when_missing(tmp_path):
+    _, texts = _render(tmp_path)
+    base, production = texts["docker-compose.yml"], texts["docker-compose.production.yml"]
+    for variable in ("TAG", "S3_ACCESS_KEY", "S3_SECRET_KEY", "DB_PASSWORD"):
+        assert f"${{{variable}:?missing-env}}" in base
+    for variable in ("LOCAL_DATA_DIR", "BIND_ADDRESS", "HTTP_PORT", "API_PORT"):
+        assert f"${{{variable}:?missing-env}}" in production
+
+
+def test_production_file_publishes_only_on_the_bind_address_and_keeps_data_on_disk(tmp_path):
+    production = _render(tmp_path)[0]["docker-compose.production.yml"]["services"]
+    published = {name: service["ports"] for name, service in production.items() if "ports" in service}
+    assert published == {
+        "backend": ["${BIND_ADDRESS:?missing-env}:${API_PORT:?missing-env}:8000"],
+        "frontend": ["${BIND_ADDRESS:?missing-env}:${HTTP_PORT:?missing-env}:8080"],
+    }
+    assert production["storage"]["volumes"] == ["${LOCAL_DATA_DIR:?missing-env}/storage:/data"]
+    assert production["queue"]["volumes"] == ["${LOCAL_DATA_DIR:?missing-env}/queue:/data"]
+    for service in production.values():
+        assert service["restart"] == "unless-stopped"
+        assert service["logging"]["options"] == {"max-size": "10m", "max-file": "3"}
+
+
+@pytest.mark.parametrize("gpu", [True, False])
+def test_gpu_goes_to_the_shepherd_only_when_enabled(tmp_path, gpu):
+    production = _render(tmp_path, gpu=gpu)[0]["docker-compose.production.yml"]["services"]
+    devices = production["shepherd"].get("deploy", {}).get("resources", {}).get("reservations", {}).get("devices")
+    assert devices == ([{"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}] if gpu else None)
+    assert all("deploy" not in service for name, service in production.items() if name != "shepherd")
+
+
+@pytest.mark.parametrize(("setting", "detected", "expected"), [
+    ("yes", False, True), ("no", True, False), ("auto", True, True), ("auto", False, False)])
+def test_gpu_setting(tmp_path, setting, detected, expected):
+    instance = _site(tmp_path, gpu=setting).instance("prod")
+    assert stack.gpu_enabled(instance, detect=lambda: detected) is expected
+
+
+def test_extra_labels_parse_and_reject_malformed_entries():
+    assert stack.extra_labels_from_env("org.isletnet.test=1, team=lab") == {"org.isletnet.test": "1", "team": "lab"}
+    assert stack.extra_labels_from_env("") == {}
+    for bad in ("novalue", "Upper=1", 'a="quoted"'):
+        with pytest.raises(ConfigError, match="ISLETOPS_EXTRA_LABELS has a malformed label"):
+            stack.extra_labels_from_env(bad)
+
+
+@pytest.mark.parametrize("tag", ["", "bad tag", "-leading", "a" * 129, "x:y"])
+def test_bad_image_tags_are_refused(tag):
+    with pytest.raises(ConfigError, match="cannot be an image tag"):
+        stack.validate_image_tag(tag)
+
+
+def test_prepare_instance_writes_env_compose_files_and_owned_data_dirs(tmp_path, monkeypatch):
+    monkeypatch.setattr(stack, "detect_gpu", lambda: False)
+    site = _site(tmp_path)
+    files = stack.prepare_instance(site, "prod", "2026-11-23_01", registry="registry.example.org:5000")
+    instance = site.instance("prod")
+    assert files == [instance.directory / "docker-compose.yml", instance.directory / "docker-compose.production.yml"]
+    assert all(path.exists() for path in files)
+    env = read_env_file(instance.env_file)
+    assert env["TAG"] == "2026-11-23_01"
+    assert env["REPOSITORY"] == "registry.example.org:5000/"
+    assert env["HTTP_PORT"] == "8180" and env["API_PORT"] == "8181" and env["BIND_ADDRESS"] == "127.0.0.1"
+    assert env["LOCAL_DATA_DIR"] == str(instance.local_data_dir.resolve())
+    assert len(env["DB_PASSWORD"]) >= 32 and env["S3_ACCESS_KEY"] != env["S3_SECRET_KEY"]
+    assert stat.S_IMODE(instance.env_file.stat().st_mode) == 0o600
+    assert stack.current_tag(instance) == "2026-11-23_01"
+    if os.geteuid() == 0:
+        assert (instance.local_data_dir / "storage").stat().st_uid == 10001
+        assert (instance.local_data_dir / "queue").stat().st_uid == 10002
+
+
+def test_prepare_again_keeps_secrets_and_hand_edits_but_follows_the_tag(tmp_path, monkeypatch):
+    monkeypatch.setattr(stack, "detect_gpu", lambda: False)
+    site = _site(tmp_path)
+    stack.prepare_instance(site, "prod", "2026-11-23_01")
+    instance = site.instance("prod")
+    first = read_env_file(instance.env_file)
+    with instance.env_file.open("a") as handle:
+        handle.write("SMTP_PASSWORD=kept-by-hand\n")
+    stack.prepare_instance(site, "prod", "2026-11-23_02")
+    second = read_env_file(instance.env_file)
+    assert second["TAG"] == "2026-11-23_02"
+    assert second["SMTP_PASSWORD"] == "kept-by-hand"
+    for secret in ("DB_PASSWORD", "S3_ACCESS_KEY", "S3_SECRET_KEY"):
+        assert second[secret] == first[secret]
+
+
+def test_prepare_refuses_a_bad_tag_and_leaves_the_instance_as_it_was(tmp_path, monkeypatch):
+    monkeypatch.setattr(stack, "detect_gpu", lambda: False)
+    site = _site(tmp_path)
+    stack.prepare_instance(site, "prod", "2026-11-23_01")
+    instance = site.instance("prod")
+    before = {path.name: path.read_text() for path in [instance.env_file, *stack.compose_files(instance)]}
+    with pytest.raises(ConfigError, match="'no good' cannot be an image tag"):
+        stack.prepare_instance(site, "prod", "no good")
+    after = {path.name: path.read_text() for path in [instance.env_file, *stack.compose_files(instance)]}
+    assert after == before
+
+
+def test_an_instance_never_prepared_has_no_tag(tmp_path):
+    instance = _site(tmp_path).instance("prod")
+    assert stack.current_tag(instance) is None
+    ensure_env_file(instance, {"TAG": "2026-11-23_01"})  # an env file alone is not a rendered instance
+    assert stack.current_tag(instance) is None
+
+
+def test_unknown_components_and_services_are_named(tmp_path):
+    with pytest.raises(ConfigError, match=r"Unknown service\(s\): web\."):
+        stack.logs(_site(tmp_path), "prod", service="web")
+    with pytest.raises(ConfigError, match=r"Unknown component\(s\): db\."):
+        stack.build_images(["db"], engine=object())
