@@ -374,15 +374,19 @@ def _wait(engine: Any, project: str, service: str, timeout_s: float, poll_s: flo
     """Wait until every container of `service` is running and healthy.
 
     Fails at once when Docker has judged a container `unhealthy` (its healthcheck failed
-    `retries` times after `start_period`) or it exited: waiting out the deadline would only
-    keep users on a broken release longer. Otherwise fails at the deadline.
+    `retries` times after `start_period`) or it exited or restarted (a fresh container that
+    crashed once): waiting out the deadline would only keep users on a broken release longer.
+    Otherwise fails at the deadline.
     """
     deadline = time.monotonic() + timeout_s
     while True:
         states = [s for s in engine.project_containers(project, [service]) if s.service == service]
         if states and all(s.is_ready for s in states):
             return
-        broken = [s for s in states if s.health == "unhealthy" or s.state in ("exited", "dead")]
+        broken = [
+            s for s in states
+            if s.health == "unhealthy" or s.state in ("exited", "dead", "restarting") or s.restart_count > 0
+        ]
         if broken or time.monotonic() >= deadline:
             shown = broken or [s for s in states if not s.is_ready]
             waited = "" if broken else f" within {timeout_s:.0f} s"
@@ -404,43 +408,93 @@ def roll_over(
     progress: Progress,
     drain_s: int = DRAIN_TIMEOUT_S,
     env: dict[str, str] | None = None,
+    levels: list[list[str]] | None = None,
 ) -> None:
-    """Bring every service to the rendered compose config, one at a time, waiting for each.
+    """Bring every service to the rendered compose config, level by level, waiting for each level.
 
-    `env` is the instance's env file: compose gets it explicitly so a stray shell variable can
-    never win over it (as `stack.up` does)."""
-    for step in steps:
-        old = [s for s in _service_containers(engine, project, step.service) if s.state == "running"]
-        if step.strategy == "start-first" and old:
-            progress(f"{step.service}: starting a new container beside {', '.join(s.name for s in old)}")
-            old_names = {s.name for s in old}
-            engine.compose(
-                project, files,
-                ["up", "-d", "--no-deps", "--no-recreate", "--scale", f"{step.service}={2 * len(old)}", step.service],
-                env=env,
-                capture=True,
-            )
-            new_names = {s.name for s in _service_containers(engine, project, step.service)} - old_names
-            try:
-                _wait(engine, project, step.service, health_timeout_s)
-            except _HealthFailure:
-                # Keep the old containers serving (Kamal keeps the old one); drop the new ones.
-                for name in sorted(new_names):
-                    _remove_container(engine, name, drain_s=5)
-                raise
-            # Let the frontend's resolver see the new address before the old one goes away.
-            time.sleep(RESOLVER_TTL_S)
-            for name in sorted(old_names):
-                progress(f"{step.service}: draining and removing {name}")
-                _remove_container(engine, name, drain_s)
-        else:
-            progress(f"{step.service}: {'updating' if old else 'starting'}")
-            engine.compose(
-                project, files, ["up", "-d", "--no-deps", "--timeout", str(drain_s), step.service], env=env,
-                capture=True,
-            )
+    `levels` come from `dependency_levels` (default: one service per level, in `steps` order):
+    a level starts only when everything it depends on is healthy on the new release. `env` is
+    the instance's env file: compose gets it explicitly so a stray shell variable never wins.
+    """
+    by_service = {step.service: step for step in steps}
+    for level in levels or [[step.service] for step in steps]:
+        _roll_level(engine, project, files, [by_service[s] for s in level if s in by_service], health_timeout_s,
+                    progress, drain_s, env)
+
+
+def _roll_level(
+    engine: Any,
+    project: str,
+    files: list[Path],
+    steps: list[ServiceStep],
+    health_timeout_s: float,
+    progress: Progress,
+    drain_s: int,
+    env: dict[str, str] | None,
+) -> None:
+    old_by_service = {
+        step.service: [s for s in _service_containers(engine, project, step.service) if s.state == "running"]
+        for step in steps
+    }
+    side_by_side = [step.service for step in steps if step.strategy == "start-first" and old_by_service[step.service]]
+    in_place = [step.service for step in steps if step.service not in side_by_side]
+    new_names: dict[str, set[str]] = {}
+    if in_place:
+        progress(f"{', '.join(in_place)}: updating (stop with up to {drain_s} s to drain)")
+        engine.compose(project, files, ["up", "-d", "--no-deps", "--timeout", str(drain_s), *in_place], env=env,
+                       capture=True)
+    for service in side_by_side:
+        old = old_by_service[service]
+        progress(f"{service}: starting a new container beside {', '.join(s.name for s in old)}")
+        engine.compose(
+            project, files,
+            ["up", "-d", "--no-deps", "--no-recreate", "--scale", f"{service}={2 * len(old)}", service],
+            env=env, capture=True,
+        )
+        new_names[service] = {s.name for s in _service_containers(engine, project, service)} - {s.name for s in old}
+    try:
+        for step in steps:
             _wait(engine, project, step.service, health_timeout_s)
-        progress(f"{step.service}: healthy")
+    except _HealthFailure as failure:
+        # Old containers beside failed new ones keep serving (Kamal keeps the old one).
+        if failure.service in new_names:
+            for name in sorted(new_names[failure.service]):
+                _remove_container(engine, name, drain_s=5)
+        raise
+    if side_by_side:
+        # Let the frontend's resolver see the new addresses before the old ones go away.
+        time.sleep(RESOLVER_TTL_S)
+        for service in side_by_side:
+            for state in old_by_service[service]:
+                progress(f"{service}: draining and removing {state.name}")
+                _remove_container(engine, state.name, drain_s)
+    progress(f"{', '.join(step.service for step in steps)}: healthy")
+
+
+def dependency_levels(compose_spec: dict[str, Any], services: tuple[str, ...] = COMPONENTS) -> list[list[str]]:
+    """Group services so each group depends only on earlier groups (compose `depends_on`).
+
+    Services of one level are rolled over together; without `depends_on` information the
+    order of `services` is kept, one per level. A dependency cycle is a broken compose file.
+    """
+    if not any((compose_spec.get(s) or {}).get("depends_on") for s in services):
+        return [[s] for s in services]
+    depends = {}
+    for service in services:
+        raw = (compose_spec.get(service) or {}).get("depends_on") or []
+        depends[service] = [d for d in (raw if isinstance(raw, list) else list(raw)) if d in services]
+    level: dict[str, int] = {}
+
+    def level_of(service: str, seen: tuple[str, ...] = ()) -> int:
+        if service in seen:
+            raise DeployError(f"The compose files have a dependency cycle: {' -> '.join((*seen, service))}.")
+        if service not in level:
+            level[service] = 1 + max((level_of(d, (*seen, service)) for d in depends[service]), default=-1)
+        return level[service]
+
+    for service in services:
+        level_of(service)
+    return [[s for s in services if level[s] == n] for n in range(max(level.values()) + 1)]
 
 
 # -- end-to-end gate --------------------------------------------------------------------------
@@ -697,9 +751,11 @@ def _switch(
 
     say(f"rendering compose for {tag}")
     files = stack.prepare_instance(site, instance, tag, registry=registry)
-    steps = service_strategies(compose_services(files))
+    spec = compose_services(files)
+    steps = service_strategies(spec)
     result.plan = DeployPlan(**{**result.plan.__dict__, "services": tuple(steps)})
-    roll_over(engine, instance.project_name, files, steps, health_timeout_s, say, env=read_env_file(instance.env_file))
+    roll_over(engine, instance.project_name, files, steps, health_timeout_s, say, env=read_env_file(instance.env_file),
+              levels=dependency_levels(spec))
 
 
 def rollback(

@@ -125,3 +125,23 @@ def test_a_failing_script_hook_stops_with_its_last_line(tmp_path):
     context = deploy.HookContext("pre-deploy", "deploy", inst, T1, "", "bob", "now")
     with pytest.raises(DeployError, match="pre-deploy hook .* failed: monitoring says no"):
         deploy.run_hooks(context)
+
+
+def test_dependency_levels_from_the_real_compose_templates(tmp_path):
+    import yaml
+
+    from isletops import stack
+
+    rendered = stack.render_compose_files(instance(tmp_path), gpu=False)
+    spec = {}
+    for text in rendered.values():
+        for name, service in (yaml.safe_load(text).get("services") or {}).items():
+            spec.setdefault(name, {}).update(service or {})
+    assert deploy.dependency_levels(spec) == [["storage", "queue"], ["backend", "shepherd", "pruner"], ["frontend"]]
+
+
+def test_dependency_levels_without_depends_on_keep_component_order_and_refuse_cycles():
+    assert deploy.dependency_levels({}) == [[c] for c in COMPONENTS]
+    cycle = {"storage": {"depends_on": ["frontend"]}, "frontend": {"depends_on": {"storage": {}}}}
+    with pytest.raises(DeployError, match="dependency cycle"):
+        deploy.dependency_levels(cycle)
