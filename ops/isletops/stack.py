@@ -382,9 +382,9 @@ def _require_prepared(instance: InstanceConfig) -> list[Path]:
     return compose_files(instance)
 
 
-def check_images(instance: InstanceConfig, tag: str, engine: DockerEngine) -> None:
+def check_images(tag: str, registry: str, engine: DockerEngine) -> None:
     """Local images without a registry must exist: say which and how to make them."""
-    if current_registry(instance):
+    if registry:
         return  # compose pulls what is missing from the registry
     missing = [release.image_repository(c) + f":{tag}" for c in release.COMPONENTS
                if not engine.image_exists(f"{release.image_repository(c)}:{tag}")]
@@ -420,8 +420,9 @@ def up(
             "Pass --tag (see 'isletops build' or 'isletops releases').",
         )
     registry = current_registry(instance) if registry is None else registry
+    validate_image_tag(tag)
+    check_images(tag, registry, engine)  # before touching the instance: a bad tag changes nothing
     files = prepare_instance(site, instance, tag, registry=registry, engine=engine)
-    check_images(instance, tag, engine)
     timeout = float(timeout_s if timeout_s is not None else instance.health_timeout_s)
     args = ["up", "--detach", "--remove-orphans"]
     if force_recreate:
