@@ -1,0 +1,139 @@
+"""Deploy, upgrade, automatic rollback of a broken release, rollback, and Ctrl-C mid-switch — on
+the real stack (H3's `service_images`/`stack_instance`), pulling from a real registry.
+
+Three releases are pushed: T1 and T2 are the real images; T3's backend is a variant FROM the real
+one that dies at start with a message, so its health gate fails and the deploy must roll back by
+itself, explaining why with the backend's own log line.
+"""
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from isletops.cli import main
+from isletops.docker_engine import DockerEngine
+from isletops.release import COMPONENTS, image_name
+
+pytestmark = pytest.mark.integration
+
+T1, T2, T3 = "2026-04-01_01", "2026-04-01_02", "2026-04-02_01"
+BROKEN_LINE = "h4-broken-release: backend cannot open its model"
+
+
+@pytest.fixture(scope="module")
+def releases(service_images, registry_url, tmp_path_factory):
+    engine = DockerEngine()
+    context = tmp_path_factory.mktemp("broken")
+    pushed = []
+    for tag in (T1, T2, T3):
+        for component in COMPONENTS:
+            target = image_name(component, tag, registry_url)
+            if tag == T3 and component == "backend":
+                (context / "Dockerfile").write_text(
+                    f"FROM {service_images['backend']}\n"
+                    f"ENTRYPOINT [\"/bin/sh\", \"-c\", \"echo '{BROKEN_LINE}' >&2; exit 3\"]\nCMD []\n"
+                )
+                engine.build_image(context, context / "Dockerfile", target, labels={"org.isletnet.test": "1"})
+            else:
+                engine.tag_image(service_images[component], target)
+            engine.push_image(target)
+            engine.remove_image(target)  # the deploy must pull it
+            pushed.append(target)
+    yield registry_url
+    for target in pushed:
+        engine.remove_image(target, force=True)
+
+
+def images_running(made) -> dict[str, str]:
+    states = DockerEngine().project_containers(made.project, COMPONENTS)
+    assert all(s.is_ready for s in states), [s.describe() for s in states]
+    return {s.service: s.image.rpartition(":")[2] for s in states}
+
+
+def history(made) -> list[dict]:
+    path = made.instance.state_dir / "history.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_deploy_upgrade_broken_release_rolls_back_by_itself_then_rollback(stack_instance, releases):
+    made = stack_instance("h4deploy", up=False)
+
+    def cli(*args):
+        return CliRunner().invoke(main, ["--config", str(made.config_path), *args, "--registry", releases])
+
+    first = cli("deploy", "--tag", T1, "-m", "first")  # with the end-to-end gate
+    assert first.exit_code == 0, first.output
+    assert "end-to-end gate: job" in first.output
+    assert set(images_running(made).values()) == {T1}
+
+    second = cli("deploy", "--tag", T2, "--no-e2e")
+    assert second.exit_code == 0, second.output
+    assert set(images_running(made).values()) == {T2}
+
+    broken = cli("deploy", "--tag", T3, "--no-e2e", "--health-timeout", "90")
+    assert broken.exit_code == 2, broken.output
+    assert f"failed and was rolled back to {T2}" in broken.output
+    assert "backend did not become healthy" in broken.output
+    assert BROKEN_LINE in broken.output  # the why: the failing service's own log tail
+    assert set(images_running(made).values()) == {T2}
+
+    listed = cli("releases")
+    assert listed.exit_code == 0
+    assert f"* {T2}   deployed" in listed.output and f"- {T1}   previous" in listed.output
+
+    back = cli("rollback")  # no argument: the previous good release, same gate as deploy
+    assert back.exit_code == 0, back.output
+    assert set(images_running(made).values()) == {T1}
+
+    entries = history(made)
+    assert [(e["command"], e["from_tag"], e["to_tag"], e["result"]) for e in entries] == [
+        ("deploy", "", T1, "ok"),
+        ("deploy", T1, T2, "ok"),
+        ("deploy", T2, T3, "rolled_back"),
+        ("rollback", T2, T1, "ok"),
+    ]
+    assert "backend did not become healthy" in entries[2]["message"]
+    assert not (made.instance.state_dir / "lock").exists()
+    nothing_before = cli("rollback")
+    assert nothing_before.exit_code == 2 and "no earlier successful release" in nothing_before.output
+
+
+def test_ctrl_c_mid_switch_restores_the_previous_release(stack_instance, releases):
+    made = stack_instance("h4sigint", up=False)
+    deployed = CliRunner().invoke(
+        main, ["--config", str(made.config_path), "deploy", "--tag", T1, "--no-e2e", "--registry", releases]
+    )
+    assert deployed.exit_code == 0, deployed.output
+
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "isletops"), "--config", str(made.config_path),
+         "deploy", "--tag", T2, "--no-e2e", "--registry", releases],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(process.stderr.readline, "")), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 180
+    while not any("storage, queue: healthy" in line for line in lines):  # mid-switch: first level done
+        assert process.poll() is None, "".join(lines)
+        assert time.monotonic() < deadline, "".join(lines)
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=400) == 130, "".join(lines)
+    reader.join(timeout=5)
+    assert "interrupted" in "".join(lines)
+
+    assert set(images_running(made).values()) == {T1}
+    assert not (made.instance.state_dir / "lock").exists()
+    last = history(made)[-1]
+    assert (last["from_tag"], last["to_tag"], last["result"]) == (T1, T2, "interrupted")
+    assert f"{T1} restored" in last["message"]
+    shown = CliRunner().invoke(main, ["--config", str(made.config_path), "history"])
+    assert "was interrupted" in shown.output and f"{T1} was restored" in shown.output
