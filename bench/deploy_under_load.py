@@ -1,0 +1,161 @@
+"""Do users notice a deploy? Requests through the frontend while the release changes under them.
+
+A bounded stream of loopback API requests (`GET /api/health` and `GET /api/jobs` through the
+frontend's nginx, as a browser would) runs during each operation, and the script prints, side by
+side, how many failed and for how long the service was out:
+
+  1. `isletops deploy --tag TO`       (the health-gated rollover)
+  2. `isletops rollback --to FROM`    (the same path back)
+  3. `compose up -d --force-recreate` (the plain way, for comparison), then wait healthy
+
+Usage (an instance already set up, two releases in the registry):
+
+  python bench/deploy_under_load.py --config isletops.yml --instance demo \\
+      --registry 127.0.0.1:5000 --from 2026-11-23_01 --to 2026-11-23_02 [--rate 40] [--json]
+
+The instance is first brought to FROM (not measured). Only 127.0.0.1 is ever targeted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from urllib.parse import urlparse
+
+import requests
+
+from isletops import deploy, stack
+from isletops.config import load_config, read_env_file
+from isletops.docker_engine import DockerEngine
+from isletops.release import COMPONENTS
+
+PATHS = ("/api/health", "/api/jobs")
+
+
+@dataclass
+class LoadReport:
+    operation: str
+    duration_s: float = 0.0
+    total: int = 0
+    failed: int = 0
+    longest_outage_s: float = 0.0
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+class Load:
+    """`workers` threads, each at most `rate / workers` requests per second, until stopped."""
+
+    def __init__(self, base_url: str, rate: float, workers: int = 4, timeout_s: float = 10.0) -> None:
+        host = urlparse(base_url).hostname
+        if host not in ("127.0.0.1", "localhost"):
+            raise SystemExit(f"refusing to load {base_url}: only loopback addresses are targeted")
+        self.base_url = base_url.rstrip("/")
+        self.interval = workers / rate
+        self.workers = workers
+        self.timeout_s = timeout_s
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.results: list[tuple[float, bool, str]] = []  # (time, ok, error kind)
+
+    def _worker(self, index: int) -> None:
+        session = requests.Session()
+        n = index
+        while not self.stop.is_set():
+            started = time.monotonic()
+            path = PATHS[n % len(PATHS)]
+            n += 1
+            try:
+                response = session.get(self.base_url + path, timeout=self.timeout_s)
+                ok, kind = response.status_code < 500, f"HTTP {response.status_code}"
+            except requests.RequestException as exc:
+                ok, kind = False, type(exc).__name__
+                session = requests.Session()  # a broken keep-alive connection must not poison the rest
+            with self.lock:
+                self.results.append((started, ok, "" if ok else kind))
+            self.stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
+
+    def measure(self, name: str, operation: Callable[[], None]) -> LoadReport:
+        self.results = []
+        self.stop.clear()
+        threads = [threading.Thread(target=self._worker, args=(i,), daemon=True) for i in range(self.workers)]
+        for thread in threads:
+            thread.start()
+        time.sleep(1.0)  # the stream is flowing before the operation starts
+        started = time.monotonic()
+        try:
+            operation()
+        finally:
+            duration = time.monotonic() - started
+            time.sleep(1.0)
+            self.stop.set()
+            for thread in threads:
+                thread.join(timeout=self.timeout_s + 1)
+        report = LoadReport(name, round(duration, 1), len(self.results))
+        outage_start = None
+        for at, ok, kind in sorted(self.results):
+            if not ok:
+                report.failed += 1
+                report.errors[kind] = report.errors.get(kind, 0) + 1
+                outage_start = outage_start if outage_start is not None else at
+                report.longest_outage_s = max(report.longest_outage_s, round(at - outage_start, 2))
+            else:
+                outage_start = None
+        return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--instance")
+    parser.add_argument("--registry", required=True)
+    parser.add_argument("--from", dest="from_tag", required=True)
+    parser.add_argument("--to", dest="to_tag", required=True)
+    parser.add_argument("--rate", type=float, default=40.0, help="requests per second in all (bounded)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+
+    site = load_config(args.config)
+    instance = site.instance(args.instance)
+    engine = DockerEngine()
+
+    def run_deploy(tag: str, command: str = "deploy") -> Callable[[], None]:
+        def operation() -> None:
+            options = deploy.DeployOptions(tag=tag, registry=args.registry, command=command, e2e_gate=False,
+                                           message="bench/deploy_under_load.py")
+            deploy.deploy(site, instance, options, engine=engine)
+        return operation
+
+    def force_recreate() -> None:
+        files = stack.compose_files(instance)
+        engine.compose(instance.project_name, files, ["up", "-d", "--force-recreate"],
+                       env=read_env_file(instance.env_file), capture=True)
+        engine.wait_healthy(instance.project_name, list(COMPONENTS), instance.health_timeout_s)
+
+    print(f"bringing '{instance.name}' to {args.from_tag} (not measured) ...", file=sys.stderr)
+    deployed, _notes = deploy.current_deployment(instance)
+    if deployed.current != args.from_tag:
+        run_deploy(args.from_tag)()
+    load = Load(instance.frontend_url, args.rate)
+    reports = [
+        load.measure(f"isletops deploy --tag {args.to_tag}", run_deploy(args.to_tag)),
+        load.measure(f"isletops rollback --to {args.from_tag}", run_deploy(args.from_tag, "rollback")),
+        load.measure("compose up -d --force-recreate", force_recreate),
+    ]
+    if args.json:
+        print(json.dumps([asdict(r) for r in reports], indent=2))
+        return 0
+    print(f"{'operation':<40} {'duration':>9} {'failed/total':>13} {'longest outage':>15}  errors")
+    for r in reports:
+        errors = ", ".join(f"{k} x{v}" for k, v in sorted(r.errors.items())) or "-"
+        counts = f"{r.failed}/{r.total}"
+        print(f"{r.operation:<40} {r.duration_s:>8.1f}s {counts:>13} {r.longest_outage_s:>14.1f}s  {errors}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
