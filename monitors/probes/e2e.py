@@ -16,6 +16,7 @@ from typing import Any
 import requests
 
 from isletops.errors import ProbeError
+from monitors.probes.http import reason
 from monitors.result import ProbeContext, ProbeResult, Status
 
 NAME = "e2e"
@@ -121,7 +122,7 @@ def check(
             )
         except requests.RequestException as exc:
             return ProbeResult(
-                NAME, Status.CRITICAL, None, f"cannot submit a test job to {base}: {type(exc).__name__}", details
+                NAME, Status.CRITICAL, None, f"cannot submit a test job to {base}: {reason(exc)}", details
             )
         if response.status_code != 201:
             return ProbeResult(

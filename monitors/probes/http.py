@@ -6,6 +6,7 @@ instance's frontend port (whose nginx proxies /api/ to the backend).
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -34,6 +35,17 @@ def base_url(context: ProbeContext) -> str:
     return url.rstrip("/")
 
 
+def reason(exc: BaseException) -> str:
+    """A short cause for a failed request: 'Connection refused', 'Name or service not known', ..."""
+    match = re.search(r"\[Errno -?\d+\] ([^'\")]+)", str(exc))
+    if match:
+        return match.group(1).strip().rstrip(".")
+    if isinstance(exc, requests.exceptions.SSLError):
+        found = re.search(r"(certificate verify failed: [^(')\"]+|SSLError\([^)]*)", str(exc))
+        return found.group(1).strip() if found else "TLS error"
+    return type(exc).__name__
+
+
 def _check(session: requests.Session, url: str, check: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
     severity = Status[str(check.get("severity", "CRITICAL")).upper()]
     verify: bool | str = options["ca_file"] or bool(options["verify_tls"])
@@ -44,8 +56,7 @@ def _check(session: requests.Session, url: str, check: dict[str, Any], options: 
     except requests.Timeout:
         outcome.update(status=severity, phrase=f"{url} timed out after {options['timeout_s']} s")
     except requests.RequestException as exc:
-        reason = type(exc).__name__ if not str(exc) else str(exc).split("(Caused by")[-1].strip(" )")[:120]
-        outcome.update(status=severity, phrase=f"{url} unreachable ({reason})")
+        outcome.update(status=severity, phrase=f"{url} unreachable ({reason(exc)})")
     else:
         outcome["code"] = response.status_code
         if response.status_code != int(check.get("expect", 200)):
