@@ -660,23 +660,29 @@ def deploy(
                     job_id = e2e_gate(instance.frontend_url, options.e2e_timeout_s)
                     say(f"end-to-end gate: job {job_id} done")
                 result.result = "ok"
-            except (IsletOpsError, _HealthFailure) as error:
+            except Exception as error:  # every failure, a bug included, must still roll back
                 details = getattr(error, "details", "")
-                reason = str(error).rstrip(".")
+                if isinstance(error, IsletOpsError):
+                    reason = str(error).rstrip(".")
+                else:
+                    log.exception("unexpected error during %s", options.command)
+                    reason = f"unexpected error {type(error).__name__}: {error} (a bug; re-run with -v)"
                 if not touched:
                     result.result = "failed"
                     outcome_message = f"{reason}."
-                    raise DeployFailed(error.message if hasattr(error, "message") else reason,
-                                       getattr(error, "hint", None), details) from None
+                    if isinstance(error, IsletOpsError):
+                        raise DeployFailed(error.message, error.hint, details) from None
+                    raise DeployFailed(outcome_message, "Nothing was changed.") from None
                 if not from_tag or from_tag == to_tag:
                     result.result = "failed"
-                    outcome_message = f"{reason}; there is no earlier release to roll back to."
+                    why = "it was already deployed" if from_tag == to_tag else "nothing was deployed before"
+                    outcome_message = f"{reason}; there is nothing to roll back to ({why})."
                     raise DeployFailed(outcome_message, "Fix the release and deploy again.", details) from None
                 say(f"{options.command} failed ({reason}); rolling back to {from_tag}")
                 with _signals_held():
                     try:
                         _switch(site, instance, from_tag, registry.name, docker, health_timeout_s, say, result)
-                    except (IsletOpsError, _HealthFailure) as second:
+                    except Exception as second:  # noqa: BLE001 - reported, with the first reason
                         result.result = "failed"
                         outcome_message = f"{reason}; rolling back to {from_tag} failed too: {str(second).rstrip('.')}."
                         raise DeployFailed(
@@ -697,10 +703,12 @@ def deploy(
                         try:
                             _switch(site, instance, from_tag, registry.name, docker, health_timeout_s, say, result)
                             outcome_message += f"; {from_tag} restored"
-                        except (IsletOpsError, _HealthFailure) as second:
+                        except Exception as second:  # noqa: BLE001 - recorded in the history line
                             outcome_message += f"; restoring {from_tag} failed: {str(second).rstrip('.')}"
                 elif not touched:
                     outcome_message += "; nothing had been changed"
+                else:
+                    outcome_message += f"; {to_tag} was partly started and nothing was deployed before to restore"
                 raise
     finally:
         with _signals_held():
