@@ -1,0 +1,307 @@
+"""Report, statistics and training-export routes of the REST API.
+
+Per job: `report.pdf`, `islets.csv`, `islets.xlsx`, `archive.zip`; across jobs: `/api/statistics`
+and `/api/statistics/access_statistics.xlsx`; and `POST /api/training/export`, the one-time
+download of training-marked images that records what it exported. The files themselves are
+built by the pure functions of `services.backend.reports`; this module reads storage and the
+job table and answers errors as `{"error": sentence}` through the app's handlers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import IO, Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from services.backend import reports
+from services.backend.errors import ApiError
+from services.backend.jobs_api import job_prefix, public_job, queue, require_done, require_job, store
+from services.backend.openapi import error, json_response
+from services.common.jobs import Job
+from services.common.storage import ObjectNotFound
+
+log = logging.getLogger(__name__)
+
+blueprint = Blueprint("reports", __name__, url_prefix="/api")
+
+# Jobs read for statistics; beyond this the figures cover the newest ones (and say so).
+STATISTICS_JOB_LIMIT = 100_000
+# Training exports are built in memory up to this size, on disk beyond it.
+SPOOL_MAX_BYTES = 64 * 1024 * 1024
+EXPORT_RECORD_PREFIX = "training/exports/"
+_TRUE = {"1", "true", "yes", "on"}
+
+
+# -- reading a finished job ---------------------------------------------------------------------
+
+
+def load_result(job: Job) -> dict[str, Any]:
+    """The job's result document as GET /api/jobs/<id>/result serves it (410 when files are gone)."""
+    require_done(job)
+    prefix = job_prefix(job.id)
+    try:
+        summary = json.loads(store().get(prefix + "outputs/summary.json"))
+        images = []
+        for index, name in enumerate(job.file_names):
+            result = json.loads(store().get(f"{prefix}outputs/{index}/result.json"))
+            images.append({"index": index, "name": name, **result})
+    except ObjectNotFound:
+        raise ApiError(
+            410, f"The result files of job {job.id} are missing from storage (deleted by hand or lost)."
+        ) from None
+    return {"id": job.id, "summary": summary, "images": images}
+
+
+def load_overlays(job: Job) -> list[bytes]:
+    """Each image's overlay PNG; an image whose overlay is missing is left out of the report."""
+    overlays = []
+    for index in range(job.image_count):
+        try:
+            overlays.append(store().get(f"{job_prefix(job.id)}outputs/{index}/overlay.png"))
+        except ObjectNotFound:
+            log.warning("job %s: overlay of image %d is missing; report without it", job.id, index)
+    return overlays
+
+
+def _download(data: bytes, mimetype: str, filename: str) -> Response:
+    response = Response(data, mimetype=mimetype)
+    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
+
+
+def _file_name(job: Job, suffix: str) -> str:
+    return f"isletnet-{job.id[:8]}-{suffix}"
+
+
+def _finished_job(job_id: str) -> tuple[Job, dict[str, Any], dict[str, Any]]:
+    job = require_job(job_id)
+    result = load_result(job)
+    return job, public_job(job), result
+
+
+# -- per-job reports ----------------------------------------------------------------------------
+
+
+@blueprint.get("/jobs/<job_id>/islets.csv")
+def islets_csv(job_id: str) -> Response:
+    job, row, result = _finished_job(job_id)
+    return _download(reports.job_csv(row, result), "text/csv; charset=utf-8", _file_name(job, "islets.csv"))
+
+
+@blueprint.get("/jobs/<job_id>/islets.xlsx")
+def islets_xlsx(job_id: str) -> Response:
+    job, row, result = _finished_job(job_id)
+    mimetype = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    return _download(reports.job_xlsx(row, result), mimetype, _file_name(job, "islets.xlsx"))
+
+
+@blueprint.get("/jobs/<job_id>/report.pdf")
+def report_pdf(job_id: str) -> Response:
+    job, row, result = _finished_job(job_id)
+    return _download(reports.job_pdf(row, result, load_overlays(job)), "application/pdf", _file_name(job, "report.pdf"))
+
+
+@blueprint.get("/jobs/<job_id>/archive.zip")
+def archive_zip(job_id: str) -> Response:
+    """Results, the generated reports and the request; `?inputs=1` adds the original images."""
+    job, row, result = _finished_job(job_id)
+    with_inputs = request.args.get("inputs", "").lower() in _TRUE
+    prefix = job_prefix(job.id)
+    files: dict[str, bytes] = {}
+    for key in store().list(prefix):
+        relative = key[len(prefix):]
+        if relative.startswith("inputs/") and not with_inputs:
+            continue
+        files[relative] = store().get(key)
+    files["islets.csv"] = reports.job_csv(row, result)
+    files["islets.xlsx"] = reports.job_xlsx(row, result)
+    files["report.pdf"] = reports.job_pdf(row, result, load_overlays(job))
+    files["job.json"] = json.dumps(row, indent=2).encode()
+    return _download(reports.job_zip(row, files), "application/zip", _file_name(job, "archive.zip"))
+
+
+# -- statistics ---------------------------------------------------------------------------------
+
+
+def _all_jobs() -> list[dict[str, Any]]:
+    return [job.to_dict() for job in queue().list_jobs(limit=STATISTICS_JOB_LIMIT)]
+
+
+def _flush_access_counts() -> None:
+    """Write the requests counted in memory so far, so the report includes them."""
+    recorder = current_app.extensions.get("isletnet.access")
+    if recorder is not None and hasattr(recorder, "flush"):
+        recorder.flush()
+
+
+@blueprint.get("/statistics")
+def statistics() -> Response:
+    jobs = _all_jobs()
+    _flush_access_counts()
+    return jsonify({
+        "totals": reports.aggregate_statistics(jobs),
+        "per_day": reports.daily_statistics(queue().access_statistics(), jobs),
+        "queue": queue().queue_stats().to_dict(),
+        "complete": len(jobs) < STATISTICS_JOB_LIMIT,
+    })
+
+
+@blueprint.get("/statistics/access_statistics.xlsx")
+def access_statistics_xlsx() -> Response:
+    jobs = _all_jobs()
+    _flush_access_counts()
+    data = reports.access_statistics_xlsx(queue().access_statistics(), jobs, reports.aggregate_statistics(jobs))
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d")
+    mimetype = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    return _download(data, mimetype, f"isletnet-access-statistics-{stamp}.xlsx")
+
+
+# -- training export ----------------------------------------------------------------------------
+
+
+def _write_training_zip(target: IO[bytes], jobs: list[Job], exported_at: str) -> dict[str, Any]:
+    """Inputs, request and results of each training job under `<job id>/`, plus `manifest.json`."""
+    manifest: dict[str, Any] = {"exported_at": exported_at, "jobs": []}
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED) as archive:
+        for job in jobs:
+            prefix = job_prefix(job.id)
+            keys = store().list(prefix)
+            images = [key[len(prefix):] for key in keys if key.startswith(prefix + "inputs/")]
+            for key in keys:
+                # Images are already compressed; JSON and CSV shrink well.
+                compress = zipfile.ZIP_STORED if key.endswith((".png", ".jpg", ".jpeg", ".tif", ".tiff")) \
+                    else zipfile.ZIP_DEFLATED
+                archive.writestr(f"{job.id}/{key[len(prefix):]}", store().get(key), compress_type=compress)
+            manifest["jobs"].append({
+                "id": job.id, "state": job.state, "model": job.model, "pixel_size_um": job.pixel_size_um,
+                "file_names": job.file_names, "images": images,
+                "created_at": job.created_at.isoformat(),
+                "previously_exported_at": job.exported_at.isoformat() if job.exported_at else None,
+            })
+        archive.writestr("manifest.json", json.dumps(manifest, indent=2))
+    return manifest
+
+
+@blueprint.post("/training/export")
+def training_export() -> Response:
+    """ZIP of training-marked images not exported before (all of them with `?all=1`); records it.
+
+    The archive is complete before anything is recorded, so a failure half-way records nothing
+    and the same images are offered again next time.
+    """
+    include_exported = request.args.get("all", "").lower() in _TRUE
+    jobs = queue().training_jobs(include_exported=include_exported)
+    if not jobs:
+        return Response(status=204)
+    exported_at = datetime.now(UTC).isoformat()
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MAX_BYTES)  # noqa: SIM115 - handed to the response
+    try:
+        manifest = _write_training_zip(spool, jobs, exported_at)
+        newly = queue().mark_exported([job.id for job in jobs])
+        stamp = exported_at[:19].replace(":", "").replace("-", "")
+        store().put(f"{EXPORT_RECORD_PREFIX}{stamp}.json", json.dumps(manifest, indent=2).encode(), "application/json")
+        spool.seek(0)
+    except BaseException:
+        spool.close()
+        raise
+    log.info("training export: %d jobs (%d newly exported), all=%s", len(jobs), newly, include_exported)
+    response = Response(_stream_and_close(spool), mimetype="application/zip")
+    response.headers["Content-Disposition"] = f'attachment; filename="isletnet-training-{stamp}.zip"'
+    response.headers["X-Exported-Jobs"] = str(len(jobs))
+    response.headers["X-Exported-Images"] = str(sum(len(job["images"]) for job in manifest["jobs"]))
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _stream_and_close(spool: IO[bytes]) -> Iterator[bytes]:
+    try:
+        while chunk := spool.read(1024 * 1024):
+            yield chunk
+    finally:
+        spool.close()
+
+
+# -- OpenAPI ------------------------------------------------------------------------------------
+
+_JOB_ID = {"$ref": "#/components/parameters/JobId"}
+_NOT_FOUND = error("No job with this id (malformed ids included).")
+_NOT_READY = error("The job is not done (queued, running or failed), so it has no result yet.")
+_GONE = error("The job's results were deleted by the retention policy or are missing from storage.")
+
+
+def _file_route(summary: str, operation: str, mimetype: str, extra: list[dict[str, Any]] | None = None) -> dict:
+    return {
+        "get": {
+            "summary": summary,
+            "operationId": operation,
+            "parameters": [_JOB_ID, *(extra or [])],
+            "responses": {
+                "200": {"description": "The file, as an attachment.",
+                        "content": {mimetype: {"schema": {"type": "string", "format": "binary"}}}},
+                "404": _NOT_FOUND,
+                "409": _NOT_READY,
+                "410": _GONE,
+            },
+        }
+    }
+
+
+_XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+OPENAPI_PATHS: dict[str, Any] = {
+    "/api/jobs/{job_id}/report.pdf": _file_route(
+        "PDF report: overlay, summary and per-islet table", "jobReportPdf", "application/pdf"),
+    "/api/jobs/{job_id}/islets.csv": _file_route("Per-islet table of all images as CSV", "jobIsletsCsv", "text/csv"),
+    "/api/jobs/{job_id}/islets.xlsx": _file_route(
+        "Summary and per-islet table as an XLSX workbook", "jobIsletsXlsx", _XLSX),
+    "/api/jobs/{job_id}/archive.zip": _file_route(
+        "ZIP of the job's results and reports", "jobArchiveZip", "application/zip",
+        [{"name": "inputs", "in": "query", "description": "1 to include the original images.",
+          "schema": {"type": "boolean", "default": False}}]),
+    "/api/statistics": {
+        "get": {
+            "summary": "Figures across all jobs: counts, images, islets, IEQ, failure rate, per day",
+            "operationId": "statistics",
+            "responses": {
+                "200": json_response("Totals, per-day figures and the queue.", {
+                    "type": "object",
+                    "properties": {
+                        "totals": {"type": "object"},
+                        "per_day": {"type": "array", "items": {"type": "object"}},
+                        "queue": {"$ref": "#/components/schemas/QueueStats"},
+                        "complete": {"type": "boolean"},
+                    },
+                }),
+            },
+        }
+    },
+    "/api/statistics/access_statistics.xlsx": {
+        "get": {
+            "summary": "Access statistics workbook: requests per day and endpoint, jobs, images, failures",
+            "operationId": "accessStatisticsXlsx",
+            "responses": {"200": {"description": "The workbook, as an attachment.",
+                                  "content": {_XLSX: {"schema": {"type": "string", "format": "binary"}}}}},
+        }
+    },
+    "/api/training/export": {
+        "post": {
+            "summary": "One-time download of training-marked images; records the export",
+            "operationId": "trainingExport",
+            "parameters": [{"name": "all", "in": "query", "description": "1 to export every training image again.",
+                            "schema": {"type": "boolean", "default": False}}],
+            "responses": {
+                "200": {"description": "ZIP with `<job id>/inputs/...`, results and `manifest.json`; headers "
+                                       "X-Exported-Jobs and X-Exported-Images give the counts.",
+                        "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}}},
+                "204": {"description": "No training images are waiting for export."},
+            },
+        }
+    },
+}
