@@ -1,0 +1,222 @@
+"""Host provisioning: runs playbooks/site.yml through ansible-runner and turns its events into a
+per-host summary, warnings and one-sentence errors. The one module that talks to ansible.
+
+Every run leaves ansible-runner's plain files (`<artifacts>/<id>/status`, `rc`, `stdout`,
+`job_events/`) so what happened can be read afterwards; the result names that folder.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from isletops.errors import ProvisionError
+from isletops.render import PROJECT_ROOT
+
+PLAYBOOK_DIR = PROJECT_ROOT / "playbooks"
+DEFAULT_PLAYBOOK = "site.yml"
+KNOWN_TAGS: tuple[str, ...] = ("docker", "instance", "nginx", "certbot", "monitoring")
+DOCKER_RESTART_HANDLERS = ("Restart Docker Engine", "Record that Docker Engine must be restarted by its owner")
+ARTIFACTS_KEPT = 30
+
+
+def default_state_dir() -> Path:
+    """Where runs keep their files: $XDG_STATE_HOME/isletops/provision (~/.local/state/...)."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "isletops" / "provision"
+
+
+@dataclass
+class HostSummary:
+    """ansible's recap for one host."""
+
+    ok: int = 0
+    changed: int = 0
+    failed: int = 0
+    unreachable: int = 0
+    skipped: int = 0
+    rescued: int = 0
+    ignored: int = 0
+    docker_restarts: int = 0  # how many times the Docker restart handler ran (0 or 1)
+
+    @property
+    def state(self) -> str:
+        if self.unreachable:
+            return "unreachable"
+        if self.failed:
+            return "failed"
+        return "changed" if self.changed else "ok"
+
+
+@dataclass
+class ProvisionResult:
+    """What a run did, host by host, and where its files are."""
+
+    status: str  # ansible-runner's: successful | failed | timeout | canceled
+    rc: int
+    artifacts_dir: Path
+    check: bool
+    hosts: dict[str, HostSummary] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    changed_tasks: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.rc == 0 and not self.errors
+
+    @property
+    def changed(self) -> int:
+        return sum(host.changed for host in self.hosts.values())
+
+    def error_sentence(self) -> str:
+        """The failures as the one sentence the CLI prints."""
+        if not self.errors:
+            return f"ansible-playbook failed (rc {self.rc}); see {self.artifacts_dir}/stdout."
+        extra = f" ({len(self.errors) - 1} more in {self.artifacts_dir}/stdout)" if len(self.errors) > 1 else ""
+        return self.errors[0].rstrip(".") + extra + "."
+
+
+def resolve_inventory(inventory: str | Path) -> Path:
+    """The inventory path, checked before ansible is started."""
+    path = Path(inventory).expanduser()
+    if not path.exists():
+        raise ProvisionError(
+            f"Inventory {path} does not exist.",
+            "Pass --inventory with a folder under inventory/ (e.g. inventory/local) or an inventory file.",
+        )
+    return path.resolve()
+
+
+def _check_tags(tags: Iterable[str]) -> list[str]:
+    wanted = [tag.strip() for tag in tags if tag.strip()]
+    unknown = sorted(set(wanted) - set(KNOWN_TAGS))
+    if unknown:
+        raise ProvisionError(f"Unknown tag(s): {', '.join(unknown)}.", f"Known tags: {', '.join(KNOWN_TAGS)}.")
+    return wanted
+
+
+def _search_path() -> str:
+    """PATH with this Python's bin folder first: its ansible-playbook imports isletops (the
+    playbook's filter plugins need it) even when isletops runs from a virtualenv not on PATH."""
+    here = str(Path(sys.executable).parent)
+    path = os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin")
+    if not (Path(here) / "ansible-playbook").exists() and not shutil.which("ansible-playbook", path=path):
+        raise ProvisionError(
+            "ansible-playbook is not installed.", "Install isletops with its dependencies (ansible-core)."
+        )
+    return f"{here}{os.pathsep}{path}"
+
+
+def run_provision(
+    inventory: str | Path,
+    *,
+    check: bool = False,
+    diff: bool = False,
+    tags: Iterable[str] = (),
+    limit: str | None = None,
+    extra_vars: dict[str, Any] | None = None,
+    state_dir: Path | None = None,
+    playbook: str = DEFAULT_PLAYBOOK,
+    verbose: bool = False,
+    timeout_s: int | None = None,
+) -> ProvisionResult:
+    """Run the provisioning playbook against `inventory` and summarise it. Never raises for a
+    failed play (the result says so); raises `ProvisionError` when ansible cannot start at all."""
+    import ansible_runner  # heavy; only provisioning needs it
+
+    inventory_path = resolve_inventory(inventory)
+    wanted_tags = _check_tags(tags)
+    playbook_path = PLAYBOOK_DIR / playbook
+    if not playbook_path.exists():
+        raise ProvisionError(f"Playbook {playbook_path} does not exist.", "Set ISLETOPS_HOME to the isletops checkout.")
+    private_dir = (state_dir or default_state_dir()) / re.sub(r"[^A-Za-z0-9_.-]", "_", inventory_path.name)
+    private_dir.mkdir(parents=True, exist_ok=True)
+    ident = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+    cmdline = " ".join(option for option, wanted in (("--check", check), ("--diff", diff)) if wanted)
+    runner = ansible_runner.run(
+        private_data_dir=str(private_dir),
+        project_dir=str(PLAYBOOK_DIR),
+        playbook=str(playbook_path),
+        inventory=str(inventory_path),
+        cmdline=cmdline or None,
+        tags=",".join(wanted_tags) or None,
+        limit=limit,
+        extravars=extra_vars or None,
+        envvars={
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_RETRY_FILES_ENABLED": "0",
+            "ANSIBLE_PIPELINING": "1",
+            "ANSIBLE_DEPRECATION_WARNINGS": "0",
+            "PATH": _search_path(),
+        },
+        ident=ident,
+        rotate_artifacts=ARTIFACTS_KEPT,
+        quiet=not verbose,
+        suppress_env_files=True,  # extra vars may hold secrets
+        timeout=timeout_s,
+    )
+    return summarise(runner.events, status=runner.status, rc=runner.rc,
+                     artifacts_dir=Path(runner.config.artifact_dir), check=check)
+
+
+def summarise(events: Iterable[dict[str, Any]], *, status: str, rc: int, artifacts_dir: Path,
+              check: bool) -> ProvisionResult:
+    """Build the result from ansible-runner's job events (pure: tests feed recorded events)."""
+    result = ProvisionResult(status=status, rc=rc, artifacts_dir=artifacts_dir, check=check)
+    for event in events:
+        kind = event.get("event", "")
+        data = event.get("event_data") or {}
+        host = data.get("host") or data.get("remote_addr") or ""
+        task = data.get("task") or ""
+        is_handler = "/handlers/" in str(data.get("task_path") or "")
+        if kind == "runner_on_ok" and is_handler and task in DOCKER_RESTART_HANDLERS:
+            result.hosts.setdefault(host, HostSummary()).docker_restarts += 1
+        if kind == "runner_on_ok" and (data.get("res") or {}).get("changed"):
+            result.changed_tasks.setdefault(host, []).append(task)
+        elif kind == "runner_on_unreachable":
+            result.errors.append(_unreachable_sentence(host, data))
+        elif kind == "runner_on_failed" and not data.get("ignore_errors"):
+            result.errors.append(_failure_sentence(host, task, data.get("res") or {}))
+        elif kind == "playbook_on_stats":
+            _read_stats(result, data)
+    return result
+
+
+def _read_stats(result: ProvisionResult, data: dict[str, Any]) -> None:
+    fields_by_key = {"ok": "ok", "changed": "changed", "failures": "failed", "dark": "unreachable",
+                     "skipped": "skipped", "rescued": "rescued", "ignored": "ignored"}
+    for key, attribute in fields_by_key.items():
+        for host, count in (data.get(key) or {}).items():
+            setattr(result.hosts.setdefault(host, HostSummary()), attribute, int(count))
+    artifact = data.get("artifact_data") or {}
+    for warning in artifact.get("isletnet_warnings") or []:
+        text = _one_line(str(warning))
+        if text not in result.warnings:
+            result.warnings.append(text)
+
+
+def _one_line(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def _unreachable_sentence(host: str, data: dict[str, Any]) -> str:
+    res = data.get("res") or {}
+    message = _one_line(str(res.get("msg") or "no answer"))
+    return (f"Host {host} is unreachable ({message}); check its address, port and ssh key in the inventory "
+            "and that sshd runs there")
+
+
+def _failure_sentence(host: str, task: str, res: dict[str, Any]) -> str:
+    message = _one_line(str(res.get("msg") or res.get("stderr") or res.get("module_stderr") or "no message"))
+    if message.startswith(f"Host {host}"):  # our own playbook messages already name the host
+        return message
+    return f"Provisioning failed on host {host} at '{task}': {message}"
