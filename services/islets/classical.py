@@ -20,6 +20,7 @@ import numpy as np
 from scipy import ndimage
 
 BACKGROUND, EXOCRINE, ISLET = 0, 1, 2
+RIM_STRUCTURE = ndimage.generate_binary_structure(2, 1)  # a disc of radius 1 (plus shape)
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class ClassicalParameters:
     speck_area_px: int = 30  # islet/tissue fragments smaller than this are noise
     pinhole_area_px: int = 30  # holes smaller than this are filled
     tile_px: int = 2048  # tile side for large images
-    tile_margin_px: int = 16  # > 4 sigma of smoothing and > speck/pinhole extent
+    tile_margin_px: int = 16  # > 4 sigma of smoothing + opening radius, > speck/pinhole extent
 
 
 def _block_means(rgb: np.ndarray, factor: int) -> np.ndarray:
@@ -147,8 +148,11 @@ def classify_window(rgb_window: np.ndarray, light: np.ndarray, parameters: Class
     tissue = ~remove_small_components(~tissue, parameters.pinhole_area_px)
     islet = remove_small_components(islet & tissue, parameters.speck_area_px)
     islet = ~remove_small_components(~islet, parameters.pinhole_area_px)
+    # The soft edge of an islet is dark enough to be tissue before it is red enough to be islet:
+    # an opening removes that thin rim from the exocrine class (real acinar tissue is thicker).
+    exocrine = ndimage.binary_opening(tissue & ~islet, structure=RIM_STRUCTURE)
     classes = np.zeros(rgb_window.shape[:2], dtype=np.uint8)
-    classes[tissue] = EXOCRINE
+    classes[exocrine] = EXOCRINE
     classes[islet] = ISLET
     return classes
 
