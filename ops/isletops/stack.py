@@ -310,10 +310,9 @@ def build_images(
     missing = [c for c in release.COMPONENTS if c not in asked and not engine.image_exists(_latest(c))]
     to_build = _validate_components(asked + missing)
     check_build_inputs(to_build, engine, base_image)
-    labels = {
-        "org.opencontainers.image.source": "isletops",
-        "org.opencontainers.image.revision": _git_revision(),
-    }
+    # One label per build (the daemon adds a layer step per label); title and component are
+    # LABELs in the Dockerfiles.
+    labels = {"org.opencontainers.image.revision": _git_revision()}
     for index, component in enumerate(to_build, start=1):
         if on_component:
             on_component(component, index, len(to_build))
@@ -323,8 +322,7 @@ def build_images(
             PROJECT_ROOT / "services" / component / "Dockerfile",
             _latest(component),
             build_args={"BASE_IMAGE": base_image},
-            labels={**labels, "org.opencontainers.image.title": release.image_repository(component),
-                    "org.isletnet.component": component},
+            labels=labels,
             progress=progress,
         )
     ids = {c: engine.image_id(_latest(c)) for c in release.COMPONENTS}

@@ -1,0 +1,183 @@
+"""The whole stack for real: six images built from this tree, started by `isletops.stack` with
+the real compose CLI, one synthetic DTZ image through the REST API, and the CLI commands an
+admin uses (`up`, `ps`, `status --json`, `logs`, `restart`, `down`). Two instances run side by
+side on one host."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+
+import pytest
+import requests
+from click.testing import CliRunner
+
+from isletops import release, stack
+from isletops.cli import main
+from isletops.docker_engine import DockerEngine, detect_compose, parse_compose_version
+from services.islets import encode_png, make_dtz_image
+from tests.fixtures.stack import TEST_TAG, StackInstances
+
+pytestmark = pytest.mark.integration
+
+# Mid-class diameters (µm): a measurement off by a few µm stays in its Ricordi class.
+DIAMETERS_UM = (75.0, 125.0, 175.0, 225.0, 275.0)
+PIXEL_SIZE_UM = 0.843
+# Tolerances: equivalent diameter within 5 % per islet, so sphere IEQ (∝ d³) within 16 %;
+# Ricordi IEQ exact up to rounding because no islet is near a class boundary.
+DIAMETER_TOLERANCE = 0.05
+SPHERE_IEQ_TOLERANCE = 0.16
+JOB_TIMEOUT_S = 240
+
+
+@pytest.fixture(scope="module")
+def running(service_images, tmp_path_factory):
+    instances = StackInstances(tmp_path_factory)
+    try:
+        yield instances.make("main")
+    finally:
+        instances.close()
+        detect_compose.cache_clear()
+
+
+def _cli(made, *args: str):
+    result = CliRunner().invoke(main, ["--config", str(made.config_path), "--instance", made.project, *args])
+    return result
+
+
+def _wait_for_job(api_url: str, job_id: str) -> dict:
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    while time.monotonic() < deadline:
+        job = requests.get(f"{api_url}/api/jobs/{job_id}", timeout=30).json()
+        assert job["state"] != "failed", job
+        if job["state"] == "done":
+            return requests.get(f"{api_url}/api/jobs/{job_id}/result", timeout=30).json()
+        time.sleep(1)
+    raise AssertionError(f"job {job_id} not done within {JOB_TIMEOUT_S} s: {job}")
+
+
+def test_the_stack_comes_up_healthy_as_non_root_on_loopback_only(running):
+    states = stack.status(running.site, running.instance)
+    assert [s.service for s in states] == list(release.COMPONENTS)
+    assert all(s.state == "running" and s.health == "healthy" for s in states), states
+    assert {s.image for s in states} == {f"isletnet-{c}:{TEST_TAG}" for c in release.COMPONENTS}
+    client = DockerEngine().client
+    for container in client.containers.list(filters={"label": f"com.docker.compose.project={running.project}"}):
+        service = container.labels["com.docker.compose.service"]
+        assert container.attrs["Config"]["User"] == ("postgres" if service == "queue" else "isletnet"), service
+        assert container.labels["org.isletnet.test"] == "1"
+        for bindings in (container.attrs["HostConfig"]["PortBindings"] or {}).values():
+            assert all(binding["HostIp"] == "127.0.0.1" for binding in bindings), service
+    health = requests.get(f"{running.api_url}/api/health", timeout=10)
+    assert health.status_code == 200 and health.json()["status"] == "ok"
+    # The frontend serves the UI and proxies /api/ to the backend.
+    page = requests.get(running.frontend_url, timeout=10)
+    assert page.status_code == 200 and "<html" in page.text.lower()
+    assert requests.get(f"{running.frontend_url}/api/health", timeout=10).json()["status"] == "ok"
+
+
+def test_a_synthetic_image_gives_the_known_count_and_ieq(running):
+    rgb, truth = make_dtz_image(seed=11, diameters_um=DIAMETERS_UM, pixel_size_um=PIXEL_SIZE_UM)
+    response = requests.post(
+        f"{running.frontend_url}/api/jobs",  # through the frontend's proxy, as a browser does
+        files={"images": ("known.png", encode_png(rgb), "image/png")},
+        data={"pixel_size_um": str(PIXEL_SIZE_UM)},
+        timeout=60,
+    )
+    assert response.status_code == 201, response.text
+    result = _wait_for_job(running.api_url, response.json()["id"])
+    summary = result["summary"]
+    assert summary["islet_count"] == truth["islet_count"] == len(DIAMETERS_UM)
+    measured = sorted(i["equivalent_diameter_um"] for i in result["images"][0]["islets"])
+    for got, expected in zip(measured, sorted(DIAMETERS_UM), strict=True):
+        assert got == pytest.approx(expected, rel=DIAMETER_TOLERANCE)
+    assert summary["ieq_ricordi"] == pytest.approx(truth["ieq_ricordi"], rel=1e-6)
+    assert summary["ieq_sphere"] == pytest.approx(truth["ieq_sphere"], rel=SPHERE_IEQ_TOLERANCE)
+    overlay = requests.get(f"{running.api_url}/api/jobs/{response.json()['id']}/overlay.png", timeout=30)
+    assert overlay.status_code == 200 and overlay.content.startswith(b"\x89PNG")
+
+
+def test_cli_ps_status_and_logs(running):
+    ps = _cli(running, "ps")
+    assert ps.exit_code == 0, ps.output
+    for component in release.COMPONENTS:
+        assert component in ps.output
+    status = _cli(running, "status", "--json")
+    assert status.exit_code == 0, status.output
+    document = json.loads(status.stdout)
+    assert document["healthy"] is True and document["tag"] == TEST_TAG and document["project"] == running.project
+    assert sorted(c["service"] for c in document["containers"]) == sorted(release.COMPONENTS)
+    logs = _cli(running, "logs", "--tail", "5", "queue")
+    assert logs.exit_code == 0, logs.output
+    assert "queue" in logs.stdout and 0 < len(logs.stdout.strip().splitlines()) <= 5
+    unknown = _cli(running, "logs", "web")
+    assert unknown.exit_code == 2
+    assert unknown.stderr.strip() == "isletops: error: Unknown service(s): web. Services: " + ", ".join(
+        release.COMPONENTS) + "."
+
+
+def test_cli_restart_one_service_comes_back_healthy(running):
+    before = {s.service: s for s in stack.status(running.site, running.instance)}
+    result = _cli(running, "restart", "pruner")
+    assert result.exit_code == 0, result.output
+    after = {s.service: s for s in stack.status(running.site, running.instance)}
+    assert after["pruner"].started_at > before["pruner"].started_at and after["pruner"].is_ready
+    assert after["backend"].started_at == before["backend"].started_at  # the others were left alone
+
+
+def test_cli_up_with_a_tag_that_was_never_built_changes_nothing(running):
+    env_before = running.instance.env_file.read_text()
+    states_before = {s.name: s.started_at for s in stack.status(running.site, running.instance)}
+    result = _cli(running, "up", "--tag", "2001-01-01_01")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("isletops: error: Image(s) isletnet-storage:2001-01-01_01, ")
+    assert running.instance.env_file.read_text() == env_before
+    assert {s.name: s.started_at for s in stack.status(running.site, running.instance)} == states_before
+
+
+def test_two_instances_side_by_side_and_cli_up_down(running, service_images, tmp_path_factory, monkeypatch):
+    """The second instance is driven by Debian's Compose v1 where the host has it (no `up --wait`:
+    isletops polls health itself), so the fallback is proven on real containers too."""
+    legacy = shutil.which("docker-compose")
+    if legacy:
+        output = subprocess.run([legacy, "version"], capture_output=True, text=True, check=False).stdout
+        if (parse_compose_version(output) or (0, 0, 0)) < (2, 0, 0):
+            monkeypatch.setenv("ISLETOPS_COMPOSE", legacy)
+    detect_compose.cache_clear()
+    instances = StackInstances(tmp_path_factory)
+    try:
+        staging = instances.make("staging", up=False)
+        assert staging.project != running.project
+        assert {staging.instance.http_port, staging.instance.api_port}.isdisjoint(
+            {running.instance.http_port, running.instance.api_port})
+        up = _cli(staging, "up", "--tag", TEST_TAG)
+        assert up.exit_code == 0, up.output
+        for made in (running, staging):
+            assert requests.get(f"{made.api_url}/api/health", timeout=10).json()["status"] == "ok"
+            assert requests.get(made.frontend_url, timeout=10).status_code == 200
+            assert all(s.is_ready for s in stack.status(made.site, made.instance))
+        # Each instance has its own secrets, data and network.
+        assert staging.env["DB_PASSWORD"] != running.env["DB_PASSWORD"]
+        assert staging.env["LOCAL_DATA_DIR"] != running.env["LOCAL_DATA_DIR"]
+        data = staging.instance.local_data_dir
+        assert any((data / "queue").iterdir())
+
+        refused = _cli(staging, "down", "--volumes")
+        assert refused.exit_code == 2
+        assert "--volumes deletes every stored image, result and job" in refused.stderr
+        assert all(s.is_ready for s in stack.status(staging.site, staging.instance))  # nothing was touched
+        assert any((data / "queue").iterdir())
+
+        down = _cli(staging, "down", "--volumes", "--yes")
+        assert down.exit_code == 0, down.output
+        assert all(s.state == "missing" for s in stack.status(staging.site, staging.instance))
+        assert not (data / "queue").exists() and not (data / "storage").exists()
+        assert not DockerEngine().client.networks.list(
+            filters={"label": f"com.docker.compose.project={staging.project}"})
+        # The other instance did not notice.
+        assert all(s.is_ready for s in stack.status(running.site, running.instance))
+    finally:
+        instances.close()
+        detect_compose.cache_clear()
