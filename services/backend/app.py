@@ -1,0 +1,118 @@
+"""The backend application factory: `create_app()` wires configuration, storage, the job queue,
+the blueprints, JSON error handling, access statistics and the OpenAPI document together.
+
+Run under gunicorn: `gunicorn "services.backend.app:create_app()"`. Blueprints reach the shared
+clients through `app.extensions["isletnet.store"]` (ObjectStore) and
+`app.extensions["isletnet.jobs"]` (JobQueue). Optional blueprint modules listed in
+`OPTIONAL_BLUEPRINTS` (e.g. the reports) are registered when they are present; each exposes
+`blueprint` and `OPENAPI_PATHS`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import os
+from collections.abc import Mapping
+from types import ModuleType
+from typing import Any
+
+from flask import Flask, Response, g, jsonify, request
+
+from services.backend import jobs_api
+from services.backend.access import AccessRecorder
+from services.backend.config import BackendConfig
+from services.backend.errors import register_error_handlers
+from services.backend.openapi import build_spec
+from services.common.errors import ServiceError
+from services.common.jobs import JobQueue
+from services.common.storage import ObjectStore
+
+log = logging.getLogger(__name__)
+
+OPTIONAL_BLUEPRINTS = ("services.backend.reports_api",)
+
+
+def _optional_modules() -> list[ModuleType]:
+    """Blueprint modules that exist in this build. A module that exists but fails to import is a
+    bug and is raised, not hidden."""
+    modules = []
+    for name in OPTIONAL_BLUEPRINTS:
+        if importlib.util.find_spec(name) is not None:
+            modules.append(importlib.import_module(name))
+    return modules
+
+
+def create_app(
+    env: Mapping[str, str] | None = None,
+    *,
+    store: ObjectStore | None = None,
+    jobs: JobQueue | None = None,
+    settings: BackendConfig | None = None,
+) -> Flask:
+    """Build the Flask app from `env` (default: the process environment)."""
+    env = os.environ if env is None else env
+    logging.basicConfig(level=env.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = settings or BackendConfig.from_env(env)
+    store = store or ObjectStore.from_env(env)
+    jobs = jobs or JobQueue.from_env(env)
+
+    app = Flask("isletnet-backend")
+    app.config["ISLETNET_CONFIG"] = settings
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
+    app.config["JSON_SORT_KEYS"] = False
+    app.extensions["isletnet.store"] = store
+    app.extensions["isletnet.jobs"] = jobs
+    app.extensions["isletnet.bucket_ready"] = _prepare_dependencies(store, jobs)
+    recorder = AccessRecorder(jobs, settings.access_flush_s)
+    app.extensions["isletnet.access"] = recorder
+
+    register_error_handlers(app)
+
+    modules: list[Any] = [jobs_api, *_optional_modules()]
+    for module in modules:
+        app.register_blueprint(module.blueprint)
+    spec = build_spec([module.OPENAPI_PATHS for module in modules] + [SPEC_PATHS])
+
+    @app.get("/api/spec.json")
+    def openapi_spec() -> Response:
+        return jsonify(spec)
+
+    @app.after_request
+    def _count_request(response: Response) -> Response:
+        if request.path.startswith("/api"):
+            endpoint = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
+            recorder.record(endpoint, request.method, response.status_code)
+        if response.status_code >= 500:
+            log.warning("%s %s -> %s (request %s)", request.method, request.path, response.status_code, g.request_id)
+        return response
+
+    return app
+
+
+def _prepare_dependencies(store: ObjectStore, jobs: JobQueue) -> bool:
+    """Create the bucket and the schema if they are missing. A dependency that is down at start is
+    not fatal: the backend starts, reports it in /api/health, and retries on first use."""
+    bucket_ready = False
+    try:
+        store.ensure_bucket()
+        bucket_ready = True
+    except ServiceError as problem:
+        log.warning("storage not ready at start: %s", problem)
+    try:
+        jobs.ensure_schema()
+    except ServiceError as problem:
+        log.warning("job database not ready at start: %s", problem)
+    return bucket_ready
+
+
+SPEC_PATHS: dict[str, Any] = {
+    "/api/spec.json": {
+        "get": {
+            "summary": "This OpenAPI document",
+            "operationId": "openapiSpec",
+            "responses": {"200": {"description": "OpenAPI 3.0 document.", "content": {"application/json": {}}}},
+        }
+    }
+}

@@ -1,0 +1,57 @@
+"""The backend's settings, read once from the environment (docs/architecture.md lists them)."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from services.common.errors import ServiceError
+
+
+class ConfigError(ServiceError):
+    """A setting in the environment has a value the backend cannot use."""
+
+
+def _number(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number; set it to a number of at least {minimum:g}.") from None
+    if not math.isfinite(value) or value < minimum:
+        raise ConfigError(f"{name}={raw!r} is out of range; set it to a number of at least {minimum:g}.")
+    return value
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    max_upload_mb: float = 200.0
+    max_image_pixels: int = 200_000_000
+    default_pixel_size_um: float = 0.843
+    # No microscope camera has 100 µm pixels; above that the number was typed in the wrong unit.
+    max_pixel_size_um: float = 100.0
+    max_images_per_job: int = 100
+    default_model: str = "classical"
+    retry_after_s: int = 30
+    access_flush_s: float = 10.0
+
+    @property
+    def max_content_length(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> BackendConfig:
+        env = os.environ if env is None else env
+        return cls(
+            max_upload_mb=_number(env, "MAX_UPLOAD_MB", cls.max_upload_mb, 0.001),
+            max_image_pixels=int(_number(env, "MAX_IMAGE_PIXELS", cls.max_image_pixels, 1)),
+            default_pixel_size_um=_number(env, "DEFAULT_PIXEL_SIZE_UM", cls.default_pixel_size_um, 1e-6),
+            max_images_per_job=int(_number(env, "MAX_IMAGES_PER_JOB", cls.max_images_per_job, 1)),
+            default_model=env.get("DEFAULT_MODEL") or cls.default_model,
+            retry_after_s=int(_number(env, "RETRY_AFTER_SECONDS", cls.retry_after_s, 1)),
+            access_flush_s=_number(env, "ACCESS_STATS_FLUSH_SECONDS", cls.access_flush_s, 0.1),
+        )

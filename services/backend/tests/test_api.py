@@ -1,0 +1,287 @@
+"""The REST API with Flask's test client against a real PostgreSQL and a real SeaweedFS: every
+bad input of the issue is refused with a one-sentence JSON error and leaves nothing stored."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections.abc import Callable, Iterator
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from services.backend.app import create_app
+from services.backend.tests.images import dtz_rgb, encode, png_bomb, truncated
+from services.common.jobs import JobQueue
+from services.common.storage import ObjectStore, StorageUnavailable
+from tests.fixtures.servers import free_port
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def env(isolated_service_env: dict[str, str]) -> dict[str, str]:
+    return {**isolated_service_env, "MAX_UPLOAD_MB": "5"}
+
+
+@pytest.fixture
+def make_app(env: dict[str, str]) -> Iterator[Callable[..., Flask]]:
+    """create_app for this test; the apps' background statistics writers stop at the end."""
+    apps: list[Flask] = []
+
+    def make(overrides: dict[str, str] | None = None, **kwargs: object) -> Flask:
+        app = create_app({**env, **(overrides or {})}, **kwargs)
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.extensions["isletnet.access"].stop()
+
+
+@pytest.fixture
+def client(make_app: Callable[..., Flask]) -> FlaskClient:
+    return make_app().test_client()
+
+
+@pytest.fixture(scope="module")
+def png() -> bytes:
+    return encode(dtz_rgb(), "PNG")
+
+
+def submit(client: FlaskClient, files: list[tuple[bytes, str]], **fields: str):
+    data: dict = {"images": [(io.BytesIO(content), name) for content, name in files], **fields}
+    return client.post("/api/jobs", data=data, content_type="multipart/form-data")
+
+
+def assert_plain_error(response, status: int, pattern: str) -> None:
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.is_json
+    body = response.get_json()
+    assert set(body) == {"error"}
+    message = body["error"]
+    assert re.search(pattern, message), message
+    assert "\n" not in message and "Traceback" not in message
+    assert message.endswith("."), message
+
+
+def stored_keys(env: dict[str, str]) -> list[str]:
+    store = ObjectStore.from_env(env)
+    store.ensure_bucket()
+    return store.list("jobs/")
+
+
+def job_count(env: dict[str, str]) -> int:
+    return len(JobQueue.from_env(env).list_jobs())
+
+
+def assert_nothing_stored(env: dict[str, str]) -> None:
+    assert stored_keys(env) == []
+    assert job_count(env) == 0
+
+
+# -- the happy path -----------------------------------------------------------------------------
+
+
+def test_submit_stores_inputs_then_queues_the_job(client: FlaskClient, env: dict[str, str], png: bytes) -> None:
+    jpeg = encode(dtz_rgb(seed=2), "JPEG")
+    response = submit(client, [(png, "first.png"), (jpeg, "second.jpg")], pixel_size_um="0.9", priority="5")
+    assert response.status_code == 201, response.get_json()
+    job_id = response.get_json()["id"]
+    assert response.get_json() == {"id": job_id, "state": "queued"}
+    assert response.headers["Location"] == f"/api/jobs/{job_id}"
+
+    assert stored_keys(env) == [
+        f"jobs/{job_id}/inputs/0-first.png",
+        f"jobs/{job_id}/inputs/1-second.jpg",
+        f"jobs/{job_id}/request.json",
+    ]
+    store = ObjectStore.from_env(env)
+    assert store.get(f"jobs/{job_id}/inputs/0-first.png") == png
+    request_document = json.loads(store.get(f"jobs/{job_id}/request.json"))
+    assert request_document["pixel_size_um"] == 0.9 and request_document["model"] == "classical"
+    assert [image["name"] for image in request_document["images"]] == ["first.png", "second.jpg"]
+    assert request_document["images"][0]["width"] == 600
+
+    job = client.get(f"/api/jobs/{job_id}").get_json()
+    assert job["state"] == "queued" and job["progress"] == 0 and job["error"] is None
+    assert (job["image_count"], job["priority"], job["file_names"]) == (2, 5, ["first.png", "second.jpg"])
+    assert "lease_expires_at" not in job and "lease_token" not in job
+    assert [listed["id"] for listed in client.get("/api/jobs").get_json()["jobs"]] == [job_id]
+
+
+def test_defaults_and_tiff(client: FlaskClient) -> None:
+    response = submit(client, [(encode(dtz_rgb(), "TIFF"), "scan.tif")], training="true")
+    assert response.status_code == 201
+    job = client.get(f"/api/jobs/{response.get_json()['id']}").get_json()
+    assert (job["pixel_size_um"], job["model"], job["priority"], job["training"]) == (0.843, "classical", 0, True)
+
+
+def test_health_models_queue(client: FlaskClient, png: bytes) -> None:
+    assert client.get("/api/health").get_json() == {"status": "ok", "storage": "ok", "queue": "ok"}
+    assert client.get("/api/models").get_json() == {"models": ["classical"], "default": "classical"}
+    submit(client, [(png, "a.png")])
+    stats = client.get("/api/queue").get_json()
+    assert stats["queued"] == 1 and stats["running"] == 0 and stats["oldest_queued_age_s"] >= 0
+
+
+def test_result_and_overlay_are_409_until_done(client: FlaskClient, png: bytes) -> None:
+    job_id = submit(client, [(png, "a.png")]).get_json()["id"]
+    assert_plain_error(client.get(f"/api/jobs/{job_id}/result"), 409, r"is queued .*ready when its state is done")
+    assert_plain_error(client.get(f"/api/jobs/{job_id}/overlay.png"), 409, "is queued")
+    assert_plain_error(client.get(f"/api/jobs/{job_id}/overlay.png?image=3"), 404, "has 1 images")
+    assert_plain_error(client.get(f"/api/jobs/{job_id}/overlay.png?image=x"), 400, "not an image number")
+
+
+# -- bad input: each case of the issue ----------------------------------------------------------
+
+
+def test_not_an_image_is_415(client: FlaskClient, env: dict[str, str]) -> None:
+    response = submit(client, [(b"%PDF-1.4 this is a pdf, not a micrograph", "scan.png")])
+    assert_plain_error(response, 415, r"^File scan\.png: the file is not an image")
+    assert_nothing_stored(env)
+
+
+@pytest.mark.parametrize("image_format", ["PNG", "JPEG", "TIFF"])
+def test_truncated_image_is_400(client: FlaskClient, env: dict[str, str], image_format: str) -> None:
+    data = truncated(encode(dtz_rgb(), image_format))
+    response = submit(client, [(data, f"cut.{image_format.lower()}")])
+    assert_plain_error(response, 400, r"truncated or corrupt|not an image")
+    assert_nothing_stored(env)
+
+
+def test_one_bad_image_refuses_the_whole_job(client: FlaskClient, env: dict[str, str], png: bytes) -> None:
+    response = submit(client, [(png, "good.png"), (truncated(png), "bad.png")])
+    assert_plain_error(response, 400, r"^File bad\.png: ")
+    assert_nothing_stored(env)
+
+
+def test_decompression_bomb_is_refused_before_decoding(client: FlaskClient, env: dict[str, str]) -> None:
+    response = submit(client, [(png_bomb(), "bomb.png")])
+    assert_plain_error(response, 400, r"(900,000,000|30000×30000).*limit of 200,000,000")
+    assert_nothing_stored(env)
+
+
+def test_upload_over_the_size_limit_is_413(make_app: Callable[..., Flask], env: dict[str, str], png: bytes) -> None:
+    client = make_app({"MAX_UPLOAD_MB": "0.05"}).test_client()
+    big = encode(dtz_rgb(size=(600, 800)), "PNG")
+    assert len(big) > 0.05 * 1024 * 1024
+    response = submit(client, [(big, "big.png")])
+    assert_plain_error(response, 413, r"larger than the limit of 0\.05 MB")
+    assert_nothing_stored(env)
+
+
+@pytest.mark.parametrize(
+    ("value", "pattern"),
+    [
+        ("0", "must be a positive number"),
+        ("-0.5", "must be a positive number"),
+        ("nan", "must be a positive number"),
+        ("inf", "must be a positive number"),
+        ("843", "implausible"),
+        ("0,843", "is not a number"),
+    ],
+)
+def test_bad_pixel_size_is_400(client: FlaskClient, env: dict[str, str], png: bytes, value: str, pattern: str) -> None:
+    assert_plain_error(submit(client, [(png, "a.png")], pixel_size_um=value), 400, pattern)
+    assert_nothing_stored(env)
+
+
+def test_path_in_file_name_is_reduced_to_a_safe_base_name(client: FlaskClient, env: dict[str, str], png: bytes) -> None:
+    response = submit(client, [(png, "../../x.png"), (png, "/etc/cron.d/y tab.png"), (png, "../..")])
+    assert response.status_code == 201
+    job_id = response.get_json()["id"]
+    assert stored_keys(env) == [
+        f"jobs/{job_id}/inputs/0-x.png",
+        f"jobs/{job_id}/inputs/1-y_tab.png",
+        f"jobs/{job_id}/inputs/2-image-2",
+        f"jobs/{job_id}/request.json",
+    ]
+    assert client.get(f"/api/jobs/{job_id}").get_json()["file_names"] == ["x.png", "y_tab.png", "image-2"]
+
+
+@pytest.mark.parametrize("job_id", ["0" * 32, "not-a-job", "..%2F..%2Fetc", "A" * 32])
+def test_unknown_or_malformed_job_id_is_404(client: FlaskClient, job_id: str) -> None:
+    for suffix in ("", "/result", "/overlay.png"):
+        assert_plain_error(client.get(f"/api/jobs/{job_id}{suffix}"), 404, "no job|no endpoint")
+
+
+def test_other_bad_fields(client: FlaskClient, env: dict[str, str], png: bytes) -> None:
+    assert_plain_error(submit(client, [(png, "a.png")], model="resnet-9000"), 400, r"known models are: classical\.$")
+    assert_plain_error(submit(client, [(png, "a.png")], priority="urgent"), 400, "not a whole number")
+    assert_plain_error(submit(client, [(png, "a.png")], training="maybe"), 400, "yes/no")
+    assert_plain_error(submit(client, []), 400, "No images were uploaded")
+    assert_nothing_stored(env)
+
+
+def test_unknown_route_and_method_are_json(client: FlaskClient) -> None:
+    assert_plain_error(client.get("/api/nothing"), 404, "no endpoint /api/nothing")
+    assert_plain_error(client.delete("/api/jobs"), 405, "DELETE is not allowed")
+
+
+# -- dependencies down --------------------------------------------------------------------------
+
+
+def test_storage_down_on_submit_is_503_with_retry_and_nothing_queued(
+    make_app: Callable[..., Flask], env: dict[str, str], png: bytes
+) -> None:
+    dead = ObjectStore(f"http://127.0.0.1:{free_port()}", "a", "b", "isletnet", connect_timeout_s=1, max_attempts=1)
+    client = make_app(store=dead).test_client()
+    response = submit(client, [(png, "a.png")])
+    assert_plain_error(response, 503, r"^The job was not accepted because storage at .* cannot be reached")
+    assert response.headers["Retry-After"] == "30"
+    assert job_count(env) == 0
+    health = client.get("/api/health")
+    assert health.status_code == 503 and health.get_json()["queue"] == "ok"
+    assert "cannot be reached" in health.get_json()["storage"]
+
+
+def test_database_down_on_submit_is_503_and_the_inputs_are_removed(
+    make_app: Callable[..., Flask], env: dict[str, str], png: bytes
+) -> None:
+    dead = JobQueue(f"postgresql://x:y@127.0.0.1:{free_port()}/x", connect_timeout_s=1)
+    client = make_app(jobs=dead).test_client()
+    response = submit(client, [(png, "a.png"), (png, "b.png")])
+    assert_plain_error(response, 503, "job database .* cannot be reached")
+    assert response.headers["Retry-After"] == "30"
+    assert stored_keys(env) == [], "inputs written before the failed enqueue must be deleted"
+
+
+def test_storage_failing_half_way_leaves_nothing(
+    make_app: Callable[..., Flask], env: dict[str, str], png: bytes
+) -> None:
+    class FailsOnRequestDocument(ObjectStore):
+        def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+            if key.endswith("request.json"):
+                raise StorageUnavailable("Storage at the test endpoint stopped answering; try again later.")
+            super().put(key, data, content_type)
+
+    client = make_app(store=FailsOnRequestDocument.from_env(env)).test_client()
+    response = submit(client, [(png, "a.png"), (png, "b.png")])
+    assert_plain_error(response, 503, "stopped answering")
+    assert_nothing_stored(env)
+
+
+# -- access statistics --------------------------------------------------------------------------
+
+
+def test_access_statistics_are_counted_per_route(
+    make_app: Callable[..., Flask], env: dict[str, str], png: bytes
+) -> None:
+    app = make_app()
+    client = app.test_client()
+    client.get("/api/health")
+    client.get("/api/health")
+    client.get(f"/api/jobs/{'0' * 32}")
+    submit(client, [(png, "a.png")])
+    assert app.extensions["isletnet.access"].flush() == 4
+    rows = {
+        (r["endpoint"], r["method"], r["status"]): r["requests"] for r in JobQueue.from_env(env).access_statistics()
+    }
+    assert rows == {
+        ("/api/health", "GET", 200): 2,
+        ("/api/jobs/<job_id>", "GET", 404): 1,
+        ("/api/jobs", "POST", 201): 1,
+    }
