@@ -179,7 +179,8 @@ def run(context: ProbeContext) -> ProbeResult:
     if problems:
         message = "; ".join(problems)
     else:
-        forecasts = [o["full_in_s"] for o in outcomes if o["full_in_s"]]
+        # A trend of months is noise on a busy filesystem, not news.
+        forecasts = [o["full_in_s"] for o in outcomes if o["full_in_s"] and o["full_in_s"] < 90 * 86400]
         trend = f", full in {_human(min(forecasts))} at this rate" if forecasts else ", not filling"
         message = f"fullest {fullest['label']} {fullest['path']} at {fullest['percent']:.0f}%{trend}"
     details = {

@@ -1,0 +1,88 @@
+"""The containers probe's verdicts over container states (a fake engine; real Docker is in
+tests/integration/test_probe_containers.py)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from isletops.config import InstanceConfig, SiteConfig
+from isletops.docker_engine import ContainerState
+from isletops.errors import DockerError
+from monitors import probes
+from monitors.probes import containers
+from monitors.result import ProbeContext, Status
+
+SERVICES = ("storage", "queue", "backend", "shepherd", "pruner", "frontend")
+
+
+def state(service: str, status: str = "running", health: str | None = "healthy", restarts: int = 0,
+          exit_code: int | None = None, output: str = "") -> ContainerState:  # fmt: skip
+    return ContainerState(service, f"h5c-{service}-1", status, health, restarts,
+                          dt.datetime(2026, 11, 25, tzinfo=dt.UTC), "img", exit_code, output)  # fmt: skip
+
+
+class FakeEngine:
+    def __init__(self, states: list[ContainerState] | Exception) -> None:
+        self.states = states
+
+    def project_containers(self, project: str, expected=()) -> list[ContainerState]:
+        if isinstance(self.states, Exception):
+            raise self.states
+        return self.states
+
+
+def run(tmp_path: Path, states) -> object:
+    config = SiteConfig(source=None)
+    context = ProbeContext(config, InstanceConfig("h5c", tmp_path), probes.options("containers", config.monitoring),
+                           engine=FakeEngine(states))  # fmt: skip
+    return containers.run(context)
+
+
+def healthy() -> list[ContainerState]:
+    return [state(service) for service in SERVICES]
+
+
+def test_all_running_and_healthy(tmp_path: Path) -> None:
+    result = run(tmp_path, healthy())
+    assert result.status is Status.OK and result.value == 6.0
+    assert result.message == "6/6 services running and healthy"
+
+
+@pytest.mark.parametrize(
+    ("bad", "status", "phrase"),
+    [
+        (state("shepherd", "exited", None, exit_code=137), Status.CRITICAL, "shepherd (exited, exit code 137)"),
+        (state("shepherd", "missing", None), Status.CRITICAL, "shepherd (missing)"),
+        (state("shepherd", "restarting", None, restarts=7), Status.CRITICAL, "shepherd (restarting), 7 restarts"),
+        (state("shepherd", health="unhealthy", output="curl: (7) Failed to connect\n"), Status.CRITICAL,
+         "shepherd (unhealthy: curl: (7) Failed to connect)"),
+        (state("shepherd", health="starting"), Status.WARNING, "shepherd (health check starting)"),
+        (state("shepherd", "paused", None), Status.WARNING, "shepherd (paused)"),
+    ],
+)  # fmt: skip
+def test_bad_container_states(tmp_path: Path, bad: ContainerState, status: Status, phrase: str) -> None:
+    states = [s for s in healthy() if s.service != "shepherd"] + [bad]
+    result = run(tmp_path, states)
+    assert result.status is status and phrase in result.message
+    assert result.message.startswith("1 of 6 services not ok: ") and result.value == 5.0
+
+
+def test_rising_restart_count_is_a_restart_loop(tmp_path: Path) -> None:
+    assert run(tmp_path, healthy()).status is Status.OK
+    states = [s for s in healthy() if s.service != "backend"]
+    result = run(tmp_path, states + [state("backend", restarts=1)])
+    assert result.status is Status.WARNING and "backend (restarted 1× since the last check)" in result.message
+    result = run(tmp_path, states + [state("backend", restarts=5)])
+    assert result.status is Status.CRITICAL and "backend (restart loop: restarted 4× since the last check)" in (
+        result.message
+    )
+    assert run(tmp_path, states + [state("backend", restarts=5)]).status is Status.OK  # it stopped restarting
+
+
+def test_docker_unreachable_is_critical_with_the_reason(tmp_path: Path) -> None:
+    result = run(tmp_path, DockerError("Docker Engine is not reachable (connection refused)."))
+    assert result.status is Status.CRITICAL
+    assert result.message == "cannot read container state: Docker Engine is not reachable (connection refused)."
