@@ -1,0 +1,83 @@
+"""Stack commands refuse bad input with one plain line before touching Docker or the instance."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from isletops import stack
+from isletops.cli import main
+
+
+@pytest.fixture
+def site(tmp_path, monkeypatch):
+    monkeypatch.setattr(stack, "detect_gpu", lambda: False)
+    config = tmp_path / "isletops.yml"
+    config.write_text(yaml.safe_dump({"instances_root": str(tmp_path / "instances"),
+                                      "instances": {"prod": {"http_port": 8180, "api_port": 8181}}}))
+    return config
+
+
+def _error_line(result) -> str:
+    """The last line on stderr (progress lines come before it)."""
+    return result.stderr.strip().splitlines()[-1]
+
+
+def _run(config, *args):
+    return CliRunner().invoke(main, ["--config", str(config), *args])
+
+
+def test_down_volumes_needs_yes_and_deletes_nothing(site, tmp_path):
+    from isletops.config import load_config
+
+    loaded = load_config(site)
+    stack.prepare_instance(loaded, "prod", "2026-11-23_01")
+    marker = loaded.instance("prod").local_data_dir / "queue" / "PG_VERSION"
+    marker.write_text("15\n")
+    result = _run(site, "down", "--volumes")
+    assert result.exit_code == 2
+    assert _error_line(result) == ("isletops: error: --volumes deletes every stored image, result and job of "
+                                   "instance 'prod'. Add --yes to confirm.")
+    assert marker.read_text() == "15\n"
+
+
+def test_up_with_a_malformed_tag_changes_nothing(site):
+    from isletops.config import load_config
+
+    loaded = load_config(site)
+    stack.prepare_instance(loaded, "prod", "2026-11-23_01")
+    env_file = loaded.instance("prod").env_file
+    before = env_file.read_text()
+    result = _run(site, "up", "--tag", "not a tag")
+    assert result.exit_code == 2
+    assert _error_line(result).startswith("isletops: error: 'not a tag' cannot be an image tag.")
+    assert env_file.read_text() == before
+
+
+@pytest.mark.parametrize("command", [["logs"], ["restart"]])
+def test_commands_on_an_instance_never_set_up_say_what_to_do(site, command):
+    result = _run(site, *command)
+    assert result.exit_code == 2
+    assert "Instance 'prod' has not been set up yet" in result.stderr
+    assert "isletops up --tag TAG" in result.stderr
+
+
+def test_up_without_any_tag_says_how_to_get_one(site):
+    result = _run(site, "up")
+    assert result.exit_code == 2
+    assert _error_line(result) == ("isletops: error: Instance 'prod' has no release tag yet. Pass --tag "
+                                     "(see 'isletops build' or 'isletops releases').")
+
+
+def test_unknown_component_to_build(site):
+    result = _run(site, "build", "database")
+    assert result.exit_code == 2
+    assert "Unknown component(s): database." in result.stderr
+
+
+@pytest.mark.parametrize("command", ["build", "up", "down", "restart", "logs", "ps", "status", "demo"])
+def test_every_stack_command_has_an_example_in_its_help(command):
+    result = CliRunner().invoke(main, [command, "--help"])
+    assert result.exit_code == 0
+    assert "Example" in result.output and f"isletops {command}" in result.output
