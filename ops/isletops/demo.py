@@ -126,6 +126,7 @@ def run_demo(
     site: SiteConfig,
     instance: InstanceConfig | str | None = "demo",
     progress: Callable[[str], None] = lambda line: None,
+    output: Callable[[str], None] | None = None,
     result_timeout_s: float = 300,
     engine: DockerEngine | None = None,
 ) -> DemoResult:
@@ -133,7 +134,7 @@ def run_demo(
     engine = engine or DockerEngine()
     instance = stack.resolve_instance(site, instance)
     progress("building the images (the first time takes several minutes)")
-    built = stack.build_images(progress=progress, engine=engine)
+    built = stack.build_images(progress=progress, output=output, engine=engine)
     progress(f"release {built.tag}{' (unchanged)' if built.reused_tag else ''}")
     progress(f"starting instance '{instance.name}' and waiting until it is healthy")
     stack.up(site, instance, tag=built.tag, registry="", engine=engine)

@@ -297,10 +297,11 @@ def build_images(
     engine: DockerEngine | None = None,
     base_image: str = BASE_IMAGE,
     today: dt.date | None = None,
-    on_component: Callable[[str, int, int], None] | None = None,
+    output: Progress | None = None,
 ) -> BuildResult:
     """Build component images as `isletnet-<c>:latest` and tag every component with a release tag.
 
+    `progress` gets one line per step, `output` (if given) every line of Docker's build output.
     A release names all components, so components not asked for and not built yet are built too.
     With no `tag`, the newest local release tag is kept when every image is unchanged since it
     (a re-run makes no new release); otherwise the next tag of today (`release.next_tag`).
@@ -314,8 +315,6 @@ def build_images(
     # LABELs in the Dockerfiles.
     labels = {"org.opencontainers.image.revision": _git_revision()}
     for index, component in enumerate(to_build, start=1):
-        if on_component:
-            on_component(component, index, len(to_build))
         progress(f"building {_latest(component)} ({index}/{len(to_build)})")
         engine.build_image(
             PROJECT_ROOT,
@@ -323,7 +322,7 @@ def build_images(
             _latest(component),
             build_args={"BASE_IMAGE": base_image},
             labels=labels,
-            progress=progress,
+            progress=output,
         )
     ids = {c: engine.image_id(_latest(c)) for c in release.COMPONENTS}
     reused = False
@@ -337,6 +336,7 @@ def build_images(
         else:
             tag = str(release.next_tag(existing, today or dt.datetime.now(dt.UTC).date()))
     validate_image_tag(tag)
+    progress(f"tagging every component as {tag}{' (unchanged since that release)' if reused else ''}")
     images = {}
     for component in release.COMPONENTS:
         ref = f"{release.image_repository(component)}:{tag}"

@@ -6,6 +6,7 @@ import contextlib
 import json
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import click
 
@@ -15,35 +16,45 @@ from isletops.docker_engine import ContainerState
 from isletops.errors import ConfigError, ExitStatus
 
 
+@dataclass
+class Reporter:
+    """Progress callbacks for long commands: `step` for isletops' own lines, `output` for tool
+    output (Docker build steps). On a terminal a rich spinner shows the latest line and keeps the
+    steps; on a pipe steps are printed and tool output only with -v."""
+
+    step: Callable[[str], None]
+    output: Callable[[str], None]
+
+
 @contextlib.contextmanager
-def progress_reporter(title: str, verbose: bool = False) -> Iterator[Callable[[str], None]]:
-    """A progress callback: a rich spinner with the latest line on a terminal; on a pipe, only
-    the step lines (those that do not start with a space or 'Step'), or everything with -v."""
+def progress_reporter(title: str, verbose: bool = False) -> Iterator[Reporter]:
     if sys.stderr.isatty():
         from rich.console import Console
 
         console = Console(stderr=True)
         with console.status(title) as status:
 
-            def on_terminal(line: str) -> None:
-                if _is_step(line):
-                    console.log(line)
+            def step(line: str) -> None:
+                console.log(line)
+                status.update(f"{title}: {line}")
+
+            def output(line: str) -> None:
+                if verbose:
+                    console.print(line, markup=False, highlight=False)
                 status.update(f"{title}: {line[:100]}")
 
-            yield on_terminal
+            yield Reporter(step, output)
         return
 
-    def on_pipe(line: str) -> None:
-        if verbose or _is_step(line):
-            click.echo(f"  {line}", err=True)
+    def step_on_pipe(line: str) -> None:
+        click.echo(f"  {line}", err=True)
+
+    def output_on_pipe(line: str) -> None:
+        if verbose:
+            click.echo(f"    {line}", err=True)
 
     click.echo(f"{title} …", err=True)
-    yield on_pipe
-
-
-def _is_step(line: str) -> bool:
-    """isletops' own step lines are lower-case sentences; docker's build output is not."""
-    return bool(line) and line[0].islower() and not line.startswith(("step ", "sha256:"))
+    yield Reporter(step_on_pipe, output_on_pipe)
 
 
 def _state_rows(states: list[ContainerState]) -> list[tuple[str, ...]]:
@@ -84,8 +95,9 @@ def build_command(ctx: Context, components: tuple[str, ...], tag: str | None, ba
       isletops build                  all six images, tagged e.g. 2026-11-23_01
       isletops build backend shepherd rebuild two; the release tag covers all six
     """
-    with progress_reporter("building images", ctx.verbose) as progress:
-        result = core.build_images(components or None, tag=tag, progress=progress, base_image=base_image)
+    with progress_reporter("building images", ctx.verbose) as report:
+        result = core.build_images(components or None, tag=tag, progress=report.step, output=report.output,
+                                   base_image=base_image)
     note = " (nothing changed since this release)" if result.reused_tag else ""
     click.secho(f"release {result.tag}{note}:", fg="green")
     for ref in result.images.values():
@@ -239,8 +251,9 @@ def demo_command(ctx: Context, timeout_s: int) -> None:
     from isletops import demo
 
     instance = ctx.config.instance(ctx.instance_name or "demo")
-    with progress_reporter("demo", ctx.verbose) as progress:
-        result = demo.run_demo(ctx.config, instance, progress=progress, result_timeout_s=timeout_s)
+    with progress_reporter("demo", ctx.verbose) as report:
+        result = demo.run_demo(ctx.config, instance, progress=report.step, output=report.output,
+                               result_timeout_s=timeout_s)
     click.secho(f"demo job {result.job_id} on release {result.tag}: done in {result.job_seconds:.0f} s", fg="green")
     click.echo(f"  islets found:   {result.islet_count} (the synthetic image has {result.expected_count})")
     click.echo(f"  IEQ (Ricordi):  {result.ieq_ricordi:.2f} (expected {result.expected_ieq_ricordi:.2f})")
