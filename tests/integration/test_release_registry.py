@@ -133,3 +133,12 @@ def test_release_without_local_builds_says_build_first(fresh_registry):
     with pytest.raises(RegistryError, match="isletops build"):
         release(fresh_registry, build_tag="h4-never-built")
     assert RegistryClient(fresh_registry).catalog() == []  # nothing pushed
+
+
+def test_registry_that_needs_a_login_says_so(auth_registry):
+    with pytest.raises(RegistryError) as excinfo:
+        RegistryClient(auth_registry).missing_images("2026-01-01_01")
+    assert f"Registry {auth_registry} refused access (401 Unauthorized)" in str(excinfo.value)
+    assert f"docker login {auth_registry}" in str(excinfo.value)
+    result = CliRunner().invoke(main, ["releases", "--registry", auth_registry])
+    assert result.exit_code == 2 and result.output.count("\n") == 1 and "401" in result.output
