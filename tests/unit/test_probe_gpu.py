@@ -34,7 +34,7 @@ class NVMLError_Timeout(NVMLError):  # noqa: N801
 
 
 class FakeGpu:
-    def __init__(  # noqa: PLR0913 - one knob per NVML reading
+    def __init__(  # one knob per NVML reading
         self, uuid: str, temperature: int = 55, used: int = 2, total: int = 16, ecc: int = 0,
         pending_pages: int = 0, remapped=(0, 0, 0, 0), lost: bool = False, ecc_supported: bool = True,
     ) -> None:  # fmt: skip
