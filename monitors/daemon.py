@@ -132,7 +132,7 @@ class MonitorDaemon:
             interval = float(probes.options(name, self.config.monitoring)["interval_s"])
             self.scheduler.add_job(
                 self.run_probe, "interval", args=[name], id=f"probe:{name}", seconds=interval,
-                next_run_time=_now_utc(), max_instances=1, coalesce=True, misfire_grace_time=int(interval),
+                next_run_time=_now_utc(), max_instances=1, coalesce=True, misfire_grace_time=max(1, int(interval)),
             )  # fmt: skip
         self.scheduler.add_job(
             self.housekeeping, "interval", id="housekeeping", seconds=HOUSEKEEPING_S, next_run_time=_now_utc(),

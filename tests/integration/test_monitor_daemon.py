@@ -1,0 +1,53 @@
+"""The monitor daemon: APScheduler runs the probes, /status and /metrics answer on 127.0.0.1,
+and alerts/mail go through the same path as a cron pass (real SMTP)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from isletops.config import InstanceConfig, MonitoringConfig, SiteConfig
+from monitors.daemon import MonitorDaemon
+
+pytestmark = pytest.mark.integration
+
+
+def test_status_and_metrics_and_mail(tmp_path: Path, smtp_server) -> None:
+    disabled = {name: {"enabled": False} for name in ("containers", "http", "e2e", "gpu", "tls", "pruner")}
+    monitoring = MonitoringConfig(
+        failures_to_alert=2,
+        probes={**disabled, "disk": {"paths": [str(tmp_path)], "docker_root": str(tmp_path / "d"),
+                                     "critical_percent": 0.0, "interval_s": 0.5}},
+    )  # fmt: skip
+    config = SiteConfig(source=None, monitoring=monitoring, mail=smtp_server.mail_config())
+    instance = InstanceConfig("h5daemon", tmp_path / "h5daemon")
+    daemon = MonitorDaemon(config, instance, port=0)
+    daemon.start()
+    try:
+        assert daemon.enabled == ["disk"]
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not smtp_server.messages:
+            time.sleep(0.2)
+        assert smtp_server.messages, "the daemon sent no alert mail"
+        assert smtp_server.messages[0]["Subject"].startswith("CRITICAL [isletnet h5daemon#1] disk:")
+        status = requests.get(f"http://127.0.0.1:{daemon.port}/status", timeout=5).json()
+        assert status["instance"] == "h5daemon" and status["status"] == "CRITICAL"
+        assert status["probes"]["disk"]["status"] == "CRITICAL" and status["probes"]["disk"]["firing"] is True
+        assert status["incident"]["name"] == "h5daemon#1" and status["outbox_pending"] == 0
+        metrics = requests.get(f"http://127.0.0.1:{daemon.port}/metrics", timeout=5)
+        assert metrics.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        text = metrics.text
+        assert 'isletops_probe_status{instance="h5daemon",probe="disk"} 2' in text
+        assert 'isletops_alert_firing{instance="h5daemon",probe="disk"} 1' in text
+        assert 'isletops_incident_open{instance="h5daemon"} 1' in text
+        assert "# TYPE isletops_probe_value gauge" in text
+        missing = requests.get(f"http://127.0.0.1:{daemon.port}/other", timeout=5)
+        assert missing.status_code == 404
+        assert len(smtp_server.messages) == 1  # runs keep coming; no second mail for the same incident
+    finally:
+        daemon.stop()
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"http://127.0.0.1:{daemon.port}/status", timeout=2)
