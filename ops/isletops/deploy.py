@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import logging
 import os
 import shutil
@@ -839,3 +840,57 @@ def release(
         docker.tag_image(source, target)
         docker.push_image(target)
     return plan
+
+
+# -- for `isletops status` --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeploymentStatus:
+    """The deploy side of `isletops status`: what is deployed, the last attempt, the lock."""
+
+    deployed: str
+    previous: str
+    last_attempt: HistoryEntry | None
+    notes: tuple[str, ...]
+    lock: LockStatus
+
+    def lines(self) -> list[str]:
+        out = [f"release: {self.deployed or 'none recorded'} (previous good: {self.previous or 'none'})"]
+        if self.last_attempt:
+            last = self.last_attempt
+            out.append(
+                f"last {last.command}: {last.from_tag or 'nothing'} -> {last.to_tag} {last.result} "
+                f"at {last.time} by {last.user} ({last.duration_s:.0f} s)"
+            )
+        if self.lock.held:
+            holder = self.lock.details.describe() if self.lock.details else self.lock.problem
+            out.append(f"{'STALE lock' if self.lock.stale else 'locked'}: {holder}")
+        out += [f"note: {note}" for note in self.notes]
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "deployed": self.deployed,
+            "previous": self.previous,
+            "last_attempt": json.loads(self.last_attempt.to_json()) if self.last_attempt else None,
+            "notes": list(self.notes),
+            "lock": {
+                "held": self.lock.held,
+                "stale": self.lock.stale,
+                "details": self.lock.details.__dict__ if self.lock.details else None,
+            },
+        }
+
+
+def deployment_status(instance: InstanceConfig) -> DeploymentStatus:
+    """Read the history and lock of `instance` (no Docker, no registry: cheap for `status`)."""
+    deployed, notes = current_deployment(instance)
+    entries = History(instance.state_dir, instance.name).read().entries
+    return DeploymentStatus(
+        deployed=deployed.current,
+        previous=deployed.previous,
+        last_attempt=entries[-1] if entries else None,
+        notes=tuple(notes),
+        lock=InstanceLock(instance.state_dir, instance.name).status(),
+    )

@@ -76,3 +76,24 @@ def test_notice_after_an_interrupted_or_rolled_back_attempt():
     assert "interrupted" in notice and f"{T1} was restored" in notice and "alice" in notice
     notice = last_attempt_notice([ok, entry("deploy", T1, T2, "rolled_back", message="backend unhealthy")])
     assert f"rolled back to {T1}" in notice and "backend unhealthy" in notice
+
+
+def test_deployment_status_for_isletops_status(tmp_path):
+    from isletops.config import InstanceConfig
+    from isletops.deploy import deployment_status
+    from isletops.lock import InstanceLock, LockDetails
+
+    inst = InstanceConfig(name="prod", directory=tmp_path / "prod")
+    history = History(inst.state_dir, "prod")
+    history.append(entry("deploy", "", T1))
+    history.append(entry("deploy", T1, T2))
+    history.append(entry("deploy", T2, T3, "interrupted", user="alice"))
+    by_hand = LockDetails.for_this_process("manual", message="hands off", hold=False)
+    InstanceLock(inst.state_dir, "prod").acquire(by_hand)
+    status = deployment_status(inst)
+    text = "\n".join(status.lines())
+    assert f"release: {T2} (previous good: {T1})" in text
+    assert f"last deploy: {T2} -> {T3} interrupted" in text and "by alice" in text
+    assert "locked:" in text and "hands off" in text
+    assert "note: The last deploy" in text
+    assert status.as_dict()["last_attempt"]["result"] == "interrupted"
