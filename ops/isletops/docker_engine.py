@@ -535,12 +535,13 @@ class DockerEngine:
         return "".join(chunks)
 
     def wait_healthy(
-        self, project: str, services: list[str], timeout_s: float, poll_s: float = 1.0
+        self, project: str, services: list[str], timeout_s: float, poll_s: float = 1.0, fail_fast: bool = True
     ) -> list[ContainerState]:
         """Wait until every container of `services` runs and is healthy (where it has a healthcheck).
 
-        Returns their states; on timeout raises `DockerError` naming each service that is not ready,
-        with its last healthcheck output so the reason is on screen, not in a log.
+        Returns their states. Raises `DockerError` naming each service that is not ready, with its
+        last healthcheck output so the reason is on screen, not in a log: at the deadline, or at
+        once (`fail_fast`) when Docker has judged a container unhealthy or it exited.
         """
         deadline = time.monotonic() + timeout_s
         while True:
@@ -548,9 +549,31 @@ class DockerEngine:
             not_ready = [s for s in states if not s.is_ready]
             if not not_ready:
                 return states
+            broken = [s for s in not_ready if s.health == "unhealthy" or s.state in ("exited", "dead")]
+            if fail_fast and broken:
+                raise DockerError(_not_ready_message(project, broken, None))
             if time.monotonic() >= deadline:
                 raise DockerError(_not_ready_message(project, not_ready, timeout_s))
             time.sleep(min(poll_s, max(0.0, deadline - time.monotonic())))
+
+    def remove_container(self, name: str, stop_timeout_s: int = 10) -> None:
+        """Stop (SIGTERM, then `stop_timeout_s` to finish) and remove one container; gone is fine."""
+        try:
+            container = self.client.containers.get(name)
+            container.stop(timeout=stop_timeout_s)
+            container.remove(v=True)
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError as exc:
+            raise DockerError(f"Removing container {name} failed: {_short(exc)}.") from None
+
+    def data_root(self) -> Path | None:
+        """Docker's data root on this host (where images and container logs fill the disk)."""
+        try:
+            root = self.client.info().get("DockerRootDir")
+        except docker.errors.APIError as exc:
+            raise DockerError(f"Cannot ask Docker for its data root: {_short(exc)}.") from None
+        return Path(root) if root else None
 
     def run_oneshot(self, image: str, command: list[str], binds: dict[str, str] | None = None, user: str = "0") -> str:
         """Run `command` in a throw-away container (no network) and return its output; for host
@@ -588,15 +611,16 @@ class DockerEngine:
             raise DockerError(f"Removing Docker objects labelled {label} failed: {_short(exc)}.") from None
 
 
-def _not_ready_message(project: str, not_ready: list[ContainerState], timeout_s: float) -> str:
+def _not_ready_message(project: str, not_ready: list[ContainerState], timeout_s: float | None) -> str:
     parts = []
     for state in not_ready:
         detail = state.describe()
         if state.last_health_output:
             detail += f": last health check said '{_one_line(state.last_health_output)}'"
         parts.append(detail)
+    when = f"was not healthy after {timeout_s:.0f} s" if timeout_s is not None else "has a broken service"
     return (
-        f"Project '{project}' was not healthy after {timeout_s:.0f} s: {'; '.join(parts)}. "
+        f"Project '{project}' {when}: {'; '.join(parts)}. "
         f"See 'isletops logs {not_ready[0].service}'."
     ).replace(". .", ".")
 

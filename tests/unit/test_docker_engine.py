@@ -170,16 +170,23 @@ class _FakeContainers:
         return self.containers
 
 
-def test_wait_healthy_names_the_unhealthy_service_and_its_health_output():
+def test_wait_healthy_fails_at_once_on_an_unhealthy_service_quoting_its_health_output():
     client = SimpleNamespace(containers=_FakeContainers([
         _container(health="unhealthy", log_output="storage: S3 is not reachable")]))
     engine = DockerEngine(client=client)
     with pytest.raises(DockerError) as caught:
+        engine.wait_healthy("p", ["backend", "shepherd"], timeout_s=60, poll_s=0.05)
+    assert str(caught.value) == ("Project 'p' has a broken service: backend (running, unhealthy): last health "
+                                 "check said 'storage: S3 is not reachable'. See 'isletops logs backend'.")
+
+
+def test_wait_healthy_at_the_deadline_names_every_service_not_ready():
+    client = SimpleNamespace(containers=_FakeContainers([_container(health="starting", log_output="not yet")]))
+    engine = DockerEngine(client=client)
+    with pytest.raises(DockerError) as caught:
         engine.wait_healthy("p", ["backend", "shepherd"], timeout_s=0.2, poll_s=0.05)
-    message = str(caught.value)
-    assert message.startswith("Project 'p' was not healthy after 0 s: backend (running, unhealthy): last health "
-                              "check said 'storage: S3 is not reachable'; shepherd (missing).")
-    assert "isletops logs backend" in message
+    assert str(caught.value) == ("Project 'p' was not healthy after 0 s: backend (running, starting): last health "
+                                 "check said 'not yet'; shepherd (missing). See 'isletops logs backend'.")
 
 
 def test_wait_healthy_returns_when_everything_is_ready():
