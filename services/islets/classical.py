@@ -2,9 +2,10 @@
 no weights needed.
 
 Per pixel: flat-field the image against its own background (uneven illumination, colour cast),
-smooth a little (sensor noise), then *tissue* = darker than the background, *islet* = tissue whose
-red-green chromaticity is high (dithizone binds zinc in beta cells: crimson), *exocrine* = the
-remaining tissue. Specks and pinholes are cleaned up. Large images are processed in overlapping
+then *tissue* = darker than the background, *islet* = tissue whose red-green chromaticity is high
+(dithizone binds zinc in beta cells: crimson), *exocrine* = the remaining tissue; both features
+are smoothed a little against sensor noise and specks are dropped. (Holes inside islets are
+filled by the measurement, for every model alike.) Large images are processed in overlapping
 tiles, so the float working set stays a few tiles' size whatever the image size.
 
 Splitting touching islets is not done here but in :mod:`services.islets.measure`, so that every
@@ -35,9 +36,8 @@ class ClassicalParameters:
     background_degree: int = 3  # polynomial degree of the light field
     background_tolerance: float = 0.04  # blocks this much darker than the fit hold objects
     speck_area_px: int = 30  # islet/tissue fragments smaller than this are noise
-    pinhole_area_px: int = 30  # holes smaller than this are filled
     tile_px: int = 2048  # tile side for large images
-    tile_margin_px: int = 16  # > 4 sigma of smoothing + opening radius, > speck/pinhole extent
+    tile_margin_px: int = 16  # > 3 sigma of smoothing + opening radius, > speck extent
 
 
 def _block_means(rgb: np.ndarray, factor: int) -> np.ndarray:
@@ -103,21 +103,31 @@ def estimate_background(rgb: np.ndarray, parameters: ClassicalParameters) -> tup
     return np.maximum(field, 16.0).reshape(rows, cols, 3).astype(np.float32), factor
 
 
-def _interpolation(positions: np.ndarray, factor: int, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Lower index, upper index and weight of each full-resolution position between block centres."""
+def _interpolation_matrix(positions: np.ndarray, factor: int, size: int) -> tuple[np.ndarray, slice]:
+    """Bilinear weights from the block centres (coarse grid) to full-resolution positions, as a
+    dense matrix over the few coarse cells these positions need, and which cells those are."""
     coarse = np.clip((positions - (factor - 1) / 2) / factor, 0, size - 1)
     lower = np.floor(coarse).astype(np.intp)
     upper = np.minimum(lower + 1, size - 1)
-    return lower, upper, (coarse - lower).astype(np.float32)
+    weight = (coarse - lower).astype(np.float32)
+    first, last = int(lower.min()), int(upper.max()) + 1
+    matrix = np.zeros((len(positions), last - first), dtype=np.float32)
+    index = np.arange(len(positions))
+    np.add.at(matrix, (index, lower - first), 1 - weight)
+    np.add.at(matrix, (index, upper - first), weight)
+    return matrix, slice(first, last)
 
 
 def _field_for_window(field: np.ndarray, factor: int, rows: slice, cols: slice) -> np.ndarray:
-    """Bilinear upsampling of the coarse field over one window of the full image (separable:
-    rows first on the small grid, then columns)."""
-    low, high, weight = _interpolation(np.arange(rows.start, rows.stop), factor, field.shape[0])
-    by_rows = field[low] * (1 - weight)[:, None, None] + field[high] * weight[:, None, None]
-    low, high, weight = _interpolation(np.arange(cols.start, cols.stop), factor, field.shape[1])
-    return by_rows[:, low] * (1 - weight)[None, :, None] + by_rows[:, high] * weight[None, :, None]
+    """Bilinear upsampling of the coarse field over one window of the full image, as two small
+    matrix products per channel (BLAS; several times faster than gathering)."""
+    by_rows, row_cells = _interpolation_matrix(np.arange(rows.start, rows.stop), factor, field.shape[0])
+    by_cols, col_cells = _interpolation_matrix(np.arange(cols.start, cols.stop), factor, field.shape[1])
+    cells = field[row_cells, col_cells]
+    out = np.empty((by_rows.shape[0], by_cols.shape[0], 3), dtype=np.float32)
+    for channel in range(3):
+        out[:, :, channel] = (by_rows @ cells[:, :, channel]) @ by_cols.T
+    return out
 
 
 def remove_small_components(mask: np.ndarray, min_area_px: int) -> np.ndarray:
@@ -133,21 +143,19 @@ def remove_small_components(mask: np.ndarray, min_area_px: int) -> np.ndarray:
 
 def classify_window(rgb_window: np.ndarray, light: np.ndarray, parameters: ClassicalParameters) -> np.ndarray:
     """Class map (0 background, 1 exocrine, 2 islet) of one window, given its light field."""
-    normalised = rgb_window.astype(np.float32) / light
-    if parameters.smoothing_sigma_px > 0:
-        for channel in range(3):
-            normalised[:, :, channel] = ndimage.gaussian_filter(
-                normalised[:, :, channel], parameters.smoothing_sigma_px, mode="nearest"
-            )
+    normalised = rgb_window.astype(np.float32)
+    normalised /= light
     red, green = normalised[:, :, 0], normalised[:, :, 1]
-    darkest = normalised.min(axis=2)
-    tissue = (1.0 - darkest) > parameters.tissue_threshold
+    # Two features, smoothed against sensor noise: how much darker than the background the
+    # darkest channel is (any tissue), and the red-green chromaticity (dithizone).
+    darkness = 1.0 - normalised.min(axis=2)
     redness = (red - green) / np.maximum(red + green, 1e-3)
-    islet = tissue & (redness > parameters.redness_threshold)
-    tissue = remove_small_components(tissue, parameters.speck_area_px)
-    tissue = ~remove_small_components(~tissue, parameters.pinhole_area_px)
-    islet = remove_small_components(islet & tissue, parameters.speck_area_px)
-    islet = ~remove_small_components(~islet, parameters.pinhole_area_px)
+    del normalised, red, green
+    if parameters.smoothing_sigma_px > 0:
+        darkness = ndimage.gaussian_filter(darkness, parameters.smoothing_sigma_px, mode="nearest", truncate=3.0)
+        redness = ndimage.gaussian_filter(redness, parameters.smoothing_sigma_px, mode="nearest", truncate=3.0)
+    tissue = remove_small_components(darkness > parameters.tissue_threshold, parameters.speck_area_px)
+    islet = remove_small_components(tissue & (redness > parameters.redness_threshold), parameters.speck_area_px)
     # The soft edge of an islet is dark enough to be tissue before it is red enough to be islet:
     # an opening removes that thin rim from the exocrine class (real acinar tissue is thicker).
     exocrine = ndimage.binary_opening(tissue & ~islet, structure=RIM_STRUCTURE)

@@ -1,5 +1,7 @@
-"""Tiny ONNX networks built in the tests (no downloaded weights): enough to prove loading,
-tiling, batching and error handling of the ONNX backend."""
+"""Tiny ONNX networks built on the spot (no downloaded weights): a colour rule written as a 1×1
+convolution, and one that fails at run time. They prove loading, tiling, batching and error
+handling of the ONNX backend in the tests, give the benchmark a network to batch, and let a demo
+show model selection per job (write one into $ISLETNET_MODELS_DIR)."""
 
 from pathlib import Path
 

@@ -39,6 +39,10 @@ class SplitParameters:
     max_hole_diameter_um: float = 100.0
     # Contour simplification tolerance (pixels): outlines stay within this of the mask edge.
     contour_tolerance_px: float = 1.0
+    # Outlines are thinned to about this many points before simplification (speed on big islets).
+    contour_max_points: int = 400
+    # Islet-class pieces smaller than about one cell are noise, not fragments of islets.
+    min_fragment_diameter_um: float = 10.0
 
 
 @dataclass
@@ -129,18 +133,25 @@ def split_touching(component: np.ndarray, min_radius_px: float, neck_ratio: floa
         regions[regions == best[1]] = best[0]
 
 
-def _outline(mask: np.ndarray, offset: tuple[int, int], tolerance_px: float) -> list[list[float]]:
+def _outline(mask: np.ndarray, offset: tuple[int, int], parameters: SplitParameters) -> list[list[float]]:
     """Simplified outer contour as [[x, y], ...] in image pixels."""
     contours = find_contours(np.pad(mask, 1).astype(np.float32), 0.5)
     if not contours:
         return []
     longest = max(contours, key=len)
-    simplified = approximate_polygon(longest, tolerance=tolerance_px)
+    # Douglas-Peucker runs in Python: thin very long outlines first (every k-th point of a
+    # sub-pixel contour still follows the edge within a pixel).
+    step = max(1, len(longest) // parameters.contour_max_points)
+    if step > 1:
+        longest = np.vstack([longest[::step], longest[-1:]])
+    simplified = approximate_polygon(longest, tolerance=parameters.contour_tolerance_px)
     top, left = offset
     return [[round(float(col) - 1 + left, 1), round(float(row) - 1 + top, 1)] for row, col in simplified]
 
 
-def _describe(region_mask: np.ndarray, offset: tuple[int, int], pixel_size_um: float, tolerance_px: float) -> dict:
+def _describe(
+    region_mask: np.ndarray, offset: tuple[int, int], pixel_size_um: float, parameters: SplitParameters
+) -> dict:
     """Geometry and IEQ of one islet (region_mask is its bounding-box crop)."""
     props = regionprops(region_mask.astype(np.uint8))[0]
     area_um2 = float(props.area) * pixel_size_um**2
@@ -159,11 +170,15 @@ def _describe(region_mask: np.ndarray, offset: tuple[int, int], pixel_size_um: f
         "minor_axis_um": minor,
         "circularity": circularity,
         "centroid_px": [float(col) + offset[1], float(row) + offset[0]],
-        "contour_px": _outline(region_mask, offset, tolerance_px),
+        "contour_px": _outline(region_mask, offset, parameters),
         "ieq_ricordi": ricordi_ieq(diameter),
         "ieq_sphere": sphere_ieq(diameter),
         "ieq_ellipsoid": ellipsoid_ieq(major, minor),
     }
+
+
+def _disc_area_px(diameter_um: float, pixel_size_um: float) -> float:
+    return math.pi / 4 * (diameter_um / pixel_size_um) ** 2
 
 
 def _measure_component(
@@ -177,10 +192,12 @@ def _measure_component(
 ) -> None:
     max_hole_px = math.pi / 4 * (parameters.max_hole_diameter_um / pixel_size_um) ** 2
     filled = _fill_holes(component, max_hole_px)
-    tally.filled_exocrine_px += int(np.count_nonzero(filled & ~component & exocrine))
     area_px = int(np.count_nonzero(filled))
+    if area_px < _disc_area_px(parameters.min_fragment_diameter_um, pixel_size_um):
+        return  # noise
+    tally.filled_exocrine_px += int(np.count_nonzero(filled & ~component & exocrine))
     tally.islet_area_px += area_px
-    min_area_px = math.pi / 4 * (min_diameter_um / pixel_size_um) ** 2
+    min_area_px = _disc_area_px(min_diameter_um, pixel_size_um)
     if area_px < min_area_px:
         tally.fragment_area_px += area_px
         return
@@ -196,9 +213,7 @@ def _measure_component(
         rows, cols = np.nonzero(region)
         top, left = int(rows.min()), int(cols.min())
         crop = region[top : int(rows.max()) + 1, left : int(cols.max()) + 1]
-        tally.islets.append(
-            _describe(crop, (offset[0] + top, offset[1] + left), pixel_size_um, parameters.contour_tolerance_px)
-        )
+        tally.islets.append(_describe(crop, (offset[0] + top, offset[1] + left), pixel_size_um, parameters))
 
 
 def _rounded(islet: dict) -> dict:
@@ -231,15 +246,20 @@ def measure(
 
     purity = islet area / (islet + exocrine area) and fragmentation = share of the islet area in
     pieces under `min_diameter_um`; both are 0.0 when there is no tissue / no islet tissue.
+    Islet-class specks under ``parameters.min_fragment_diameter_um`` (10 µm, about a cell) are
+    noise and count nowhere.
     """
     class_map = np.asarray(class_map)
     _check_parameters(class_map, pixel_size_um, min_diameter_um)
     parameters = parameters or SplitParameters()
     labels, _count = _label(class_map == ISLET_CLASS)
     tally = _Tally()
+    noise_px = _disc_area_px(parameters.min_fragment_diameter_um, pixel_size_um)
     for index, window in enumerate(ndimage.find_objects(labels), start=1):
         if window is None:
             continue
+        if (window[0].stop - window[0].start) * (window[1].stop - window[1].start) < noise_px:
+            continue  # even filled it would be noise: skip the per-component work (noisy models)
         # One pixel of margin so holes and the distance transform see the component's edge.
         rows = slice(max(window[0].start - 1, 0), min(window[0].stop + 1, labels.shape[0]))
         cols = slice(max(window[1].start - 1, 0), min(window[1].stop + 1, labels.shape[1]))

@@ -16,8 +16,8 @@ from services.islets import (
     get_model,
     make_dtz_image,
 )
+from services.islets.demo_models import colour_model, failing_model
 from services.islets.models import OnnxModel, torch_available
-from services.islets.tests.onnx_models import colour_model, failing_model
 
 
 @pytest.fixture(autouse=True)
@@ -143,7 +143,7 @@ def test_a_corrupt_model_file_raises_a_clear_error_and_is_not_cached(models_dir)
 
 def test_torch_backend(models_dir, sample):
     torch = pytest.importorskip("torch")
-    from services.islets.tests.onnx_models import COLOUR_BIAS, COLOUR_WEIGHTS
+    from services.islets.demo_models import COLOUR_BIAS, COLOUR_WEIGHTS
 
     conv = torch.nn.Conv2d(3, 3, 1)
     with torch.no_grad():
