@@ -1,0 +1,83 @@
+"""/api/spec.json is a valid OpenAPI 3 document that lists exactly the /api routes Flask serves
+(reports included when that blueprint is present), no more and no fewer."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from flask import Flask
+from openapi_spec_validator import validate
+
+from services.backend import app as app_module
+from services.backend.app import create_app
+from services.common.jobs import JobQueue
+from services.common.storage import ObjectStore
+
+IGNORED_METHODS = {"HEAD", "OPTIONS"}
+
+
+def offline_app() -> Flask:
+    """The routes and the spec do not need live dependencies; point them at nothing."""
+    store = ObjectStore("http://127.0.0.1:9", "a", "b", "isletnet", connect_timeout_s=0.2, max_attempts=1)
+    jobs = JobQueue("postgresql://x:y@127.0.0.1:9/x", connect_timeout_s=1)
+    app = create_app({}, store=store, jobs=jobs)
+    app.extensions["isletnet.access"].stop()
+    return app
+
+
+def flask_operations(app: Flask) -> set[tuple[str, str]]:
+    operations = set()
+    for rule in app.url_map.iter_rules():
+        if not rule.rule.startswith("/api/"):
+            continue
+        path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
+        operations |= {(path, method.lower()) for method in rule.methods - IGNORED_METHODS}
+    return operations
+
+
+def spec_operations(spec: dict) -> set[tuple[str, str]]:
+    return {(path, method) for path, item in spec["paths"].items() for method in item if method != "parameters"}
+
+
+@pytest.fixture(scope="module")
+def app() -> Flask:
+    return offline_app()
+
+
+def test_spec_is_valid_openapi_3(app: Flask) -> None:
+    spec = app.test_client().get("/api/spec.json").get_json()
+    assert spec["openapi"].startswith("3.0")
+    validate(spec)
+
+
+def test_every_route_is_documented_and_every_documented_route_exists(app: Flask) -> None:
+    spec = app.test_client().get("/api/spec.json").get_json()
+    assert flask_operations(app) == spec_operations(spec)
+    assert ("/api/jobs", "post") in spec_operations(spec)
+
+
+def test_path_parameters_are_declared(app: Flask) -> None:
+    spec = app.test_client().get("/api/spec.json").get_json()
+    for path, item in spec["paths"].items():
+        names = set(re.findall(r"{([^}]+)}", path))
+        for method, operation in item.items():
+            declared = set()
+            for parameter in operation.get("parameters", []):
+                if "$ref" in parameter:
+                    parameter = spec["components"]["parameters"][parameter["$ref"].rsplit("/", 1)[-1]]
+                if parameter["in"] == "path":
+                    declared.add(parameter["name"])
+            assert declared == names, f"{method.upper()} {path}"
+
+
+def test_optional_blueprints_are_registered_when_present(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(
+        app_module, "OPTIONAL_BLUEPRINTS", ("services.backend.tests.extra_blueprint", "services.backend.not_there")
+    )
+    app = offline_app()
+    assert app.test_client().get("/api/extra/abc").get_json() == {"name": "abc"}
+    spec = app.test_client().get("/api/spec.json").get_json()
+    validate(spec)
+    assert ("/api/extra/{name}", "get") in spec_operations(spec)
+    assert flask_operations(app) == spec_operations(spec)
