@@ -9,6 +9,7 @@ no result by the deadline while nothing moves (no worker running, nothing finish
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -40,12 +41,15 @@ def base_url(context: ProbeContext) -> str:
 
 def synthetic_image(options: dict[str, Any]) -> tuple[bytes, int]:
     """PNG bytes of the synthetic image and the islet count it contains."""
+    return _synthetic(int(options["seed"]), tuple(options["diameters_um"]), float(options["pixel_size_um"]))
+
+
+@functools.lru_cache(maxsize=4)  # the daemon submits the same image every few minutes
+def _synthetic(seed: int, diameters_um: tuple[float, ...], pixel_size_um: float) -> tuple[bytes, int]:
     from services.islets.images import encode_png
     from services.islets.synthetic import make_dtz_image
 
-    rgb, truth = make_dtz_image(
-        int(options["seed"]), diameters_um=list(options["diameters_um"]), pixel_size_um=float(options["pixel_size_um"])
-    )
+    rgb, truth = make_dtz_image(seed, diameters_um=list(diameters_um), pixel_size_um=pixel_size_um)
     return encode_png(rgb), int(truth["islet_count"])
 
 
