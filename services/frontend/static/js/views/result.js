@@ -145,7 +145,7 @@ function figure(job, image, result) {
   const fit = () => img.naturalWidth && svg.setAttribute("viewBox", `0 0 ${img.naturalWidth} ${img.naturalHeight}`);
   img.addEventListener("load", fit);
   if (img.complete) fit();
-  return h("figure", { className: "figure" }, img, svg,
+  return h("figure", { className: "figure" }, h("div", { className: "frame" }, img, svg),
     h("figcaption", {}, selected ? `Islet ${selected.number} is highlighted.` :
       "Numbers match the table; choose an islet number in the table to highlight it."));
 }

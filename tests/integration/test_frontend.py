@@ -1,0 +1,293 @@
+"""The frontend in headless Chromium against a real stack without Docker: real nginx serves
+services/frontend/static and proxies /api/ to the Flask backend under a real HTTP server, backed
+by real PostgreSQL and SeaweedFS; a worker thread analyses jobs with the real islet library the
+way the shepherd does. Screenshots go to artifacts/frontend/ (look at them)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+from PIL import Image
+from werkzeug.serving import make_server
+
+from services.backend.app import create_app
+from services.backend.tests.test_reports_api import process_next_job
+from services.islets import make_dtz_image
+from tests.fixtures.servers import free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.browser]
+
+REPO = Path(__file__).resolve().parents[2]
+STATIC = REPO / "services" / "frontend" / "static"
+ARTIFACTS = REPO / "artifacts" / "frontend"
+CHROMIUM = "/usr/bin/chromium"
+
+NGINX_CONF = """
+daemon off;
+worker_processes 1;
+error_log {tmp}/error.log warn;
+pid {tmp}/nginx.pid;
+events {{ worker_connections 64; }}
+http {{
+  include /etc/nginx/mime.types;
+  access_log {tmp}/access.log;
+  client_body_temp_path {tmp}/body;
+  proxy_temp_path {tmp}/proxy;
+  fastcgi_temp_path {tmp}/fastcgi;
+  uwsgi_temp_path {tmp}/uwsgi;
+  scgi_temp_path {tmp}/scgi;
+  client_max_body_size 50m;
+  server {{
+    listen 127.0.0.1:{port};
+    root {static};
+    index index.html;
+    location /api/ {{
+      proxy_pass http://127.0.0.1:{backend_port};
+      proxy_set_header Host $host;
+      proxy_read_timeout 120s;
+    }}
+    location / {{ try_files $uri $uri/ /index.html; }}
+  }}
+}}
+"""
+
+
+@dataclass
+class LiveStack:
+    url: str           # the frontend (nginx)
+    api_url: str       # the backend directly
+    store: object
+    queue: object
+
+
+class Worker(threading.Thread):
+    """Analyses queued jobs until stopped (the shepherd's part, with the real islet library)."""
+
+    def __init__(self, store, queue) -> None:
+        super().__init__(daemon=True)
+        self.store, self.queue = store, queue
+        self.stopped = threading.Event()
+        self.errors: list[BaseException] = []
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                if process_next_job(self.store, self.queue, "frontend-test-worker") is None:
+                    self.stopped.wait(0.2)
+            except BaseException as error:  # surfaced by the fixture, never swallowed
+                self.errors.append(error)
+                return
+
+
+def _wait_http(url: str, timeout_s: float = 20) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if requests.get(url, timeout=2).status_code < 500:
+                return
+        except requests.RequestException:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url} did not answer")
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def live_stack(isolated_service_env: dict[str, str]) -> Iterator[LiveStack]:
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(nginx).exists():
+        pytest.skip("nginx is not installed (apt-get install nginx-light)")
+    app = create_app(isolated_service_env)
+    backend_port = free_port()
+    server = make_server("127.0.0.1", backend_port, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    worker = Worker(app.extensions["isletnet.store"], app.extensions["isletnet.jobs"])
+    worker.start()
+    tmp = Path(tempfile.mkdtemp(prefix="h7-nginx-"))
+    tmp.chmod(0o755)  # nginx workers run as an unprivileged user and keep upload bodies here
+    port = free_port()
+    (tmp / "nginx.conf").write_text(NGINX_CONF.format(tmp=tmp, port=port, static=STATIC, backend_port=backend_port))
+    process = subprocess.Popen([nginx, "-p", str(tmp), "-c", str(tmp / "nginx.conf")],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/")
+        yield LiveStack(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{backend_port}",
+                        app.extensions["isletnet.store"], app.extensions["isletnet.jobs"])
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        worker.stopped.set()
+        worker.join(timeout=30)
+        server.shutdown()
+        app.extensions["isletnet.access"].stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    assert not worker.errors, worker.errors
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+def sample_png(path: Path, seed: int = 7) -> Path:
+    rgb, _truth = make_dtz_image(seed=seed, diameters_um=(80, 110, 150, 190, 240), size=(600, 800))
+    Image.fromarray(rgb).save(path)
+    return path
+
+
+def new_page(browser, width: int, height: int):
+    page = browser.new_page(viewport={"width": width, "height": height}, accept_downloads=True)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.errors = errors
+    return page
+
+
+def shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def upload_and_wait(page, stack: LiveStack, image: Path, training: bool = False) -> str:
+    """Upload through the UI; returns the job id once the result screen shows the islet table."""
+    page.goto(stack.url + "/#/upload")
+    page.set_input_files("#file-input", str(image))
+    page.get_by_text(image.name).wait_for()
+    if training:
+        page.get_by_label("Use these images for training").check()
+    page.get_by_role("button", name="Analyse image").click()
+    try:
+        page.wait_for_function("/^#\\/jobs\\/[0-9a-f]{32}$/.test(location.hash)", timeout=30_000)
+    except Exception:
+        shot(page, "upload-timeout")
+        raise
+    job_id = page.evaluate("location.hash").rsplit("/", 1)[1]
+    page.wait_for_selector("#islets-table", timeout=120_000)
+    return job_id
+
+
+def test_upload_watch_and_read_a_result_at_desktop_size(browser, live_stack: LiveStack, tmp_path: Path) -> None:
+    page = new_page(browser, 1280, 800)
+    page.goto(live_stack.url + "/")
+    page.wait_for_selector("#model option[value=classical]", state="attached")
+    assert page.input_value("#pixel-size") == "0.843"
+    shot(page, "upload-1280")
+
+    job_id = upload_and_wait(page, live_stack, sample_png(tmp_path / "sample-a.png"))
+    result = requests.get(f"{live_stack.api_url}/api/jobs/{job_id}/result", timeout=10).json()
+    islets = result["images"][0]["islets"]
+    assert len(islets) >= 4
+    rows = page.locator("#islets-table tbody tr")
+    assert rows.count() == len(islets)
+    assert page.locator("[data-summary=islet-count]").inner_text() == str(len(islets))
+    assert page.locator("[data-summary=ieq-ricordi]").inner_text() == f"{result['summary']['ieq_ricordi']:,.2f}"
+    histogram_total = sum(int(text) for text in page.locator(".histogram .count").all_inner_texts())
+    assert histogram_total == sum(result["summary"]["size_classes"].values())
+    overlay = page.locator("#overlay")
+    assert overlay.evaluate("img => img.complete && img.naturalWidth > 0")
+
+    # Sorting: twice on the area heading gives the largest islet first, by keyboard too.
+    page.get_by_role("button", name="Area (µm²)").click()
+    page.get_by_role("button", name="Area (µm²)").press("Enter")
+    header = page.locator("th", has=page.get_by_role("button", name="Area (µm²)"))
+    assert header.get_attribute("aria-sort") == "descending"
+    largest = max(islets, key=lambda islet: islet["area_um2"])
+    assert rows.first.get_attribute("data-islet") == str(largest["number"])
+    page.get_by_role("button", name=f"Highlight islet {largest['number']} on the image").click()
+    assert page.locator(".figure polygon").count() == 1
+    shot(page, "result-1280")
+
+    with page.expect_download() as download_info:
+        page.get_by_role("link", name=re.compile("^CSV")).click()
+    table = list(csv.DictReader(io.StringIO(Path(download_info.value.path()).read_text())))
+    assert len(table) == len(islets)
+
+    page.get_by_role("link", name="Jobs", exact=True).click()
+    page.wait_for_selector(f"tr[data-job-id='{job_id}'][data-state=done]")
+    shot(page, "jobs-1280")
+    assert page.errors == []
+
+
+def test_bad_files_are_refused_with_sentences_and_nothing_is_stored(
+    browser, live_stack: LiveStack, tmp_path: Path
+) -> None:
+    page = new_page(browser, 1280, 800)
+    page.goto(live_stack.url + "/#/upload")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not an image")
+    page.set_input_files("#file-input", str(notes))
+    refusal = "“notes.txt” is not a PNG, JPEG or TIFF image; choose an image file."
+    assert page.get_by_role("alert").inner_text() == refusal
+    assert page.get_by_role("button", name="Analyse image").is_disabled()
+
+    fake = tmp_path / "fake.png"  # passes the client's name check; the server reads the bytes
+    fake.write_text("this is text pretending to be a PNG")
+    page.set_input_files("#file-input", str(fake))
+    page.fill("#pixel-size", "-1")
+    page.locator("#pixel-size").blur()
+    assert "more than 0" in page.locator("#pixel-size-error").inner_text()
+    page.fill("#pixel-size", "0.843")
+    page.locator("#pixel-size").blur()
+    page.get_by_role("button", name="Analyse image").click()
+    error = page.locator("#upload-error")
+    error.wait_for()
+    server = requests.post(f"{live_stack.api_url}/api/jobs", files={"images": ("fake.png", fake.read_bytes())},
+                           timeout=10)
+    assert error.inner_text() == server.json()["error"]  # the server's own sentence, shown as is
+    shot(page, "upload-refused-1280")
+    assert live_stack.queue.list_jobs() == []
+    assert live_stack.store.list("jobs/") == []
+    assert page.errors == []
+
+
+def test_tablet_width_upload_for_training_and_result(browser, live_stack: LiveStack, tmp_path: Path) -> None:
+    page = new_page(browser, 768, 1024)
+    job_id = upload_and_wait(page, live_stack, sample_png(tmp_path / "tablet.png", seed=11), training=True)
+    assert live_stack.queue.get(job_id).training is True
+    assert page.locator("#islets-table tbody tr").count() >= 4
+    # One column and nothing wider than the screen but the table's own scroll box.
+    assert page.evaluate("document.documentElement.scrollWidth") <= 768
+    figure, summary = page.locator(".figure").bounding_box(), page.locator("#summary").bounding_box()
+    assert summary["y"] > figure["y"] + figure["height"] - 1
+    shot(page, "result-768")
+    page.goto(live_stack.url + "/#/jobs")
+    page.wait_for_selector(f"tr[data-job-id='{job_id}']")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 768
+    shot(page, "jobs-768")
+    page.goto(live_stack.url + "/#/upload")
+    page.wait_for_selector("#file-input", state="attached")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 768
+    shot(page, "upload-768")
+    assert page.errors == []
+
+
+def test_keyboard_only_reaches_every_upload_control(browser, live_stack: LiveStack) -> None:
+    page = new_page(browser, 1280, 800)
+    page.goto(live_stack.url + "/#/upload")
+    page.wait_for_selector("#model option[value=classical]", state="attached")
+    reached = []
+    for _ in range(12):
+        page.keyboard.press("Tab")
+        reached.append(page.evaluate("document.activeElement.id || document.activeElement.textContent.trim()"))
+    for control in ("Skip to content", "file-input", "pixel-size", "model", "training"):
+        assert control in reached, reached
+    labels = page.evaluate("[...document.querySelectorAll('input, select')].every(e => e.labels.length > 0)")
+    assert labels
