@@ -167,6 +167,14 @@ def main() -> None:
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
         f"load {os.getloadavg()[0]:.1f}; Python {platform.python_version()}"
     )
+    if args.images:
+        run_throughput(args)
+    if args.huge_side:
+        print(f"large image {args.huge_side}x{args.huge_side} (classical, tiled), separate process:", flush=True)
+        run_huge(args.huge_side)
+
+
+def run_throughput(args: argparse.Namespace) -> None:
     blobs = make_inputs(args.images)
     print(f"{len(blobs)} synthetic images, {statistics.mean(len(b) for b in blobs) / 1e6:.1f} MB PNG each on average")
     with tempfile.TemporaryDirectory() as folder:
@@ -178,9 +186,6 @@ def main() -> None:
             for workers in args.workers:
                 wall, timings, batches = run_batched(blobs, model, workers, args.max_batch, args.max_wait)
                 report(f"{workers} jobs, DynamicBatcher({args.max_batch}, {args.max_wait}s)", wall, timings, batches)
-    if args.huge_side:
-        print(f"large image {args.huge_side}x{args.huge_side} (classical, tiled), separate process:", flush=True)
-        run_huge(args.huge_side)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from services.islets.ieq import (
     sphere_ieq,
 )
 from services.islets.images import DEFAULT_MAX_PIXELS, encode_png, image_size, load_image
-from services.islets.measure import CSV_COLUMNS, islets_csv, measure
+from services.islets.measure import CSV_COLUMNS, islets_csv, measure, summarise_images
 from services.islets.models import (
     DEFAULT_MODEL,
     MODELS_DIR_ENV,
@@ -71,4 +71,5 @@ __all__ = [
     "ricordi_ieq",
     "size_class",
     "sphere_ieq",
+    "summarise_images",
 ]

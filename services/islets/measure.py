@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -53,12 +54,17 @@ class _Tally:
     filled_exocrine_px: int = 0
 
 
+def _is_number(value: object) -> bool:
+    """int, float and numpy scalars; not bool, not numeric strings."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def _check_parameters(class_map: np.ndarray, pixel_size_um: float, min_diameter_um: float) -> None:
     if class_map.ndim != 2:
         raise InvalidParameterError(f"The class map must be a 2-D array, got shape {class_map.shape}.")
-    if not (isinstance(pixel_size_um, int | float) and math.isfinite(pixel_size_um) and pixel_size_um > 0):
+    if not (_is_number(pixel_size_um) and math.isfinite(pixel_size_um) and pixel_size_um > 0):
         raise InvalidParameterError(f"The pixel size must be a positive number of micrometres, got {pixel_size_um!r}.")
-    if not (isinstance(min_diameter_um, int | float) and math.isfinite(min_diameter_um) and min_diameter_um >= 0):
+    if not (_is_number(min_diameter_um) and math.isfinite(min_diameter_um) and min_diameter_um >= 0):
         raise InvalidParameterError(f"The minimum diameter must be zero or more micrometres, got {min_diameter_um!r}.")
 
 
@@ -83,25 +89,34 @@ def _fill_holes(component: np.ndarray, max_hole_px: float) -> np.ndarray:
     return component | small[hole_labels]
 
 
+# Each pixel's neighbours to the right, below, below-right and below-left (8-connectivity, each
+# pair once) as (rows, cols) slices of the "from" and "to" pixels.
+_NEIGHBOUR_SLICES = (
+    ((slice(None), slice(None, -1)), (slice(None), slice(1, None))),
+    ((slice(None, -1), slice(None)), (slice(1, None), slice(None))),
+    ((slice(None, -1), slice(None, -1)), (slice(1, None), slice(1, None))),
+    ((slice(None, -1), slice(1, None)), (slice(1, None), slice(None, -1))),
+)
+
+
 def _adjacent_saddles(regions: np.ndarray, distance: np.ndarray) -> dict[tuple[int, int], float]:
-    """For each pair of touching regions, the highest distance value on their common border."""
-    saddles: dict[tuple[int, int], float] = {}
-    for shift in ((0, 1), (1, 0), (1, 1), (1, -1)):
-        dy, dx = shift
-        height, width = regions.shape
-        a = regions[: height - dy, max(0, -dx) : width - max(0, dx)]
-        b = regions[dy:, max(0, dx) : width - max(0, -dx) if dx < 0 else width]
-        da = distance[: height - dy, max(0, -dx) : width - max(0, dx)]
-        db = distance[dy:, max(0, dx) : width - max(0, -dx) if dx < 0 else width]
+    """For each pair of touching regions, the highest distance value on their common border
+    (the neck's half-width)."""
+    firsts, seconds, values = [], [], []
+    for here, there in _NEIGHBOUR_SLICES:
+        a, b = regions[here], regions[there]
         border = (a != b) & (a > 0) & (b > 0)
-        if not border.any():
-            continue
-        first, second = np.minimum(a[border], b[border]), np.maximum(a[border], b[border])
-        values = np.minimum(da[border], db[border])
-        for key, value in zip(zip(first.tolist(), second.tolist(), strict=True), values.tolist(), strict=True):
-            if value > saddles.get(key, -1.0):
-                saddles[key] = value
-    return saddles
+        if border.any():
+            firsts.append(np.minimum(a[border], b[border]))
+            seconds.append(np.maximum(a[border], b[border]))
+            values.append(np.minimum(distance[here][border], distance[there][border]))
+    if not firsts:
+        return {}
+    first, second, value = np.concatenate(firsts), np.concatenate(seconds), np.concatenate(values)
+    pairs, inverse = np.unique(np.stack([first, second], axis=1), axis=0, return_inverse=True)
+    highest = np.full(len(pairs), -np.inf)
+    np.maximum.at(highest, inverse.ravel(), value)
+    return {(int(a), int(b)): float(h) for (a, b), h in zip(pairs, highest, strict=True)}
 
 
 def split_touching(component: np.ndarray, min_radius_px: float, neck_ratio: float) -> np.ndarray:
@@ -339,3 +354,38 @@ def islets_csv(result: dict) -> str:
             ]
         )
     return buffer.getvalue()
+
+
+def summarise_images(results: list[dict]) -> dict:
+    """One summary over several images of a job (what `jobs/<id>/outputs/summary.json` holds):
+    counts, IEQ and size classes add up; purity and fragmentation are area-weighted (a ratio of
+    the summed areas, not a mean of the per-image ratios); ieq_per_islet is recomputed.
+    pixel_size_um and model are the images' common value, or None when they differ."""
+    summaries = [result["summary"] for result in results]
+    count = sum(s["islet_count"] for s in summaries)
+    ricordi = sum(s["ieq_ricordi"] for s in summaries)
+    islet_area = sum(s.get("islet_area_um2", 0.0) for s in summaries)
+    exocrine_area = sum(s.get("exocrine_area_um2", 0.0) for s in summaries)
+    fragment_area = sum(s["fragmentation"] * s.get("islet_area_um2", 0.0) for s in summaries)
+    classes = {name: sum(s["size_classes"].get(name, 0) for s in summaries) for name in SIZE_CLASS_NAMES}
+
+    def common(key: str) -> object:
+        values = {s.get(key) for s in summaries}
+        return values.pop() if len(values) == 1 else None
+
+    return {
+        "image_count": len(summaries),
+        "islet_count": count,
+        "ieq_ricordi": round(ricordi, 4),
+        "ieq_sphere": round(sum(s["ieq_sphere"] for s in summaries), 4),
+        "ieq_ellipsoid": round(sum(s["ieq_ellipsoid"] for s in summaries), 4),
+        "ieq_per_islet": round(ricordi / count, 4) if count else 0.0,
+        "purity": round(islet_area / (islet_area + exocrine_area), 4) if islet_area + exocrine_area else 0.0,
+        "fragmentation": round(fragment_area / islet_area, 4) if islet_area else 0.0,
+        "size_classes": classes,
+        "islet_area_um2": round(islet_area, 1),
+        "exocrine_area_um2": round(exocrine_area, 1),
+        "pixel_size_um": common("pixel_size_um"),
+        "min_diameter_um": common("min_diameter_um"),
+        "model": common("model"),
+    }

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from skimage.draw import disk, ellipse
 
-from services.islets import CSV_COLUMNS, InvalidParameterError, islets_csv, measure
+from services.islets import CSV_COLUMNS, InvalidParameterError, islets_csv, measure, summarise_images
 
 CONTRACT_ISLET_KEYS = {
     "number", "area_um2", "equivalent_diameter_um", "major_axis_um", "minor_axis_um", "circularity",
@@ -187,3 +187,34 @@ def test_bad_class_map_and_min_diameter_are_refused():
         measure(np.zeros((4, 4, 3), dtype=np.uint8))
     with pytest.raises(InvalidParameterError, match="minimum diameter"):
         measure(blank(10, 10), min_diameter_um=-5)
+
+
+def test_numpy_scalars_are_accepted_and_booleans_are_not():
+    class_map = blank()
+    add_disk(class_map, (300, 300), 60)
+    assert measure(class_map, pixel_size_um=np.float32(1.0))["summary"]["pixel_size_um"] == 1.0
+    with pytest.raises(InvalidParameterError):
+        measure(class_map, pixel_size_um=True)
+
+
+def test_job_summary_adds_counts_and_weights_ratios_by_area():
+    first, second = blank(), blank()
+    islet_a = add_disk(first, (300, 300), 60)
+    first[0:50, 0:100] = 1  # 5 000 px exocrine
+    fragment = add_disk(second, (50, 50), 10)  # 20 µm: a fragment
+    islet_b = add_disk(second, (300, 300), 110) - fragment
+    results = [measure(first, pixel_size_um=1.0), measure(second, pixel_size_um=1.0)]
+    summary = summarise_images(results)
+    assert summary["image_count"] == 2
+    assert summary["islet_count"] == 2
+    assert summary["ieq_ricordi"] == pytest.approx(0.667 + 3.50)
+    assert summary["ieq_per_islet"] == pytest.approx((0.667 + 3.50) / 2, abs=1e-4)
+    assert summary["ieq_sphere"] == pytest.approx(sum(r["summary"]["ieq_sphere"] for r in results), abs=1e-3)
+    total_islet = islet_a + islet_b + fragment
+    assert summary["purity"] == pytest.approx(total_islet / (total_islet + 5000), abs=1e-4)
+    assert summary["fragmentation"] == pytest.approx(fragment / total_islet, abs=1e-3)
+    assert summary["size_classes"]["100-150"] == 1 and summary["size_classes"]["200-250"] == 1
+    assert summary["pixel_size_um"] == 1.0 and summary["model"] == "classical"
+    mixed = summarise_images([results[0], measure(second, pixel_size_um=0.5)])
+    assert mixed["pixel_size_um"] is None
+    assert summarise_images([])["islet_count"] == 0
