@@ -43,6 +43,7 @@ class MonitorDaemon:
         self._stopped = threading.Event()
         self.started_at = time.time()
         self.last_heartbeat = "not yet"
+        self._probes_ran = threading.Event()  # set by each probe run, cleared by each heartbeat
 
     # -- jobs -----------------------------------------------------------------------------
 
@@ -50,6 +51,7 @@ class MonitorDaemon:
         """One scheduled probe run: result, alerts, mail."""
         results = runner.run_probes(self.config, self.instance, [name], **self.overrides)
         runner.save_results(self.instance, results)
+        self._probes_ran.set()
         notifications = runner.update_alerts(self.config, self.instance, results, set(self.enabled), time.time())
         if notifications:
             report = notify.deliver(notifications, self.instance, self.config.monitoring, self.config.mail)
@@ -57,11 +59,14 @@ class MonitorDaemon:
                 log.warning("%s", report.error)
 
     def housekeeping(self) -> None:
-        """Retry the outbox; ping the heartbeat when everything got out."""
+        """Retry the outbox; ping the heartbeat when probes ran since the last ping and every mail got out."""
         report = notify.flush(self.instance, self.config.mail)
         if report.pending:
             self.last_heartbeat = f"withheld: {report.pending} mail(s) wait in the outbox"
+        elif not self._probes_ran.is_set():
+            self.last_heartbeat = "withheld: no probe ran since the last heartbeat"
         else:
+            self._probes_ran.clear()
             self.last_heartbeat = runner.ping_heartbeat(self.config.monitoring.heartbeat_url)
 
     # -- status ---------------------------------------------------------------------------

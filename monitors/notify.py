@@ -119,7 +119,7 @@ def render(
     notification: Notification, instance: InstanceConfig, monitoring: MonitoringConfig, mail: MailConfig
 ) -> EmailMessage:
     """The multipart (plain + HTML) mail for one notification."""
-    domain = (mail.sender.rpartition("@")[2] or socket.getfqdn()).strip(">") or "localhost"
+    domain = mail.sender.rpartition("@")[2].strip("> ") if "@" in mail.sender else socket.getfqdn()
     message = EmailMessage()
     message["Subject"] = subject(notification)
     message["From"] = mail.sender

@@ -12,6 +12,7 @@ import logging
 import time
 import traceback
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -39,7 +40,7 @@ class PassReport:
         return worst([result.status for result in self.results])
 
 
-def alerts_path(instance: InstanceConfig):  # -> Path
+def alerts_path(instance: InstanceConfig) -> Path:
     return instance.state_dir / "alerts.json"
 
 

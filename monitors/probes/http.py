@@ -52,26 +52,31 @@ def _check(session: requests.Session, url: str, check: dict[str, Any], options: 
     started = time.monotonic()
     outcome: dict[str, Any] = {"url": url, "status": Status.OK, "code": None}
     try:
-        response = session.get(url, timeout=float(options["timeout_s"]), verify=verify, allow_redirects=True)
+        # Streamed: a report download is judged by its status line, not fetched whole every minute.
+        with session.get(url, timeout=float(options["timeout_s"]), verify=verify, stream=True) as response:
+            outcome["code"] = response.status_code
+            if response.status_code != int(check.get("expect", 200)):
+                phrase = f"{url} answered {response.status_code}, expected {check.get('expect', 200)}"
+                outcome.update(status=severity, phrase=phrase)
+            elif check.get("json_status"):
+                body = _json(response)
+                if not isinstance(body, dict) or body.get("status") != check["json_status"]:
+                    outcome.update(status=severity, phrase=f"{url} says {str(body)[:120]}")
     except requests.Timeout:
         outcome.update(status=severity, phrase=f"{url} timed out after {options['timeout_s']} s")
     except requests.RequestException as exc:
         outcome.update(status=severity, phrase=f"{url} unreachable ({reason(exc)})")
-    else:
-        outcome["code"] = response.status_code
-        if response.status_code != int(check.get("expect", 200)):
-            outcome.update(status=severity, phrase=f"{url} answered {response.status_code}, expected {check['expect']}")
-        elif check.get("json_status"):
-            try:
-                body = response.json()
-            except ValueError:
-                body = {}
-            if not isinstance(body, dict) or body.get("status") != check["json_status"]:
-                outcome.update(status=severity, phrase=f"{url} says {str(body)[:120]}")
     outcome["seconds"] = round(time.monotonic() - started, 3)
     if outcome["status"] is Status.OK and outcome["seconds"] > float(options["slow_s"]):
         outcome.update(status=Status.WARNING, phrase=f"{url} slow ({outcome['seconds']:.1f} s)")
     return outcome
+
+
+def _json(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return {}
 
 
 def run(context: ProbeContext) -> ProbeResult:

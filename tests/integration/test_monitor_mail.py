@@ -123,3 +123,18 @@ def test_tls_and_login_with_password_from_the_env_file(tmp_path, smtp_server_fac
     report = notify.flush(instance, mail)
     assert report.pending == 0 and len(server.messages) == 1
     assert server.messages[0]["Subject"].startswith("CRITICAL [isletnet h5mail#1]")
+
+
+def test_permanently_refused_mail_is_set_aside_and_does_not_block_the_rest(tmp_path, smtp_server) -> None:
+    broken, instance = site(tmp_path, smtp_server.mail_config(recipients=("gone@hospital.test",)), "", 0.0)
+    smtp_server.refused.add("gone@hospital.test")
+    for _ in range(3):
+        report = runner.monitor_pass(broken, instance, only=["disk"])
+    assert report.delivery.pending == 0 and "permanently refused" in report.delivery.error
+    (kept,) = (instance.state_dir / "outbox" / "rejected").glob("*.eml")
+    assert b"CRITICAL [isletnet h5mail#1]" in kept.read_bytes()
+    smtp_server.refused.clear()
+    healthy, _ = site(tmp_path, smtp_server.mail_config(), "", 100.0)
+    runner.monitor_pass(healthy, instance, only=["disk"])
+    report = runner.monitor_pass(healthy, instance, only=["disk"])
+    assert report.delivery.error is None and [m["X-IsletOps-Kind"] for m in smtp_server.messages] == ["resolve"]
