@@ -48,7 +48,7 @@ export function mountRegions(root, regions) {
     const key = JSON.stringify(region.key);
     if (container.dataset.key === key) continue;
     const focused = container.contains(document.activeElement) ? document.activeElement.dataset.focusKey : null;
-    container.replaceChildren(region.render());
+    container.replaceChildren(...[region.render()].filter(Boolean));  // null renders nothing
     container.dataset.key = key;
     if (focused) container.querySelector(`[data-focus-key="${CSS.escape(focused)}"]`)?.focus();
   }

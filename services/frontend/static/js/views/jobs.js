@@ -12,7 +12,7 @@ export function jobsView(state) {
         h("a", { className: "button", href: "#/upload" }, "New upload")),
     },
     { id: "jobs-error", key: jobs.error, render: () => jobs.error
-      ? h("div", { className: "notice error", role: "alert" }, jobs.error) : h("span") },
+      ? h("div", { className: "notice error", role: "alert" }, jobs.error) : null },
     { id: "jobs-table", key: [jobs.loaded, jobs.list.map(rowKey)], render: () => jobsTable(jobs) },
   ];
 }

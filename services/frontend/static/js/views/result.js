@@ -39,12 +39,12 @@ export function resultView(state, actions) {
     {
       id: "result-body",
       key: [Boolean(data), job?.id, result.image, result.selected],
-      render: () => (data ? resultBody(job, data, result, actions) : h("span")),
+      render: () => (data ? resultBody(job, data, result, actions) : null),
     },
     {
       id: "result-table",
       key: [Boolean(data), job?.id, result.image, result.sort, result.selected],
-      render: () => (data ? isletTable(data.images[result.image] || { islets: [] }, result, actions) : h("span")),
+      render: () => (data ? isletTable(data.images[result.image] || { islets: [] }, result, actions) : null),
     },
   ];
 }

@@ -124,5 +124,5 @@ function uploadStatus(upload) {
       h("label", { for: "upload-progress" }, `Uploading… ${Math.round(upload.progress * 100)} %`),
       h("progress", { id: "upload-progress", max: "1", value: String(upload.progress) }));
   }
-  return h("span");
+  return null;
 }
