@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from isletops.errors import IsletOpsError
 from monitors.probes import pruner
 from monitors.result import ProbeContext, ProbeResult, Status, worst
 from monitors.state import read_json, write_json_atomic
@@ -36,10 +37,17 @@ DEFAULTS: dict[str, Any] = {
 MAX_SAMPLES = 2000
 
 
-def docker_root(options: dict[str, Any]) -> Path:
-    """The Docker data root, read from daemon.json (a file; the Docker API is not needed)."""
+def docker_root(options: dict[str, Any], context: ProbeContext | None = None) -> Path:
+    """The Docker data root: the option, else what Docker says, else daemon.json's data-root."""
     if options["docker_root"]:
         return Path(options["docker_root"])
+    if context is not None:
+        try:
+            answer = context.docker().data_root()
+        except (IsletOpsError, AttributeError):  # Docker down: the file still knows
+            answer = None
+        if answer:
+            return Path(answer)
     try:
         configured = json.loads(Path(options["daemon_json"]).read_text()).get("data-root")
     except (OSError, ValueError, AttributeError):
@@ -142,7 +150,7 @@ def _check_path(label: str, path: Path, context: ProbeContext, history: dict[str
 
 def run(context: ProbeContext) -> ProbeResult:
     options = context.options
-    root = docker_root(options)
+    root = docker_root(options, context)
     targets = [("path", Path(p)) for p in options["paths"]] or [
         ("data dir", context.instance.local_data_dir),
         ("docker root", root),

@@ -83,7 +83,8 @@ def run(context: ProbeContext) -> ProbeResult:
     success_at = _timestamp(record.get("last_success_at"))
     if success_at is None:
         if container.health == "unhealthy":
-            output = (container.last_health_output or "no output").strip().splitlines()[-1][:160]
+            lines = (container.last_health_output or "no output").strip().splitlines() or ["no output"]
+            output = str(record.get("last_error") or lines[-1])[:160]
             return ProbeResult(NAME, Status.CRITICAL, None, f"pruner unhealthy: {output}", details)
         if container.health == "healthy":
             return ProbeResult(NAME, Status.OK, None, "pruner healthy (its healthcheck checks its last run)", details)
@@ -98,4 +99,6 @@ def run(context: ProbeContext) -> ProbeResult:
         return ProbeResult(NAME, Status.WARNING, value, f"last successful prune {_age(age)} ago{suffix}", details)
     deleted = record.get("deleted_jobs")
     tail = f", deleted {deleted} jobs" if deleted is not None else ""
+    if record.get("ok") is False and error:  # one failed pass after a recent success: say so, no alarm
+        tail += f"; the latest pass failed: {str(error)[:160]}"
     return ProbeResult(NAME, Status.OK, value, f"last successful prune {_age(age)} ago{tail}", details)

@@ -64,3 +64,19 @@ def test_health_without_a_record(tmp_path) -> None:
 def test_parse_record_takes_the_last_json_line() -> None:
     assert pruner.parse_record('{"a": 1}\nnoise\n{"a": 2}\n{broken') == {"a": 2}
     assert pruner.parse_record("") is None
+
+
+def test_the_pruners_own_healthcheck_output(tmp_path) -> None:
+    """What services.pruner.healthcheck prints: a sentence, then the record (or a stub without a success)."""
+    never = 'The pruner has not recorded a pass yet.\n{"last_success_at": null, "last_error": "The pruner has not ' \
+            'recorded a pass yet; see its log (isletops logs pruner)."}'  # fmt: skip
+    result = run(tmp_path, "unhealthy", never)
+    assert result.status is Status.CRITICAL
+    assert result.message == (
+        "pruner unhealthy: The pruner has not recorded a pass yet; see its log (isletops logs pruner)."
+    )
+    failed_once = json.dumps({"last_success_at": (NOW - dt.timedelta(minutes=50)).isoformat(), "ok": False,
+                              "last_error": "S3 timeout", "deleted_jobs": 0})  # fmt: skip
+    result = run(tmp_path, "healthy", "The last pass failed.\n" + failed_once)
+    assert result.status is Status.OK
+    assert result.message == "last successful prune 50 min ago, deleted 0 jobs; the latest pass failed: S3 timeout"
