@@ -1,0 +1,90 @@
+"""The shepherd's settings, read once from the environment.
+
+| variable | default | meaning |
+|---|---|---|
+| `LEASE_SECONDS` | 60 | job lease; heartbeats every lease/3 |
+| `DRAIN_SECONDS` | 30 | on SIGTERM, time to finish running jobs before their leases are released |
+| `POLL_SECONDS` | 1 | pause between claims when the queue is empty |
+| `WORKERS` | one per GPU, else 1 | worker processes (each pinned to one GPU by CUDA_VISIBLE_DEVICES) |
+| `SHEPHERD_DEVICE` | auto | `cpu` skips GPU discovery; `gpu`/`auto` count GPUs with NVML |
+| `SHEPHERD_CONCURRENCY` | 2 | jobs one worker runs at once (their images share model batches) |
+| `POSTPROCESS_THREADS` | 2 | CPU threads for postprocessing per worker |
+| `MAX_BATCH_SIZE`, `MAX_BATCH_WAIT_S` | 4, 0.05 | dynamic batching of the model stage |
+| `MAX_IMAGE_PIXELS` | 200000000 | decompression-bomb limit |
+| `SHEPHERD_HEARTBEAT_FILE` | /tmp/shepherd.heartbeat | touched while the worker loop is healthy |
+| `SHEPHERD_HEARTBEAT_MAX_AGE` | 60 | the healthcheck fails when the file is older |
+| `SHEPHERD_STALL_SECONDS` | 900 | a job stage taking longer than this counts as hung (health fails) |
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from services.common.errors import ServiceError
+
+
+class ConfigError(ServiceError):
+    """A shepherd setting has a value that cannot be used."""
+
+
+def _number(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number; set it to at least {minimum:g}.") from None
+    if not math.isfinite(value) or value < minimum:
+        raise ConfigError(f"{name}={raw!r} is out of range; set it to at least {minimum:g}.")
+    return value
+
+
+@dataclass(frozen=True)
+class ShepherdConfig:
+    lease_s: float = 60.0
+    drain_s: float = 30.0
+    poll_s: float = 1.0
+    workers: int | None = None
+    device: str = "auto"
+    concurrency: int = 2
+    postprocess_threads: int = 2
+    max_batch_size: int = 4
+    max_batch_wait_s: float = 0.05
+    max_image_pixels: int = 200_000_000
+    heartbeat_file: str = "/tmp/shepherd.heartbeat"
+    heartbeat_max_age_s: float = 60.0
+    stall_s: float = 900.0
+    worker_id: str = ""
+
+    @property
+    def heartbeat_interval_s(self) -> float:
+        return self.lease_s / 3
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ShepherdConfig:
+        env = os.environ if env is None else env
+        device = (env.get("SHEPHERD_DEVICE") or "auto").strip().lower()
+        if device not in ("auto", "cpu", "gpu"):
+            raise ConfigError(f"SHEPHERD_DEVICE={device!r} is unknown; use auto, cpu or gpu.")
+        workers = env.get("WORKERS", "").strip()
+        return cls(
+            lease_s=_number(env, "LEASE_SECONDS", cls.lease_s, 1),
+            drain_s=_number(env, "DRAIN_SECONDS", cls.drain_s, 0),
+            poll_s=_number(env, "POLL_SECONDS", cls.poll_s, 0.01),
+            workers=int(_number(env, "WORKERS", 1, 1)) if workers else None,
+            device=device,
+            concurrency=int(_number(env, "SHEPHERD_CONCURRENCY", cls.concurrency, 1)),
+            postprocess_threads=int(_number(env, "POSTPROCESS_THREADS", cls.postprocess_threads, 1)),
+            max_batch_size=int(_number(env, "MAX_BATCH_SIZE", cls.max_batch_size, 1)),
+            max_batch_wait_s=_number(env, "MAX_BATCH_WAIT_S", cls.max_batch_wait_s, 0),
+            max_image_pixels=int(_number(env, "MAX_IMAGE_PIXELS", cls.max_image_pixels, 1)),
+            heartbeat_file=env.get("SHEPHERD_HEARTBEAT_FILE") or cls.heartbeat_file,
+            heartbeat_max_age_s=_number(env, "SHEPHERD_HEARTBEAT_MAX_AGE", cls.heartbeat_max_age_s, 1),
+            stall_s=_number(env, "SHEPHERD_STALL_SECONDS", cls.stall_s, 1),
+            worker_id=env.get("WORKER_ID") or f"{socket.gethostname()}-{os.getpid()}",
+        )

@@ -1,0 +1,133 @@
+"""`python -m services.shepherd`: decide how many workers to run and run them.
+
+One GPU or none: a single worker in this process. Several GPUs (NVML count, or the
+CUDA_VISIBLE_DEVICES list the container was given) or `WORKERS=N`: one worker process per GPU,
+each pinned with CUDA_VISIBLE_DEVICES, restarted when it dies, stopped with SIGTERM (each drains
+its jobs). The supervisor's heartbeat file is fresh only while every worker's is.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+from services.shepherd.config import ShepherdConfig
+from services.shepherd.gpus import visible_gpu_ids
+from services.shepherd.heartbeat import heartbeat_age, write_heartbeat
+from services.shepherd.worker import configure_logging, run_worker
+
+log = logging.getLogger("services.shepherd")
+
+_MAX_RESTART_DELAY_S = 60.0
+
+
+@dataclass
+class Child:
+    index: int
+    gpu: str | None
+    heartbeat_file: str
+    process: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    restart_at: float = 0.0
+    started_at: float = field(default_factory=time.monotonic)
+
+
+def plan_workers(config: ShepherdConfig) -> list[str | None]:
+    """GPU id per worker (None: CPU). `WORKERS` overrides the count; GPUs are shared round-robin
+    when there are more workers than GPUs."""
+    gpus = [] if config.device == "cpu" else visible_gpu_ids()
+    if config.device == "gpu" and not gpus:
+        log.warning("SHEPHERD_DEVICE=gpu but no GPU is visible: running on CPU")
+    count = config.workers or max(1, len(gpus))
+    return [gpus[index % len(gpus)] if gpus else None for index in range(count)]
+
+
+class Supervisor:
+    def __init__(self, config: ShepherdConfig, gpus: list[str | None]) -> None:
+        self.config = config
+        self.children = [Child(index, gpu, f"{config.heartbeat_file}.{index}") for index, gpu in enumerate(gpus)]
+        self._stop = threading.Event()
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, lambda *_: self._stop.set())
+        signal.signal(signal.SIGINT, lambda *_: self._stop.set())
+        for child in self.children:
+            self._start(child)
+        while not self._stop.wait(1.0):
+            now = time.monotonic()
+            for child in self.children:
+                if child.process is not None and child.process.poll() is not None:
+                    code = child.process.returncode
+                    delay = min(_MAX_RESTART_DELAY_S, 2.0 ** min(child.restarts, 6))
+                    log.error(
+                        "worker %d (GPU %s) exited with %s; restarting in %.0fs", child.index, child.gpu, code, delay
+                    )
+                    child.process = None
+                    child.restarts += 1
+                    child.restart_at = now + delay
+                if child.process is None and now >= child.restart_at:
+                    self._start(child)
+            self._beat()
+        return self._stop_children()
+
+    def _start(self, child: Child) -> None:
+        env = dict(os.environ)
+        env["SHEPHERD_HEARTBEAT_FILE"] = child.heartbeat_file
+        env["WORKER_ID"] = f"{self.config.worker_id}-w{child.index}"
+        env.pop("WORKERS", None)
+        if child.gpu is not None:
+            env["CUDA_VISIBLE_DEVICES"] = child.gpu
+        child.process = subprocess.Popen([sys.executable, "-m", "services.shepherd.worker"], env=env)
+        child.started_at = time.monotonic()
+        log.info("worker %d started (pid %d, %s)", child.index, child.process.pid,
+                 f"GPU {child.gpu}" if child.gpu is not None else "CPU")  # fmt: skip
+
+    def _beat(self) -> None:
+        now = time.monotonic()
+        fresh = []
+        for child in self.children:
+            age = heartbeat_age(child.heartbeat_file)
+            starting = now - child.started_at < self.config.heartbeat_max_age_s
+            fresh.append(child.process is not None and ((age is not None and age < self.config.heartbeat_max_age_s)
+                                                        or starting))  # fmt: skip
+        if all(fresh):
+            write_heartbeat(self.config.heartbeat_file, {"pid": os.getpid(), "workers": len(self.children),
+                                                         "state": "supervising"})  # fmt: skip
+
+    def _stop_children(self) -> int:
+        log.info("stopping %d workers (each drains up to %.0fs)", len(self.children), self.config.drain_s)
+        running = [child.process for child in self.children if child.process is not None]
+        for process in running:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + self.config.drain_s + 10
+        for process in running:
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.error(
+                    "worker pid %d did not stop in time; killing it (its jobs return after the lease)", process.pid
+                )
+                process.kill()
+                process.wait()
+        return 0
+
+
+def main() -> int:
+    configure_logging()
+    config = ShepherdConfig.from_env()
+    gpus = plan_workers(config)
+    if len(gpus) == 1:
+        if gpus[0] is not None:
+            # Before any CUDA library initialises in this process.
+            os.environ["CUDA_VISIBLE_DEVICES"] = gpus[0]
+        log.info("shepherd: 1 worker on %s", f"GPU {gpus[0]}" if gpus[0] is not None else "CPU")
+        return run_worker(config)
+    log.info("shepherd: %d workers on %s", len(gpus), ", ".join(f"GPU {g}" if g is not None else "CPU" for g in gpus))
+    return Supervisor(config, gpus).run()

@@ -1,0 +1,218 @@
+"""The worker in-process against real PostgreSQL and SeaweedFS, jobs submitted through the real
+backend: results are plausible and stored under the documented keys, bad images and failing
+models fail only their job, a graceful stop drains or releases."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+
+from services.backend.app import create_app
+from services.backend.tests.images import encode, truncated
+from services.common.jobs import JobQueue
+from services.common.storage import ObjectStore
+from services.islets import get_model, make_dtz_image
+from services.shepherd.tests.helpers import events, job, make_worker, submit, wait_for
+
+pytestmark = pytest.mark.integration
+
+DIAMETERS = (90.0, 130.0, 180.0)
+
+
+@pytest.fixture
+def env(isolated_service_env: dict[str, str]) -> dict[str, str]:
+    return isolated_service_env
+
+
+@pytest.fixture(scope="module")
+def dtz() -> tuple[bytes, dict[str, Any]]:
+    rgb, truth = make_dtz_image(seed=7, size=(700, 800), diameters_um=DIAMETERS)
+    return encode(rgb, "PNG"), truth
+
+
+class SlowModel:
+    """The real classical model, slowed down so a job is still running when the test acts."""
+
+    def __init__(self, delay_s: float) -> None:
+        self.inner = get_model("classical")
+        self.name, self.device, self.delay_s = "classical", "cpu", delay_s
+
+    def predict(self, batch: list[np.ndarray]) -> list[np.ndarray]:
+        time.sleep(self.delay_s)
+        return self.inner.predict(batch)
+
+
+class BrokenModel:
+    name, device = "classical", "cpu"
+
+    def predict(self, batch: list[np.ndarray]) -> list[np.ndarray]:
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+
+def test_job_end_to_end_gives_plausible_results(env: dict[str, str], tmp_path, dtz) -> None:
+    png, truth = dtz
+    job_id = submit(env, [(png, "a.png"), (png, "b.png")], pixel_size_um="0.843")
+    worker = make_worker(env, tmp_path)
+    try:
+        assert worker.process_next() == "done"
+        assert worker.process_next() is None
+    finally:
+        worker.close()
+
+    app = create_app(env)
+    client = app.test_client()
+    result = client.get(f"/api/jobs/{job_id}/result").get_json()
+    app.extensions["isletnet.access"].stop()
+    assert [image["name"] for image in result["images"]] == ["a.png", "b.png"]
+    for image in result["images"]:
+        assert image["summary"]["islet_count"] == truth["islet_count"] == len(DIAMETERS)
+        assert image["summary"]["ieq_ricordi"] == pytest.approx(truth["ieq_ricordi"], rel=0.25)
+        assert len(image["islets"]) == len(DIAMETERS)
+    summary = result["summary"]
+    assert summary["islet_count"] == 2 * len(DIAMETERS) and summary["image_count"] == 2
+    assert summary["ieq_ricordi"] == pytest.approx(2 * truth["ieq_ricordi"], rel=0.25)
+    assert 0.5 < summary["purity"] <= 1
+
+    store = ObjectStore.from_env(env)
+    outputs = [key.split(f"jobs/{job_id}/")[1] for key in store.list(f"jobs/{job_id}/outputs/")]
+    assert outputs == [
+        "outputs/0/islets.csv", "outputs/0/overlay.png", "outputs/0/result.json",
+        "outputs/1/islets.csv", "outputs/1/overlay.png", "outputs/1/result.json", "outputs/summary.json",
+    ]  # fmt: skip
+    assert store.get(f"jobs/{job_id}/outputs/0/overlay.png").startswith(b"\x89PNG")
+    assert store.get(f"jobs/{job_id}/outputs/1/islets.csv").decode().count("\n") >= len(DIAMETERS)
+    assert json.loads(store.get(f"jobs/{job_id}/outputs/summary.json")) == summary
+
+    done = job(env, job_id)
+    assert (done.state, done.progress, done.attempts, done.error) == ("done", 1.0, 1, None)
+    assert done.summary == summary
+    assert events(env, job_id) == ["created", "claimed", "completed"]
+
+
+def test_bad_image_fails_only_its_job(env: dict[str, str], tmp_path, dtz) -> None:
+    png, _ = dtz
+    bad_id = submit(env, [(png, "good.png"), (png, "bad.png")])
+    good_id = submit(env, [(png, "fine.png")])
+    # Corrupt the stored input after upload (disk trouble, a manual edit): the backend checked it,
+    # the worker must still cope.
+    store = ObjectStore.from_env(env)
+    store.put(f"jobs/{bad_id}/inputs/1-bad.png", truncated(png), "image/png")
+
+    worker = make_worker(env, tmp_path)
+    try:
+        assert worker.process_next() == "failed"
+        assert worker.process_next() == "done"
+    finally:
+        worker.close()
+    failed = job(env, bad_id)
+    assert failed.state == "failed"
+    assert (
+        failed.error == "Image 1 (bad.png) cannot be analysed: the PNG file is truncated or corrupt; upload it again."
+    )
+    assert job(env, good_id).state == "done"
+
+
+def test_missing_input_and_unknown_model_fail_with_a_sentence(env: dict[str, str], tmp_path, dtz) -> None:
+    png, _ = dtz
+    missing_id = submit(env, [(png, "a.png")])
+    ObjectStore.from_env(env).delete([f"jobs/{missing_id}/inputs/0-a.png"])
+    queue = JobQueue.from_env(env)
+    unknown_id = queue.create_job(model="unet-v9", pixel_size_um=0.843, file_names=["a.png"])
+
+    worker = make_worker(env, tmp_path)
+    try:
+        assert worker.process_next() == "failed"
+        assert worker.process_next() == "failed"
+    finally:
+        worker.close()
+    assert job(env, missing_id).error == "Image 0 (a.png) is missing from storage; submit the job again."
+    assert job(env, unknown_id).error == "Unknown model 'unet-v9'; the known models are: classical."
+
+
+def test_failing_model_fails_the_job_and_the_worker_goes_on(env: dict[str, str], tmp_path, dtz) -> None:
+    png, _ = dtz
+    first, second = submit(env, [(png, "a.png")]), submit(env, [(png, "b.png")])
+    worker = make_worker(env, tmp_path, model_loader=lambda name: BrokenModel())
+    try:
+        assert worker.process_next() == "failed"
+        assert worker.process_next() == "failed"
+    finally:
+        worker.close()
+    assert job(env, first).error == (
+        "The model classical failed on image 0 (a.png): CUDA error: an illegal memory access was encountered."
+    )
+    assert job(env, second).state == "failed"
+
+
+def test_images_of_concurrent_jobs_share_model_batches(env: dict[str, str], tmp_path, dtz) -> None:
+    png, _ = dtz
+    ids = [submit(env, [(png, f"{n}.png")]) for n in range(3)]
+    model = SlowModel(0.3)
+    worker = make_worker(env, tmp_path, model_loader=lambda name: model, concurrency=3, max_batch_wait_s=0.5)
+    runner = threading.Thread(target=worker.run)
+    runner.start()
+    try:
+        wait_for(lambda: all(job(env, job_id).state == "done" for job_id in ids), 120, "three jobs done")
+    finally:
+        worker.request_stop()
+        runner.join(timeout=60)
+    batch_sizes = worker._batchers["classical"].batch_sizes
+    assert sum(batch_sizes) == 3 and max(batch_sizes) >= 2, batch_sizes
+
+
+def test_graceful_stop_finishes_the_running_job(env: dict[str, str], tmp_path, dtz) -> None:
+    png, _ = dtz
+    job_id = submit(env, [(png, "a.png")])
+    worker = make_worker(env, tmp_path, model_loader=lambda name: SlowModel(1.5), drain_s=60)
+    runner = threading.Thread(target=worker.run)
+    runner.start()
+    wait_for(lambda: job(env, job_id).state == "running", 60, "the job to start")
+    worker.request_stop()
+    runner.join(timeout=90)
+    assert not runner.is_alive()
+    assert job(env, job_id).state == "done"
+
+
+def test_stop_past_the_drain_time_releases_the_job(env: dict[str, str], tmp_path, dtz) -> None:
+    png, _ = dtz
+    job_id = submit(env, [(png, "a.png"), (png, "b.png")])
+    worker = make_worker(env, tmp_path, model_loader=lambda name: SlowModel(4), drain_s=0.5, max_batch_size=1)
+    runner = threading.Thread(target=worker.run)
+    runner.start()
+    wait_for(lambda: job(env, job_id).state == "running", 60, "the job to start")
+    started = time.monotonic()
+    worker.request_stop()
+    runner.join(timeout=60)
+    assert not runner.is_alive() and time.monotonic() - started < 15
+    released = job(env, job_id)
+    assert (released.state, released.attempts, released.worker_id) == ("queued", 0, None)
+    assert events(env, job_id)[-1] == "released"
+
+    # Another worker picks it up and finishes it.
+    other = make_worker(env, tmp_path, worker_id="second")
+    try:
+        assert other.process_next() == "done"
+    finally:
+        other.close()
+    assert job(env, job_id).state == "done"
+
+
+def test_lost_lease_is_noticed_and_the_job_completes_once(env: dict[str, str], tmp_path, dtz) -> None:
+    png, _ = dtz
+    job_id = submit(env, [(png, "a.png")])
+    queue = JobQueue.from_env(env)
+    stale = queue.claim("frozen-worker", 0.2)  # a worker that froze right after claiming
+    time.sleep(0.5)
+    worker = make_worker(env, tmp_path)
+    try:
+        assert worker.process_next() == "done"
+    finally:
+        worker.close()
+    assert queue.complete(job_id, stale.token, {"islet_count": 0}) is False
+    assert events(env, job_id) == ["created", "claimed", "reclaimed", "completed"]
+    assert job(env, job_id).attempts == 2

@@ -1,0 +1,518 @@
+"""One shepherd worker: claims jobs from the durable queue and runs each image through
+preprocess (CPU) -> model (batched across jobs, GPU when present) -> postprocess (CPU pool),
+writing results to deterministic S3 keys, then marks the job done.
+
+Guarantees (docs/architecture.md): a job is never lost (a dead worker's lease expires and the job
+is claimed again), never completed twice (completion needs the current lease token), and a
+retried job overwrites its outputs instead of duplicating them. Bad input or a failing model
+fails that job with a one-sentence error; the worker itself keeps running. On SIGTERM the worker
+stops claiming, gives running jobs `DRAIN_SECONDS` to finish, then releases their leases so
+another worker takes them at once.
+
+Run alone: `python -m services.shepherd.worker` (the supervisor `python -m services.shepherd`
+starts one per GPU).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from typing import Any
+
+import services.islets as islets
+from services.common.errors import ServiceError, Unavailable
+from services.common.jobs import ClaimedJob, Job, JobQueue
+from services.common.storage import ObjectNotFound, ObjectStore
+from services.shepherd.config import ShepherdConfig
+from services.shepherd.heartbeat import write_heartbeat
+
+log = logging.getLogger("services.shepherd")
+
+# Pause after the queue or storage could not be reached, growing to this maximum.
+_MAX_BACKOFF_S = 30.0
+
+
+class JobFailure(Exception):
+    """The job cannot succeed (bad image, missing input, failing model); the message is the one
+    sentence the user sees as the job's error."""
+
+
+class JobAbandoned(Exception):
+    """Stop working on the job now: the lease was lost or the worker is shutting down."""
+
+
+@dataclass
+class ActiveJob:
+    claimed: ClaimedJob
+    progress: float = 0.0
+    stage: str = "starting"
+    stage_since: float = field(default_factory=time.monotonic)
+    lost: threading.Event = field(default_factory=threading.Event)
+
+    def enter(self, stage: str) -> None:
+        self.stage = stage
+        self.stage_since = time.monotonic()
+
+
+def job_prefix(job_id: str) -> str:
+    return f"jobs/{job_id}/"
+
+
+def input_key(job: Job, index: int) -> str:
+    return f"{job_prefix(job.id)}inputs/{index}-{job.file_names[index]}"
+
+
+def output_key(job: Job, name: str, index: int | None = None) -> str:
+    folder = "outputs/" if index is None else f"outputs/{index}/"
+    return f"{job_prefix(job.id)}{folder}{name}"
+
+
+def _sentence_tail(error: BaseException) -> str:
+    """An error's message, lower-cased first letter, for "...: <message>" sentences."""
+    text = str(error).strip() or type(error).__name__
+    if text[1:2].islower():  # "The file..." -> "the file...", but "CUDA ..." stays
+        text = text[:1].lower() + text[1:]
+    return text if text.endswith(".") else text + "."
+
+
+def combine_summaries(job: Job, summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    """The job summary across images: counts and IEQ add up; purity and fragmentation are
+    weighted by area (so a big image counts more than a small one)."""
+    islet_count = sum(int(s.get("islet_count", 0)) for s in summaries)
+    totals = {name: round(sum(float(s.get(name, 0.0)) for s in summaries), 4) for name in
+              ("ieq_ricordi", "ieq_sphere", "ieq_ellipsoid")}  # fmt: skip
+    islet_area = sum(float(s.get("islet_area_um2", 0.0)) for s in summaries)
+    exocrine_area = sum(float(s.get("exocrine_area_um2", 0.0)) for s in summaries)
+    purity = round(islet_area / (islet_area + exocrine_area), 4) if islet_area + exocrine_area > 0 else None
+    fragmentation = (
+        round(sum(float(s.get("fragmentation", 0.0)) * float(s.get("islet_area_um2", 0.0)) for s in summaries)
+              / islet_area, 4)
+        if islet_area > 0 else 0.0
+    )  # fmt: skip
+    size_classes: dict[str, int] = {}
+    for summary in summaries:
+        for name, count in (summary.get("size_classes") or {}).items():
+            size_classes[name] = size_classes.get(name, 0) + int(count)
+    return {
+        "job_id": job.id,
+        "image_count": len(summaries),
+        "islet_count": islet_count,
+        **totals,
+        "ieq_per_islet": round(totals["ieq_ricordi"] / islet_count, 4) if islet_count else 0.0,
+        "purity": purity,
+        "fragmentation": fragmentation,
+        "size_classes": size_classes,
+        "islet_area_um2": round(islet_area, 1),
+        "exocrine_area_um2": round(exocrine_area, 1),
+        "pixel_size_um": job.pixel_size_um,
+        "model": job.model,
+        "images": [
+            {
+                "index": index,
+                "name": job.file_names[index],
+                "islet_count": s.get("islet_count"),
+                "ieq_ricordi": s.get("ieq_ricordi"),
+                "purity": s.get("purity"),
+            }
+            for index, s in enumerate(summaries)
+        ],  # fmt: skip
+    }
+
+
+def _json_bytes(document: Any) -> bytes:
+    # Stable key order: a retried job writes byte-identical files.
+    return json.dumps(document, sort_keys=True, indent=1).encode()
+
+
+class Worker:
+    """Claims and processes jobs until asked to stop. Thread-safe; `run()` is the service loop,
+    `process_next()` claims and runs one job (tests, tools)."""
+
+    def __init__(
+        self,
+        config: ShepherdConfig,
+        store: ObjectStore,
+        queue: JobQueue,
+        *,
+        model_loader: Callable[[str], Any] = islets.get_model,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.queue = queue
+        self.worker_id = config.worker_id
+        self._model_loader = model_loader
+        self._batchers: dict[str, islets.DynamicBatcher] = {}
+        self._batchers_lock = threading.Lock()
+        self._postprocess = ThreadPoolExecutor(config.postprocess_threads, thread_name_prefix="postprocess")
+        self._active: dict[str, ActiveJob] = {}
+        self._active_lock = threading.Lock()
+        self._stop = threading.Event()  # stop claiming
+        self._abandon = threading.Event()  # drain time is over: leave running jobs
+        self._lease_keeper: threading.Thread | None = None
+        self.device = "unknown"
+        self.counts = {"done": 0, "failed": 0, "released": 0, "lost": 0}
+
+    # -- control ----------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Graceful stop: no new claims; running jobs get the drain time."""
+        if not self._stop.is_set():
+            log.info("stop requested: finishing running jobs (up to %.0fs)", self.config.drain_s)
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def active_jobs(self) -> list[str]:
+        with self._active_lock:
+            return list(self._active)
+
+    # -- the service loop -------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Serve until SIGTERM/SIGINT (or `request_stop`); returns the exit status."""
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, lambda *_: self.request_stop())
+            signal.signal(signal.SIGINT, lambda *_: self.request_stop())
+        self.warm_up()
+        slots = [
+            threading.Thread(target=self._slot_loop, name=f"slot-{index}", daemon=True)
+            for index in range(self.config.concurrency)
+        ]
+        for slot in slots:
+            slot.start()
+        while not self._stop.wait(1.0):
+            self._beat(slots)
+        deadline = time.monotonic() + self.config.drain_s
+        while any(slot.is_alive() for slot in slots) and time.monotonic() < deadline:
+            self._beat(slots, state="stopping")
+            time.sleep(0.2)
+        self._release_unfinished()
+        for slot in slots:
+            slot.join(timeout=5)
+        self.close()
+        log.info("worker %s stopped (%s)", self.worker_id, ", ".join(f"{k} {v}" for k, v in self.counts.items()))
+        return 0
+
+    def warm_up(self) -> None:
+        """Load the default model now, so the first job does not pay for it, and say where it runs."""
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        try:
+            model = self._model(islets.DEFAULT_MODEL)
+            self.device = str(getattr(model, "device", "cpu"))
+            log.info(
+                "worker %s: model %s on device %s (CUDA_VISIBLE_DEVICES=%s)",
+                self.worker_id, islets.DEFAULT_MODEL, self.device, visible if visible is not None else "unset",
+            )  # fmt: skip
+        except JobFailure as problem:
+            log.error("worker %s: default model unavailable: %s", self.worker_id, problem)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._postprocess.shutdown(wait=False, cancel_futures=True)
+        with self._batchers_lock:
+            for batcher in self._batchers.values():
+                batcher.close(timeout=5)
+
+    def _slot_loop(self) -> None:
+        backoff = self.config.poll_s
+        while not self._stop.is_set():
+            try:
+                outcome = self.process_next()
+            except Unavailable as problem:
+                log.warning("queue unavailable, retrying in %.0fs: %s", backoff, problem)
+                self._stop.wait(backoff)
+                backoff = min(_MAX_BACKOFF_S, backoff * 2)
+                continue
+            except Exception:  # a bug in one claim must not end the slot
+                log.exception("unexpected error in the worker loop")
+                self._stop.wait(backoff)
+                backoff = min(_MAX_BACKOFF_S, backoff * 2)
+                continue
+            backoff = self.config.poll_s
+            if outcome is None:
+                self._stop.wait(self.config.poll_s)
+            elif outcome == "released":
+                # Storage or database trouble: give them a moment before the next claim.
+                self._stop.wait(min(_MAX_BACKOFF_S, self.config.lease_s / 3))
+
+    def _beat(self, slots: list[threading.Thread], state: str | None = None) -> None:
+        """Touch the heartbeat file unless a slot died or a job stage hangs."""
+        now = time.monotonic()
+        with self._active_lock:
+            active = list(self._active.values())
+        stalled = [job for job in active if now - job.stage_since > self.config.stall_s]
+        dead = [slot.name for slot in slots if not slot.is_alive()]
+        if (stalled or dead) and state != "stopping":
+            log.error(
+                "not healthy: %s",
+                "; ".join([f"slot {name} died" for name in dead]
+                          + [f"job {job.claimed.id} stuck in {job.stage}" for job in stalled]),
+            )  # fmt: skip
+            return
+        status = {
+            "worker_id": self.worker_id,
+            "pid": os.getpid(),
+            "device": self.device,
+            "state": state or ("busy" if active else "idle"),
+            "active_jobs": [job.claimed.id for job in active],
+            **self.counts,
+        }
+        try:
+            write_heartbeat(self.config.heartbeat_file, status)
+        except OSError as problem:
+            log.error("cannot write the heartbeat file %s: %s", self.config.heartbeat_file, problem)
+
+    def _release_unfinished(self) -> None:
+        """After the drain time: stop the running jobs and hand them back to the queue."""
+        self._abandon.set()
+        with self._active_lock:
+            unfinished = list(self._active.values())
+        for active in unfinished:
+            job_id, token = active.claimed.id, active.claimed.token
+            try:
+                released = self.queue.release(job_id, token, "the worker stopped before the job finished")
+            except ServiceError as problem:
+                log.warning("could not release job %s (its lease will expire instead): %s", job_id, problem)
+                continue
+            if released:
+                self.counts["released"] += 1
+                log.warning("job %s not finished within the drain time; released to the queue", job_id)
+
+    # -- one job ----------------------------------------------------------------------------
+
+    def process_next(self) -> str | None:
+        """Claim one job and process it. Returns None when the queue was empty, else the outcome:
+        "done", "failed", "released" (storage/queue trouble), "lost" (lease taken over) or
+        "abandoned" (stopping)."""
+        claimed = self.queue.claim(self.worker_id, self.config.lease_s)
+        if claimed is None:
+            return None
+        return self.process(claimed)
+
+    def process(self, claimed: ClaimedJob) -> str:
+        job = claimed.job
+        active = ActiveJob(claimed)
+        with self._active_lock:
+            self._active[job.id] = active
+        self._ensure_lease_keeper()
+        started = time.monotonic()
+        log.info(
+            "job %s claimed%s: attempt %d of %d, %d images, model %s",
+            job.id, " again (previous lease expired)" if claimed.reclaimed else "",
+            job.attempts, job.max_attempts, job.image_count, job.model,
+        )  # fmt: skip
+        try:
+            outcome = self._run_job(active)
+        finally:
+            with self._active_lock:
+                self._active.pop(job.id, None)
+        self.counts[outcome] = self.counts.get(outcome, 0) + 1
+        log.info("job %s %s after %.1fs", job.id, outcome, time.monotonic() - started)
+        return outcome
+
+    def _run_job(self, active: ActiveJob) -> str:
+        claimed = active.claimed
+        job_id, token = claimed.id, claimed.token
+        try:
+            summary = self._analyse(active)
+            active.enter("completing")
+            if self.queue.complete(job_id, token, summary):
+                return "done"
+            log.warning("job %s finished here, but this worker lost its lease; the other worker's run counts", job_id)
+            return "lost"
+        except JobFailure as failure:
+            message = str(failure)
+            log.warning("job %s failed: %s", job_id, message)
+            return "failed" if self._settle(self.queue.fail, job_id, token, message) else "lost"
+        except JobAbandoned as reason:
+            log.warning("job %s abandoned: %s", job_id, reason)
+            return "abandoned"
+        except Unavailable as problem:
+            log.warning("job %s paused, storage or queue unavailable: %s", job_id, problem)
+            self._settle(self.queue.release, job_id, token, f"storage or queue unavailable: {problem}")
+            return "released"
+        except Exception as error:  # a bug or an unexpected library error: fail the job, keep the worker
+            log.exception("job %s: unexpected error", job_id)
+            message = (
+                f"Processing failed unexpectedly ({type(error).__name__}: {_sentence_tail(error)[:-1]}); "
+                "the shepherd log has the details."
+            )
+            return "failed" if self._settle(self.queue.fail, job_id, token, message) else "lost"
+
+    @staticmethod
+    def _settle(action: Callable[[str, str, str], bool], job_id: str, token: str, message: str) -> bool:
+        """fail/release that tolerates a database outage (the lease then simply expires)."""
+        try:
+            return action(job_id, token, message)
+        except ServiceError as problem:
+            log.warning("could not record the outcome of job %s (its lease will expire): %s", job_id, problem)
+            return False
+
+    def _analyse(self, active: ActiveJob) -> dict[str, Any]:
+        job = active.claimed.job
+        if not job.file_names:
+            raise JobFailure("The job has no images.")
+        active.enter("loading the model")
+        model = self._model(job.model)
+        batcher = self._batcher(job.model, model)
+        count = len(job.file_names)
+        summaries: list[dict[str, Any] | None] = [None] * count
+        in_flight: deque[tuple[int, Future]] = deque()
+        # Enough images in flight to fill a model batch, few enough to bound memory.
+        window = max(2, self.config.max_batch_size)
+        finished = 0
+
+        def collect_oldest() -> None:
+            nonlocal finished
+            index, future = in_flight[0]
+            summaries[index] = self._wait(active, future)
+            in_flight.popleft()
+            finished += 1
+            active.progress = finished / count
+            self._report_progress(active)
+
+        try:
+            for index, name in enumerate(job.file_names):
+                self._checkpoint(active, f"reading image {index}")
+                try:
+                    data = self.store.get(input_key(job, index))
+                except ObjectNotFound:
+                    raise JobFailure(f"Image {index} ({name}) is missing from storage; submit the job again.") from None
+                self._checkpoint(active, f"preprocessing image {index}")
+                try:
+                    rgb = islets.preprocess(data, self.config.max_image_pixels)
+                except islets.InvalidImageError as problem:
+                    raise JobFailure(f"Image {index} ({name}) cannot be analysed: {_sentence_tail(problem)}") from None
+                del data
+                model_result = batcher.submit(rgb)
+                in_flight.append((index, self._postprocess.submit(self._finish_image, job, index, rgb, model_result)))
+                while len(in_flight) >= window:
+                    collect_oldest()
+            while in_flight:
+                collect_oldest()
+        finally:
+            for _index, future in in_flight:
+                future.cancel()
+        active.enter("writing the summary")
+        self._checkpoint(active, "writing the summary")
+        summary = combine_summaries(job, [s for s in summaries if s is not None])
+        self.store.put(output_key(job, "summary.json"), _json_bytes(summary), "application/json")
+        return summary
+
+    def _finish_image(self, job: Job, index: int, rgb: Any, model_result: Future) -> dict[str, Any]:
+        """Postprocess one image (CPU pool) and store its result files."""
+        name = job.file_names[index]
+        try:
+            class_map = model_result.result()
+        except Exception as error:
+            raise JobFailure(
+                f"The model {job.model} failed on image {index} ({name}): {_sentence_tail(error)}"
+            ) from None
+        try:
+            result, overlay = islets.postprocess(rgb, class_map, job.pixel_size_um, job.model)
+        except islets.IsletsError as error:
+            raise JobFailure(f"Measuring image {index} ({name}) failed: {_sentence_tail(error)}") from None
+        self.store.put(output_key(job, "result.json", index), _json_bytes(result), "application/json")
+        self.store.put(output_key(job, "overlay.png", index), overlay, "image/png")
+        self.store.put(output_key(job, "islets.csv", index), islets.islets_csv(result).encode(), "text/csv")
+        return result["summary"]
+
+    def _wait(self, active: ActiveJob, future: Future) -> dict[str, Any]:
+        """Wait for an image while still noticing a lost lease or the end of the drain time."""
+        while True:
+            try:
+                return future.result(timeout=0.5)
+            except FutureTimeout:
+                self._checkpoint(active, active.stage)
+
+    def _checkpoint(self, active: ActiveJob, stage: str) -> None:
+        if stage != active.stage:
+            active.enter(stage)
+        if active.lost.is_set():
+            raise JobAbandoned("another worker holds the job now (this worker's lease expired)")
+        if self._abandon.is_set():
+            raise JobAbandoned("the worker is stopping and the drain time is over")
+
+    def _report_progress(self, active: ActiveJob) -> None:
+        try:
+            if not self.queue.heartbeat(active.claimed.id, active.claimed.token, active.progress):
+                active.lost.set()
+        except Unavailable as problem:
+            log.warning("progress of job %s not recorded: %s", active.claimed.id, problem)
+
+    # -- leases -----------------------------------------------------------------------------
+
+    def _ensure_lease_keeper(self) -> None:
+        with self._active_lock:
+            if self._lease_keeper is not None and self._lease_keeper.is_alive():
+                return
+            self._lease_keeper = threading.Thread(target=self._keep_leases, name="lease-keeper", daemon=True)
+            self._lease_keeper.start()
+
+    def _keep_leases(self) -> None:
+        """Every lease/3 seconds, extend the lease of every running job (and record progress)."""
+        interval = self.config.heartbeat_interval_s
+        while not self._abandon.wait(interval):
+            with self._active_lock:
+                active = list(self._active.values())
+            for job in active:
+                self._report_progress(job)
+            if not active and self._stop.is_set():
+                return
+
+    # -- models -----------------------------------------------------------------------------
+
+    def _model(self, name: str) -> Any:
+        try:
+            return self._model_loader(name)
+        except islets.UnknownModelError as problem:
+            raise JobFailure(str(problem)) from None
+        except islets.IsletsError as problem:
+            raise JobFailure(f"The model {name} could not be loaded: {_sentence_tail(problem)}") from None
+
+    def _batcher(self, name: str, model: Any) -> islets.DynamicBatcher:
+        with self._batchers_lock:
+            batcher = self._batchers.get(name)
+            if batcher is None:
+                batcher = islets.DynamicBatcher(
+                    model.predict, self.config.max_batch_size, self.config.max_batch_wait_s, name=f"batch-{name}"
+                )
+                self._batchers[name] = batcher
+            return batcher
+
+
+def run_worker(config: ShepherdConfig | None = None) -> int:
+    """Entry point of one worker process."""
+    configure_logging()
+    try:
+        config = config or ShepherdConfig.from_env()
+        store = ObjectStore.from_env()
+        queue = JobQueue.from_env()
+    except ServiceError as problem:
+        log.error("cannot start: %s", problem)
+        return 2
+    return Worker(config, store, queue).run()
+
+
+def configure_logging() -> None:
+    logging.basicConfig(
+        level=os.environ.get("LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s [%(process)d %(threadName)s]: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(run_worker())
