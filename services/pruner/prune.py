@@ -63,8 +63,17 @@ class PrunerSettings:
             interval_s=_number(env, "PRUNE_INTERVAL_SECONDS", DEFAULT_INTERVAL_S, minimum=1),
             retry_attempts=int(_number(env, "PRUNE_RETRY_ATTEMPTS", 3, minimum=1)),
             retry_delay_s=_number(env, "PRUNE_RETRY_DELAY_SECONDS", 10.0, minimum=0),
-            status_file=Path(env.get("PRUNER_STATUS_FILE") or DEFAULT_STATUS_FILE),
+            status_file=_status_file(env),
         )
+
+
+def _status_file(env: Mapping[str, str]) -> Path:
+    """PRUNER_STATUS_FILE, else `last_run.json` in the image's state folder, else under /tmp."""
+    if env.get("PRUNER_STATUS_FILE"):
+        return Path(env["PRUNER_STATUS_FILE"])
+    if env.get("ISLETNET_STATE_DIR"):
+        return Path(env["ISLETNET_STATE_DIR"]) / "pruner" / "last_run.json"
+    return DEFAULT_STATUS_FILE
 
 
 def _number(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:

@@ -29,6 +29,8 @@ def test_settings_read_seconds_and_refuse_nonsense() -> None:
     settings = PrunerSettings.from_env({"RETENTION_SECONDS": "90", "PRUNE_INTERVAL_SECONDS": "15"})
     assert (settings.retention_s, settings.interval_s) == (90.0, 15.0)
     assert PrunerSettings.from_env({}).retention_s == 30 * 86400
+    assert PrunerSettings.from_env({"ISLETNET_STATE_DIR": "/var/lib/isletnet"}).status_file == Path(
+        "/var/lib/isletnet/pruner/last_run.json")
     with pytest.raises(PrunerConfigError, match=r"^RETENTION_SECONDS='a week' is not a number of seconds"):
         PrunerSettings.from_env({"RETENTION_SECONDS": "a week"})
     with pytest.raises(PrunerConfigError, match="PRUNE_INTERVAL_SECONDS must be at least 1"):
