@@ -1,8 +1,8 @@
 """`python -m services.pruner`: the retention loop, one pass (`--once`) or a listing (`--dry-run`).
 
-The loop runs a pass at start and then every PRUNE_INTERVAL_SECONDS (measured from the start of
-the previous pass, never two at once). SIGTERM/SIGINT stop it between two jobs, so a stop never
-leaves a job half-deleted.
+The loop runs a pass at start and then PRUNE_INTERVAL_SECONDS after the end of each pass (never
+two at once); after a failed pass it tries again within a minute. SIGTERM/SIGINT stop it between
+two jobs, so a stop never leaves a job half-deleted.
 """
 
 from __future__ import annotations
@@ -59,12 +59,18 @@ def print_dry_run(report: RunReport, settings: PrunerSettings) -> None:
           f"freed; {report.training_jobs} training jobs ({report.training_bytes} bytes) are kept.")
 
 
+# After a failed pass (storage or database down) the next try comes sooner than a whole interval.
+FAILED_PASS_RETRY_S = 60.0
+
+
 def loop(pruner: Pruner, stop: threading.Event) -> None:
     while not stop.is_set():
         report = pruner.run_once()
         if report.ok:
             log.info("prune pass done: %d jobs, %d bytes freed", len(report.deleted_jobs), report.freed_bytes)
-        stop.wait(pruner.settings.interval_s)
+            stop.wait(pruner.settings.interval_s)
+        else:
+            stop.wait(min(pruner.settings.interval_s, FAILED_PASS_RETRY_S))
 
 
 def main(argv: list[str] | None = None) -> int:

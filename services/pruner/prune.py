@@ -216,7 +216,9 @@ class Pruner:
         return report
 
     def _ping(self) -> None:
-        self.store.ping()
+        # ensure_bucket, not ping: on a fresh instance the pruner may start before the backend
+        # has created the bucket, and an empty bucket is simply nothing to prune.
+        self.store.ensure_bucket()
         self.jobs.ping()
 
     def _delete_all(self, report: RunReport) -> None:
