@@ -12,6 +12,7 @@ spot (services.islets.demo_models), which shows what batching does for a network
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import statistics
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from services.islets import DynamicBatcher, encode_png, make_dtz_image, postprocess, preprocess
+from services.islets import DynamicBatcher, encode_png, make_dtz_image, measure, postprocess, preprocess, render_overlay
 from services.islets.classical import ClassicalModel
 from services.islets.demo_models import colour_model
 from services.islets.models import OnnxModel
@@ -102,34 +103,45 @@ def report(label: str, wall: float, timings: list[Timing], batches: list[int] | 
     print(line, flush=True)
 
 
-def peak_rss_mib() -> float:
-    """This process's peak resident memory (VmHWM; unlike ru_maxrss it does not inherit the parent's
-    peak across fork+exec)."""
+def peak_rss_mib(reset: bool = False) -> float:
+    """This process's peak resident memory in MiB (VmHWM: unlike ru_maxrss it does not inherit
+    the parent's peak across fork+exec). reset=True starts a new peak afterwards (Linux)."""
+    peak = float("nan")
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+            peak = int(line.split()[1]) / 1024
+    if reset:
+        with contextlib.suppress(OSError):  # not Linux, or not allowed: the peak just keeps counting
+            Path("/proc/self/clear_refs").write_text("5")
+    return peak
 
 
 def huge_child(path: str) -> None:
-    """Runs in a fresh process: the whole pipeline on one big PNG; prints stage times and peak RSS."""
-    baseline = peak_rss_mib()
+    """Runs in a fresh process: the whole pipeline on one big PNG; prints stage times and the
+    peak RSS of each stage (and overall)."""
+    imports = peak_rss_mib(reset=True)
     data = Path(path).read_bytes()
     started = time.perf_counter()
     rgb = preprocess(data)
     decoded = time.perf_counter()
     del data
+    peaks = {"decode": peak_rss_mib(reset=True)}
     classes = ClassicalModel().predict([rgb])[0]
     predicted = time.perf_counter()
-    result, overlay = postprocess(rgb, classes, 0.843, "classical")
+    peaks["model"] = peak_rss_mib(reset=True)
+    result = measure(classes, 0.843, model="classical")
+    measured = time.perf_counter()
+    peaks["measure"] = peak_rss_mib(reset=True)
+    overlay = render_overlay(rgb, result)
     done = time.perf_counter()
-    peak = peak_rss_mib()
+    peaks["overlay"] = peak_rss_mib()
     print(
         f"{rgb.shape[1]}x{rgb.shape[0]}: decode {decoded - started:.1f} s, model {predicted - decoded:.1f} s, "
-        f"postprocess {done - predicted:.1f} s; {result['summary']['islet_count']} islets; "
-        f"overlay {len(overlay) / 1e6:.1f} MB; "
-        f"peak RSS {peak:.0f} MiB (after imports {baseline:.0f} MiB; the RGB image alone is "
-        f"{rgb.nbytes / 2**20:.0f} MiB)"
+        f"measure {measured - predicted:.1f} s, overlay {done - measured:.1f} s; "
+        f"{result['summary']['islet_count']} islets; overlay PNG {len(overlay) / 1e6:.1f} MB\n"
+        f"  peak RSS {max(peaks.values()):.0f} MiB (per stage: "
+        + ", ".join(f"{stage} {value:.0f}" for stage, value in peaks.items())
+        + f"; after imports {imports:.0f} MiB; the RGB image alone is {rgb.nbytes / 2**20:.0f} MiB)"
     )
 
 

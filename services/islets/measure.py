@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 from skimage.feature import peak_local_max
-from skimage.measure import approximate_polygon, find_contours, perimeter_crofton, regionprops
+from skimage.measure import find_contours, perimeter_crofton, regionprops
 from skimage.segmentation import watershed
 
 from services.islets.errors import InvalidParameterError
@@ -148,18 +148,45 @@ def split_touching(component: np.ndarray, min_radius_px: float, neck_ratio: floa
         regions[regions == best[1]] = best[0]
 
 
+def simplify_polyline(points: np.ndarray, tolerance: float) -> np.ndarray:
+    """Douglas-Peucker: the fewest of `points` (n×2) such that the dropped ones lie within
+    `tolerance` of the kept line; vectorised per segment (skimage's runs point by point)."""
+    if len(points) < 3:
+        return points
+    keep = np.zeros(len(points), dtype=bool)
+    keep[0] = keep[-1] = True
+    pending = [(0, len(points) - 1)]
+    while pending:
+        start, end = pending.pop()
+        if end - start < 2:
+            continue
+        inner = points[start + 1 : end] - points[start]
+        chord = points[end] - points[start]
+        length = math.hypot(chord[0], chord[1])
+        if length == 0:  # closed outline: first point == last point
+            distances = np.hypot(inner[:, 0], inner[:, 1])
+        else:
+            distances = np.abs(chord[0] * inner[:, 1] - chord[1] * inner[:, 0]) / length
+        farthest = int(np.argmax(distances))
+        if distances[farthest] > tolerance:
+            middle = start + 1 + farthest
+            keep[middle] = True
+            pending += [(start, middle), (middle, end)]
+    return points[keep]
+
+
 def _outline(mask: np.ndarray, offset: tuple[int, int], parameters: SplitParameters) -> list[list[float]]:
     """Simplified outer contour as [[x, y], ...] in image pixels."""
     contours = find_contours(np.pad(mask, 1).astype(np.float32), 0.5)
     if not contours:
         return []
     longest = max(contours, key=len)
-    # Douglas-Peucker runs in Python: thin very long outlines first (every k-th point of a
-    # sub-pixel contour still follows the edge within a pixel).
+    # Thin very long outlines first (every k-th point of a sub-pixel contour still follows the
+    # edge within a pixel), then simplify.
     step = max(1, len(longest) // parameters.contour_max_points)
     if step > 1:
         longest = np.vstack([longest[::step], longest[-1:]])
-    simplified = approximate_polygon(longest, tolerance=parameters.contour_tolerance_px)
+    simplified = simplify_polyline(longest, parameters.contour_tolerance_px)
     top, left = offset
     return [[round(float(col) - 1 + left, 1), round(float(row) - 1 + top, 1)] for row, col in simplified]
 

@@ -22,13 +22,32 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()
 
 
+def _shrink(rgb: np.ndarray, factor: int) -> np.ndarray:
+    """Mean of each factor×factor block (uint8), computed a strip of rows at a time."""
+    rows, cols = rgb.shape[0] // factor, rgb.shape[1] // factor
+    out = np.empty((rows, cols, 3), dtype=np.uint8)
+    step = 64  # output rows per strip
+    for top in range(0, rows, step):
+        count = min(step, rows - top)
+        strip = rgb[top * factor : (top + count) * factor, : cols * factor].astype(np.float32)
+        out[top : top + count] = np.rint(strip.reshape(count, factor, cols, factor, 3).mean(axis=(1, 3)))
+    return out
+
+
 def render_overlay(rgb: np.ndarray, result: dict, max_side_px: int = MAX_OVERLAY_SIDE_PX) -> bytes:
     """PNG of the image with each islet's contour and number; scaled so neither side exceeds
     `max_side_px` (coordinates in the result stay in full-image pixels)."""
-    image = Image.fromarray(np.asarray(rgb, dtype=np.uint8)).convert("RGB")
-    scale = min(1.0, max_side_px / max(image.size))
-    if scale < 1.0:
-        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.BILINEAR)
+    rgb = np.asarray(rgb, dtype=np.uint8)
+    height, width = rgb.shape[:2]
+    scale = min(1.0, max_side_px / max(height, width))
+    target = (max(1, round(width * scale)), max(1, round(height * scale)))
+    # Shrink by whole blocks in numpy first, strip by strip: a full-size Pillow copy of a
+    # 10 000² image would cost 400 MB (Pillow keeps RGB in 4 bytes per pixel).
+    factor = int(1 / scale) if scale < 1.0 else 1
+    image = Image.fromarray(_shrink(rgb, factor) if factor > 1 else rgb)
+    if image.size != target:
+        image = image.resize(target, Image.BILINEAR)
+    scale = target[0] / width
     draw = ImageDraw.Draw(image)
     side = max(image.size)
     line_width = max(2, round(side / 600))

@@ -218,3 +218,14 @@ def test_job_summary_adds_counts_and_weights_ratios_by_area():
     mixed = summarise_images([results[0], measure(second, pixel_size_um=0.5)])
     assert mixed["pixel_size_um"] is None
     assert summarise_images([])["islet_count"] == 0
+
+
+def test_polyline_simplification_keeps_corners_and_drops_collinear_points():
+    from services.islets.measure import simplify_polyline
+
+    square = np.array([[0, 0], [0, 5], [0, 10], [5, 10.4], [10, 10], [10, 0], [5, 0.2], [0, 0]], dtype=float)
+    simplified = simplify_polyline(square, tolerance=1.0)
+    assert simplified.tolist() == [[0, 0], [0, 10], [10, 10], [10, 0], [0, 0]]
+    # with a tolerance below the 0.4 bump, the bump stays
+    assert [5, 10.4] in simplify_polyline(square, tolerance=0.3).tolist()
+    assert len(simplify_polyline(square[:2], tolerance=1.0)) == 2
