@@ -94,6 +94,11 @@ def subject(notification: Notification) -> str:
     return " ".join(text.split())[:200]
 
 
+def _for_instance(step: str, instance: str) -> str:
+    """A runbook step aimed at this instance: `isletops restart x` -> `isletops -i prod restart x`."""
+    return step.replace("isletops ", f"isletops -i {instance} ")
+
+
 def _probe_lines(probe: dict, notification: Notification, monitoring: MonitoringConfig) -> list[str]:
     section = runbook.section(probe["name"])
     state = "recovered" if not probe["firing"] else probe["severity"] + (" (flapping)" if probe["flapping"] else "")
@@ -111,7 +116,7 @@ def _probe_lines(probe: dict, notification: Notification, monitoring: Monitoring
     ]
     if probe["firing"]:
         lines.append("  steps:")
-        lines += [f"    {step}" for step in section.steps]
+        lines += [f"    {_for_instance(step, notification.instance)}" for step in section.steps]
     return lines
 
 

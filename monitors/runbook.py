@@ -62,7 +62,7 @@ SECTIONS: dict[str, Section] = {
             "isletops probe --only disk --json    # which filesystem, how full, when full, biggest logs",
             "isletops up --force-recreate && docker container prune -f --filter label=com.docker.compose.project",
             "isletops restart pruner && isletops logs pruner --tail 100   # a failing pruner leaves old images",
-            "isletops training export --output <dir>   # too many training images: export them once",
+            "isletops training export --output <file>.zip   # too many training images: export them once",
         ),
     ),
     "gpu": Section(

@@ -73,7 +73,7 @@ def test_body_says_what_since_value_last_good_and_runbook_steps(tmp_path: Path) 
     assert "since:      2027-01-15 08:" in plain
     assert "measured:   93 %" in plain and "last good:  71 %" in plain
     assert f"{MONITORING.runbook_url}#alert-disk" in plain and f"{MONITORING.runbook_url}#alert-pruner" in plain
-    assert "isletops restart pruner" in plain and "isletops -i prod silence" in plain
+    assert "isletops -i prod restart pruner" in plain and "isletops -i prod silence" in plain
     assert f'href="{MONITORING.runbook_url}#alert-disk"' in html and "Runbook: Alert: disk" in html
     assert message["To"] == "oncall@hospital.test, it@hospital.test"
 
