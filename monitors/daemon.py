@@ -19,12 +19,17 @@ from typing import Any
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from isletops.config import InstanceConfig, SiteConfig
+from isletops.errors import IsletOpsError
 from monitors import notify, probes, runner, silences
 from monitors.result import Status, worst
 from monitors.state import read_json
 
 log = logging.getLogger(__name__)
 HOUSEKEEPING_S = 60
+
+
+class MonitorError(IsletOpsError):
+    """The monitor daemon cannot start."""
 
 
 class MonitorDaemon:
@@ -143,8 +148,14 @@ class MonitorDaemon:
             self.housekeeping, "interval", id="housekeeping", seconds=HOUSEKEEPING_S, next_run_time=_now_utc(),
             max_instances=1, coalesce=True,
         )  # fmt: skip
+        try:
+            self.server = ThreadingHTTPServer(("127.0.0.1", self.port), _handler(self))
+        except OSError as exc:
+            raise MonitorError(
+                f"Cannot serve the status page on 127.0.0.1:{self.port} ({exc.strerror}).",
+                "Another monitor may run already; stop it, or set monitoring.status_port / pass --port.",
+            ) from None
         self.scheduler.start()
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), _handler(self))
         self.port = self.server.server_address[1]
         self._thread = threading.Thread(target=self.server.serve_forever, name="isletops-status", daemon=True)
         self._thread.start()

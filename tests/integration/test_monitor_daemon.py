@@ -51,3 +51,18 @@ def test_status_and_metrics_and_mail(tmp_path: Path, smtp_server) -> None:
         daemon.stop()
     with pytest.raises(requests.ConnectionError):
         requests.get(f"http://127.0.0.1:{daemon.port}/status", timeout=2)
+
+
+def test_busy_status_port_is_one_sentence(tmp_path: Path) -> None:
+    import socket
+
+    from monitors.daemon import MonitorError
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        daemon = MonitorDaemon(SiteConfig(source=None), InstanceConfig("h5daemon", tmp_path / "h5daemon"), port=port)
+        with pytest.raises(MonitorError, match=f"Cannot serve the status page on 127.0.0.1:{port}"):
+            daemon.start()
+        assert not daemon.scheduler.running
