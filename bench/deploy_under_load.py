@@ -125,15 +125,22 @@ def main(argv: list[str] | None = None) -> int:
 
     def run_deploy(tag: str, command: str = "deploy") -> Callable[[], None]:
         def operation() -> None:
-            options = deploy.DeployOptions(tag=tag, registry=args.registry, command=command, e2e_gate=False,
-                                           message="bench/deploy_under_load.py")
+            options = deploy.DeployOptions(
+                tag=tag, registry=args.registry, command=command, e2e_gate=False, message="bench/deploy_under_load.py"
+            )
             deploy.deploy(site, instance, options, engine=engine)
+
         return operation
 
     def force_recreate() -> None:
         files = stack.compose_files(instance)
-        engine.compose(instance.project_name, files, ["up", "-d", "--force-recreate"],
-                       env=read_env_file(instance.env_file), capture=True)
+        engine.compose(
+            instance.project_name,
+            files,
+            ["up", "-d", "--force-recreate"],
+            env=read_env_file(instance.env_file),
+            capture=True,
+        )
         engine.wait_healthy(instance.project_name, list(COMPONENTS), instance.health_timeout_s)
 
     print(f"bringing '{instance.name}' to {args.from_tag} (not measured) ...", file=sys.stderr)
