@@ -1,0 +1,255 @@
+"""The provisioning playbook against a real target container (isletnet-target, reached over ssh
+on a loopback port), checked with pytest-testinfra. One container for the whole module; the
+tests run in order: --check on the fresh host, first run, idempotent second run, GPU branch,
+certbot failure, invalid daemon.json. Fast bad-input cases (missing variable, unreachable host)
+go through the real CLI.
+
+Docker Engine itself is not installed in the target (an engine cannot run in this unprivileged
+container): the inventory says docker_engine_managed: false, so the restart handler records the
+pending restart instead of restarting a service; the daemon.json merge is real.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import subprocess
+from pathlib import Path
+
+import pytest
+import requests
+import testinfra
+import yaml
+from click.testing import CliRunner
+
+from isletops.cli import main
+from isletops.provision import ProvisionResult, run_provision
+from tests.fixtures.provision import Target, free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
+
+HOST = "islet-target-1"
+EXISTING_DAEMON_JSON = {
+    "registry-mirrors": ["https://mirror.hospital.lan"],
+    "insecure-registries": ["10.1.2.3:5000"],
+    "log-opts": {"compress": "true"},
+    "debug": True,
+}
+BASE_VARS = {
+    "isletnet_instance": "prod",
+    "docker_engine_managed": False,
+    "docker_data_root": "/srv/docker",
+    "isletnet_env": {"API_URL": "https://islets.test/api"},
+    "isletops_mail": {"smtp_host": "mail.hospital.lan", "smtp_port": 25, "sender": "isletops@hospital.lan",
+                      "recipients": ["oncall@hospital.lan"]},
+    "probe_schedule": "*/3 * * * *",
+}
+
+
+def write_inventory(directory: Path, target: Target, **overrides) -> Path:
+    host_vars = target.host_vars()
+    group_vars = {**BASE_VARS, **overrides}
+    for key in [key for key, value in group_vars.items() if value is None]:
+        del group_vars[key]  # None: leave the variable out of the inventory
+    if "ansible_port" in overrides:
+        host_vars["ansible_port"] = group_vars.pop("ansible_port")
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "hosts.yml").write_text(
+        yaml.safe_dump({"isletnet": {"hosts": {HOST: host_vars}, "vars": group_vars}}, sort_keys=False)
+    )
+    return directory
+
+
+@pytest.fixture(scope="module")
+def target(make_target) -> Target:
+    target = make_target()
+    target.write("/etc/docker/daemon.json", json.dumps(EXISTING_DAEMON_JSON, indent=4))
+    return target
+
+
+@pytest.fixture(scope="module")
+def host(target: Target):
+    return testinfra.get_host(f"docker://{target.name}")
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("provision")
+
+
+def provision(workdir: Path, target: Target, name: str, *, tags=(), check=False, diff=False,
+              **overrides) -> ProvisionResult:
+    inventory = write_inventory(workdir / name, target, **overrides)
+    return run_provision(inventory, check=check, diff=diff, tags=tags, state_dir=workdir / "state")
+
+
+def daemon_json(host) -> dict:
+    return json.loads(host.file("/etc/docker/daemon.json").content_string)
+
+
+def test_check_mode_on_a_fresh_host_changes_nothing(workdir: Path, target: Target, host) -> None:
+    before = host.file("/etc/docker/daemon.json").content_string
+    result = provision(workdir, target, "check", check=True, diff=True)
+    assert result.succeeded, result.error_sentence()
+    assert result.hosts[HOST].changed > 0  # it reports what it would do ...
+    assert host.file("/etc/docker/daemon.json").content_string == before  # ... and does nothing
+    assert not host.file("/home/isletnet").exists
+    assert not host.file("/etc/cron.d/isletops-probe-prod").exists
+    assert not host.file("/etc/nginx/conf.d/isletnet.conf").exists
+    assert not host.user("isletnet").exists
+    stdout = (result.artifacts_dir / "stdout").read_text()
+    assert '"data-root": "/srv/docker"' in stdout  # --diff shows the daemon.json change
+
+
+def test_first_run_provisions_the_host(workdir: Path, target: Target, host) -> None:
+    result = provision(workdir, target, "first")
+    assert result.succeeded, result.error_sentence()
+    assert result.hosts[HOST].changed > 0
+    assert result.hosts[HOST].docker_restarts == 1  # daemon.json changed: one restart, however many keys
+    assert (result.artifacts_dir / "status").read_text() == "successful"
+    assert any("restart it to apply" in warning for warning in result.warnings)
+
+    settings = daemon_json(host)
+    for key, value in EXISTING_DAEMON_JSON.items():
+        if key != "log-opts":
+            assert settings[key] == value, key  # unknown keys kept
+    assert settings["data-root"] == "/srv/docker"
+    assert settings["default-address-pools"] == [{"base": "172.30.0.0/16", "size": 24}]
+    assert settings["log-driver"] == "json-file"
+    assert settings["log-opts"] == {"compress": "true", "max-size": "10m", "max-file": "3"}
+    assert "default-runtime" not in settings and "runtimes" not in settings  # no GPU here
+    assert host.file("/etc/docker/daemon.json").mode == 0o644
+    assert host.file("/var/lib/isletops/docker-restart-required").exists
+
+    user = host.user("isletnet")
+    assert user.uid == 10001 and user.home == "/home/isletnet"
+    instance = host.file("/home/isletnet/prod")
+    assert instance.is_directory and instance.user == "isletnet" and instance.mode == 0o750
+    for sub in ("data", "state", "logs"):
+        assert host.file(f"/home/isletnet/prod/{sub}").is_directory
+    env = host.file("/home/isletnet/prod/.env")
+    assert env.mode == 0o600 and env.user == "isletnet"
+    assert "API_URL=https://islets.test/api" in env.content_string
+    assert "LOCAL_DATA_DIR=/home/isletnet/prod/data" in env.content_string
+    site_config = yaml.safe_load(host.file("/home/isletnet/prod/isletops.yml").content_string)
+    assert site_config["mail"]["recipients"] == ["oncall@hospital.lan"]
+    assert site_config["default_instance"] == "prod"
+
+    cron = host.file("/etc/cron.d/isletops-probe-prod")
+    assert cron.mode == 0o644 and cron.user == "root"
+    assert ("*/3 * * * * isletnet /opt/isletops/bin/isletops --config /home/isletnet/prod/isletops.yml "
+            "--instance prod probe >> /home/isletnet/prod/logs/probe.log 2>&1") in cron.content_string
+    assert host.process.filter(comm="cron")
+
+    site = host.file("/etc/nginx/conf.d/isletnet.conf")
+    assert "proxy_pass http://isletnet_backend;" in site.content_string
+    assert "ssl_certificate /etc/ssl/isletnet/isletnet.crt;" in site.content_string
+    assert host.file("/etc/ssl/isletnet/isletnet.key").mode == 0o600
+    assert not host.file("/etc/nginx/sites-enabled/default").exists
+    assert host.run("nginx -t").rc == 0
+    assert host.process.filter(comm="nginx")
+    redirect = requests.get(f"http://127.0.0.1:{target.http_port}/x", allow_redirects=False, timeout=10)
+    assert redirect.status_code == 301 and redirect.headers["Location"].startswith("https://")
+
+
+def test_second_run_changes_nothing(workdir: Path, target: Target, host) -> None:
+    before = host.file("/etc/docker/daemon.json").content_string
+    result = provision(workdir, target, "first")
+    assert result.succeeded, result.error_sentence()
+    assert result.hosts[HOST].changed == 0, result.changed_tasks
+    assert result.hosts[HOST].docker_restarts == 0  # unchanged daemon.json: no restart
+    assert host.file("/etc/docker/daemon.json").content_string == before
+
+
+def test_gpu_from_inventory_adds_the_nvidia_runtime(workdir: Path, target: Target, host) -> None:
+    result = provision(workdir, target, "gpu", tags=["docker"], gpu=True)
+    assert result.succeeded, result.error_sentence()
+    assert result.hosts[HOST].docker_restarts == 1
+    settings = daemon_json(host)
+    assert settings["default-runtime"] == "nvidia"
+    assert settings["runtimes"] == {"nvidia": {"path": "nvidia-container-runtime", "args": []}}
+    assert settings["registry-mirrors"] == EXISTING_DAEMON_JSON["registry-mirrors"]
+    assert settings["data-root"] == "/srv/docker"
+
+
+def _served_certificate(port: int) -> str:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
+            context.wrap_socket(raw, server_hostname="islets.test") as tls:
+        return ssl.DER_cert_to_PEM_cert(tls.getpeercert(binary_form=True))
+
+
+def test_certbot_failure_keeps_the_site_served(workdir: Path, target: Target, host) -> None:
+    # A frontend inside the target, so "served" means a real page through nginx.
+    target.exec("sh", "-c", "mkdir -p /srv/front && echo islet-frontend-page > /srv/front/index.html")
+    subprocess.run(["docker", "exec", "-d", target.name, "python3", "-m", "http.server", "8080", "--bind",
+                    "127.0.0.1", "--directory", "/srv/front"], check=True)
+    # Nothing listens on port 9 in the target: a real certbot run that fails fast, no traffic leaves.
+    result = provision(workdir, target, "certbot", tags=["nginx", "certbot"], nginx_server_name="islets.test",
+                       certbot_email="ops@hospital.lan", certbot_server="https://127.0.0.1:9/directory")
+    assert result.succeeded, result.error_sentence()
+    assert any("certbot could not get a certificate for islets.test" in warning for warning in result.warnings), \
+        result.warnings
+    site = host.file("/etc/nginx/conf.d/isletnet.conf").content_string
+    assert "server_name islets.test;" in site
+    assert "ssl_certificate /etc/ssl/isletnet/isletnet.crt;" in site  # still the self-signed one
+    assert host.run("nginx -t").rc == 0
+    assert host.file("/etc/letsencrypt/renewal-hooks/deploy/isletnet-reload-nginx").mode == 0o755
+    assert host.file("/etc/cron.d/certbot").exists  # renewal without systemd (Debian's certbot cron job)
+    page = requests.get(f"https://127.0.0.1:{target.https_port}/", verify=False, timeout=10,
+                        headers={"Host": "islets.test"})
+    assert page.status_code == 200 and "islet-frontend-page" in page.text
+    assert page.headers["Strict-Transport-Security"].startswith("max-age=")
+    served = ssl.PEM_cert_to_DER_cert(_served_certificate(target.https_port))
+    assert served == ssl.PEM_cert_to_DER_cert(host.file("/etc/ssl/isletnet/isletnet.crt").content_string)
+
+
+def test_invalid_daemon_json_stops_and_is_left_untouched(workdir: Path, target: Target, host) -> None:
+    broken = '{"data-root": "/var/lib/docker",\n  "debug": true,,\n}\n'
+    target.write("/etc/docker/daemon.json", broken)
+    result = provision(workdir, target, "broken", tags=["docker"])
+    assert not result.succeeded
+    sentence = result.error_sentence()
+    assert "/etc/docker/daemon.json is not valid JSON (line 2" in sentence
+    assert "left untouched" in sentence
+    assert "\n" not in sentence
+    assert host.file("/etc/docker/daemon.json").content_string == broken
+    assert result.hosts[HOST].docker_restarts == 0
+
+
+def _cli(*args: str) -> tuple[int, str]:
+    outcome = CliRunner().invoke(main, list(args))
+    return outcome.exit_code, outcome.output
+
+
+def test_missing_inventory_variable_is_named(workdir: Path, target: Target, host) -> None:
+    before = host.file("/etc/cron.d/isletops-probe-prod").content_string
+    inventory = write_inventory(workdir / "missing", target, isletnet_instance=None)
+    code, output = _cli("provision", "--inventory", str(inventory), "--state-dir", str(workdir / "state"))
+    assert code == 2, output
+    error = [line for line in output.splitlines() if line.startswith("isletops: error:")]
+    assert error == [
+        f"isletops: error: Host {HOST} is missing the inventory variable 'isletnet_instance' (the instance name, "
+        "e.g. prod); add it to the inventory and run again."
+    ]
+    assert host.file("/etc/cron.d/isletops-probe-prod").content_string == before
+
+
+def test_unreachable_host_is_named(workdir: Path, target: Target) -> None:
+    inventory = write_inventory(workdir / "unreachable", target, ansible_port=free_port())
+    code, output = _cli("provision", "--inventory", str(inventory), "--state-dir", str(workdir / "state"))
+    assert code == 2, output
+    error = [line for line in output.splitlines() if line.startswith("isletops: error:")]
+    assert len(error) == 1
+    assert error[0].startswith(f"isletops: error: Host {HOST} is unreachable (")
+    assert "unreachable=1" in output
+
+
+def test_missing_inventory_folder_is_one_sentence(workdir: Path) -> None:
+    code, output = _cli("provision", "--inventory", str(workdir / "nowhere"))
+    assert code == 2
+    assert output.strip() == (f"isletops: error: Inventory {workdir / 'nowhere'} does not exist. Pass --inventory "
+                              "with a folder under inventory/ (e.g. inventory/local) or an inventory file.")
