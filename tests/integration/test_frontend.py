@@ -1,7 +1,8 @@
-"""The frontend in headless Chromium against a real stack without Docker: real nginx serves
-services/frontend/static and proxies /api/ to the Flask backend under a real HTTP server, backed
-by real PostgreSQL and SeaweedFS; a worker thread analyses jobs with the real islet library the
-way the shepherd does. Screenshots go to artifacts/frontend/ (look at them)."""
+"""The frontend in headless Chromium against a real stack without Docker: real nginx with the
+frontend image's nginx.conf serves services/frontend/static and proxies /api/ to the Flask
+backend under a real HTTP server, backed by real PostgreSQL and SeaweedFS; a worker thread
+analyses jobs with the real islet library the way the shepherd does. Screenshots go to
+artifacts/frontend/ (look at them)."""
 
 from __future__ import annotations
 
@@ -34,34 +35,24 @@ STATIC = REPO / "services" / "frontend" / "static"
 ARTIFACTS = REPO / "artifacts" / "frontend"
 CHROMIUM = "/usr/bin/chromium"
 
-NGINX_CONF = """
-daemon off;
-worker_processes 1;
-error_log {tmp}/error.log warn;
-pid {tmp}/nginx.pid;
-events {{ worker_connections 64; }}
-http {{
-  include /etc/nginx/mime.types;
-  access_log {tmp}/access.log;
-  client_body_temp_path {tmp}/body;
-  proxy_temp_path {tmp}/proxy;
-  fastcgi_temp_path {tmp}/fastcgi;
-  uwsgi_temp_path {tmp}/uwsgi;
-  scgi_temp_path {tmp}/scgi;
-  client_max_body_size 50m;
-  server {{
-    listen 127.0.0.1:{port};
-    root {static};
-    index index.html;
-    location /api/ {{
-      proxy_pass http://127.0.0.1:{backend_port};
-      proxy_set_header Host $host;
-      proxy_read_timeout 120s;
-    }}
-    location / {{ try_files $uri $uri/ /index.html; }}
-  }}
-}}
-"""
+FRONTEND_NGINX_CONF = REPO / "services" / "frontend" / "nginx.conf"
+
+
+def nginx_conf(tmp: Path, port: int, backend_port: int) -> str:
+    """The frontend image's own nginx.conf, with the container's paths, port and backend swapped
+    for this test's (so the browser tests exercise the configuration that ships)."""
+    text = FRONTEND_NGINX_CONF.read_text()
+    swaps = {
+        "/var/lib/isletnet/nginx": str(tmp),
+        "listen 8080;": f"listen 127.0.0.1:{port};",
+        "root /app/static;": f"root {STATIC};",
+        "http://backend:8000": f"http://127.0.0.1:{backend_port}",
+    }
+    for old, new in swaps.items():
+        assert old in text, f"{FRONTEND_NGINX_CONF} no longer contains {old!r}; update this test's swaps"
+        text = text.replace(old, new)
+    # The container runs nginx in the foreground as its only process; so does the test.
+    return "daemon off;\n" + text.replace("access_log /dev/stdout;", f"access_log {tmp}/access.log;")
 
 
 @dataclass
@@ -70,6 +61,7 @@ class LiveStack:
     api_url: str       # the backend directly
     store: object
     queue: object
+    backend: object    # the backend's HTTP server (tests may shut it down)
 
 
 class Worker(threading.Thread):
@@ -118,13 +110,13 @@ def live_stack(isolated_service_env: dict[str, str]) -> Iterator[LiveStack]:
     tmp = Path(tempfile.mkdtemp(prefix="h7-nginx-"))
     tmp.chmod(0o755)  # nginx workers run as an unprivileged user and keep upload bodies here
     port = free_port()
-    (tmp / "nginx.conf").write_text(NGINX_CONF.format(tmp=tmp, port=port, static=STATIC, backend_port=backend_port))
+    (tmp / "nginx.conf").write_text(nginx_conf(tmp, port, backend_port))
     process = subprocess.Popen([nginx, "-p", str(tmp), "-c", str(tmp / "nginx.conf")],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         _wait_http(f"http://127.0.0.1:{port}/")
         yield LiveStack(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{backend_port}",
-                        app.extensions["isletnet.store"], app.extensions["isletnet.jobs"])
+                        app.extensions["isletnet.store"], app.extensions["isletnet.jobs"], server)
     finally:
         process.terminate()
         process.wait(timeout=10)
@@ -291,3 +283,18 @@ def test_keyboard_only_reaches_every_upload_control(browser, live_stack: LiveSta
         assert control in reached, reached
     labels = page.evaluate("[...document.querySelectorAll('input, select')].every(e => e.labels.length > 0)")
     assert labels
+
+
+def test_backend_down_is_a_sentence_on_screen(browser, live_stack: LiveStack) -> None:
+    page = new_page(browser, 1280, 800)
+    page.goto(live_stack.url + "/#/jobs")
+    page.wait_for_selector("#region-jobs-table p, #jobs-table", state="attached")
+    live_stack.backend.shutdown()
+    live_stack.backend.server_close()
+    page.reload()
+    alert = page.get_by_role("alert").first
+    alert.wait_for()
+    # nginx of the frontend image answers for the missing backend in the API's own error format.
+    assert alert.inner_text() == "The backend is not reachable right now; try again in a minute."
+    shot(page, "backend-down-1280")
+    assert page.errors == []
