@@ -13,7 +13,8 @@
 | `MAX_IMAGE_PIXELS` | 200000000 | decompression-bomb limit |
 | `SHEPHERD_HEARTBEAT_FILE` | /tmp/shepherd.heartbeat | touched while the worker loop is healthy |
 | `SHEPHERD_HEARTBEAT_MAX_AGE` | 60 | the healthcheck fails when the file is older |
-| `SHEPHERD_STALL_SECONDS` | 900 | a job stage taking longer than this counts as hung (health fails) |
+| `SHEPHERD_STALL_SECONDS` | 900 | a job stage hung this long: health fails, its lease expires, another worker retries |
+| `SHEPHERD_HEALTH_PORT` | 8001 | `GET /health` (200/503 from the heartbeat); 0 turns it off |
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class ShepherdConfig:
     heartbeat_file: str = "/tmp/shepherd.heartbeat"
     heartbeat_max_age_s: float = 60.0
     stall_s: float = 900.0
+    health_port: int = 8001
     worker_id: str = ""
 
     @property
@@ -86,5 +88,6 @@ class ShepherdConfig:
             heartbeat_file=env.get("SHEPHERD_HEARTBEAT_FILE") or cls.heartbeat_file,
             heartbeat_max_age_s=_number(env, "SHEPHERD_HEARTBEAT_MAX_AGE", cls.heartbeat_max_age_s, 1),
             stall_s=_number(env, "SHEPHERD_STALL_SECONDS", cls.stall_s, 1),
+            health_port=int(_number(env, "SHEPHERD_HEALTH_PORT", cls.health_port, 0)),
             worker_id=env.get("WORKER_ID") or f"{socket.gethostname()}-{os.getpid()}",
         )

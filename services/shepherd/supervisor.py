@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from services.shepherd.config import ShepherdConfig
 from services.shepherd.gpus import visible_gpu_ids
+from services.shepherd.healthcheck import serve_health
 from services.shepherd.heartbeat import heartbeat_age, write_heartbeat
 from services.shepherd.worker import configure_logging, run_worker
 
@@ -122,6 +123,7 @@ class Supervisor:
 def main() -> int:
     configure_logging()
     config = ShepherdConfig.from_env()
+    serve_health(config)
     gpus = plan_workers(config)
     if len(gpus) == 1:
         if gpus[0] is not None:

@@ -467,7 +467,16 @@ class Worker:
         while not self._abandon.wait(interval):
             with self._active_lock:
                 active = list(self._active.values())
+            now = time.monotonic()
             for job in active:
+                if now - job.stage_since > self.config.stall_s:
+                    # A hung stage: stop extending its lease, so another worker takes the job over
+                    # (the attempts limit ends a job that hangs every worker).
+                    if not job.lost.is_set():
+                        log.error("job %s stuck in %s for %.0fs; letting its lease expire", job.claimed.id,
+                                  job.stage, now - job.stage_since)  # fmt: skip
+                    job.lost.set()
+                    continue
                 self._report_progress(job)
             if not active and self._stop.is_set():
                 return

@@ -10,11 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import requests
 
 from services.backend.tests.images import encode
 from services.common.storage import ObjectStore
 from services.islets import make_dtz_image
 from services.shepherd.tests.helpers import events, job, submit, wait_for
+from tests.fixtures.servers import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -41,11 +43,13 @@ def test_killed_worker_job_completes_exactly_once(isolated_service_env: dict[str
     png = encode(rgb, "PNG")
     job_id = submit(isolated_service_env, [(png, f"{n}.png") for n in range(6)])
     heartbeat = tmp_path / "shepherd.heartbeat"
+    health_port = free_port()
     env = {
         **os.environ, **isolated_service_env, "PYTHONPATH": str(REPOSITORY),
         "LEASE_SECONDS": "3", "POLL_SECONDS": "0.2", "DRAIN_SECONDS": "20", "SHEPHERD_DEVICE": "cpu",
         "WORKERS": "1", "SHEPHERD_CONCURRENCY": "1", "MAX_BATCH_SIZE": "1",
         "SHEPHERD_HEARTBEAT_FILE": str(heartbeat), "SHEPHERD_HEARTBEAT_MAX_AGE": "5",
+        "SHEPHERD_HEALTH_PORT": str(health_port),
     }  # fmt: skip
     log_path = tmp_path / "shepherd.log"
     store = ObjectStore.from_env(isolated_service_env)
@@ -66,6 +70,15 @@ def test_killed_worker_job_completes_exactly_once(isolated_service_env: dict[str
         processes.append(second)
         wait_for(lambda: job(env, job_id).state == "done", 180, "the second worker to finish the job")
         assert healthcheck(env).returncode == 0
+        health = wait_for(
+            lambda: (
+                requests.get(f"http://127.0.0.1:{health_port}/health", timeout=10).json()["worker"].get("done") == 1
+                and requests.get(f"http://127.0.0.1:{health_port}/health", timeout=10)
+            ),
+            30,
+            "the health endpoint to report the finished job",
+        )
+        assert health.status_code == 200 and health.json()["worker"]["worker_id"] == "second"
 
         second.send_signal(signal.SIGTERM)
         assert second.wait(timeout=60) == 0, "SIGTERM must stop an idle worker cleanly"

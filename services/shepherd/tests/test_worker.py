@@ -216,3 +216,26 @@ def test_lost_lease_is_noticed_and_the_job_completes_once(env: dict[str, str], t
     assert queue.complete(job_id, stale.token, {"islet_count": 0}) is False
     assert events(env, job_id) == ["created", "claimed", "reclaimed", "completed"]
     assert job(env, job_id).attempts == 2
+
+
+def test_a_hung_job_stops_being_extended_and_goes_to_another_worker(env: dict[str, str], tmp_path, dtz) -> None:
+    png, _ = dtz
+    job_id = submit(env, [(png, "a.png")])
+    hung = make_worker(env, tmp_path, model_loader=lambda name: SlowModel(8), lease_s=1.5, stall_s=1.0)
+    runner = threading.Thread(target=hung.process_next)
+    runner.start()
+    try:
+        wait_for(lambda: job(env, job_id).state == "running", 60, "the job to start")
+        rescuer = make_worker(env, tmp_path, worker_id="rescuer")
+        try:
+            assert (
+                wait_for(lambda: rescuer.process_next(), 60, "the lease to expire and the job to be reclaimed")
+                == "done"
+            )
+        finally:
+            rescuer.close()
+    finally:
+        runner.join(timeout=60)
+        hung.close()
+    assert events(env, job_id) == ["created", "claimed", "reclaimed", "completed"]
+    assert job(env, job_id).worker_id == "rescuer"
