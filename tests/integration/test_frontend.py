@@ -296,5 +296,6 @@ def test_backend_down_is_a_sentence_on_screen(browser, live_stack: LiveStack) ->
     alert.wait_for()
     # nginx of the frontend image answers for the missing backend in the API's own error format.
     assert alert.inner_text() == "The backend is not reachable right now; try again in a minute."
+    assert page.get_by_text("No jobs yet").count() == 0  # unknown is not empty
     shot(page, "backend-down-1280")
     assert page.errors == []

@@ -13,7 +13,7 @@ export function jobsView(state) {
     },
     { id: "jobs-error", key: jobs.error, render: () => jobs.error
       ? h("div", { className: "notice error", role: "alert" }, jobs.error) : null },
-    { id: "jobs-table", key: [jobs.loaded, jobs.list.map(rowKey)], render: () => jobsTable(jobs) },
+    { id: "jobs-table", key: [jobs.loaded, Boolean(jobs.error), jobs.list.map(rowKey)], render: () => jobsTable(jobs) },
   ];
 }
 
@@ -27,6 +27,7 @@ export function newestFirst(jobs) {
 
 function jobsTable(jobs) {
   if (!jobs.loaded) return h("p", { role: "status" }, "Loading jobs…");
+  if (!jobs.list.length && jobs.error) return null; // unknown, not empty: the error says why
   if (!jobs.list.length) {
     return h("div", { className: "panel" }, h("p", {}, "No jobs yet. ", h("a", { href: "#/upload" }, "Upload images"),
       " to start one."));
