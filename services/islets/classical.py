@@ -145,15 +145,19 @@ def classify_window(rgb_window: np.ndarray, light: np.ndarray, parameters: Class
     """Class map (0 background, 1 exocrine, 2 islet) of one window, given its light field."""
     normalised = rgb_window.astype(np.float32)
     normalised /= light
+    # Smooth the colour channels against sensor noise before any non-linear step: thresholds on
+    # smoothed *ratios* would move every outline outwards (the ratio is convex across an edge).
+    if parameters.smoothing_sigma_px > 0:
+        for channel in range(3):
+            normalised[:, :, channel] = ndimage.gaussian_filter(
+                normalised[:, :, channel], parameters.smoothing_sigma_px, mode="nearest", truncate=3.0
+            )
     red, green = normalised[:, :, 0], normalised[:, :, 1]
-    # Two features, smoothed against sensor noise: how much darker than the background the
-    # darkest channel is (any tissue), and the red-green chromaticity (dithizone).
+    # Two features: how much darker than the background the darkest channel is (any tissue),
+    # and the red-green chromaticity (dithizone).
     darkness = 1.0 - normalised.min(axis=2)
     redness = (red - green) / np.maximum(red + green, 1e-3)
     del normalised, red, green
-    if parameters.smoothing_sigma_px > 0:
-        darkness = ndimage.gaussian_filter(darkness, parameters.smoothing_sigma_px, mode="nearest", truncate=3.0)
-        redness = ndimage.gaussian_filter(redness, parameters.smoothing_sigma_px, mode="nearest", truncate=3.0)
     tissue = remove_small_components(darkness > parameters.tissue_threshold, parameters.speck_area_px)
     islet = remove_small_components(tissue & (redness > parameters.redness_threshold), parameters.speck_area_px)
     # The soft edge of an islet is dark enough to be tissue before it is red enough to be islet:

@@ -7,6 +7,7 @@ the pixel count is checked from the header *before* any pixel is decoded (decomp
 from __future__ import annotations
 
 import io
+import logging
 import re
 import warnings
 
@@ -14,6 +15,8 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from services.islets.errors import InvalidImageError
+
+log = logging.getLogger("services.islets")
 
 DEFAULT_MAX_PIXELS = 200_000_000
 
@@ -25,6 +28,7 @@ ACCEPTED_FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "MPO": "JPEG", "TIFF": "TIFF",
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 NOT_AN_IMAGE = "The file is not an image (PNG, JPEG or TIFF expected)."
+EXIF_ORIENTATION = 0x0112
 
 
 def _allow_pillow_up_to(max_pixels: int) -> None:
@@ -77,11 +81,14 @@ def _decode(image: Image.Image) -> Image.Image:
             image.load()
             # Orientation from the camera's EXIF tag, so measurements and overlay match what the
             # user sees; a broken EXIF block is not worth refusing the image for.
+            # Only when the tag asks for it: exif_transpose copies even an upright image.
             try:
-                transposed = ImageOps.exif_transpose(image)
-            except Exception:  # noqa: BLE001 - EXIF parsing errors come in many types
-                transposed = image
-            return transposed if transposed is not None else image
+                orientation = image.getexif().get(EXIF_ORIENTATION, 1)
+                if orientation not in (1, None):
+                    return ImageOps.exif_transpose(image) or image
+            except Exception as error:  # noqa: BLE001 - EXIF parsing errors come in many types
+                log.info("EXIF orientation ignored (unreadable EXIF block: %s)", error)
+            return image
     except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as error:
         raise InvalidImageError(f"The {kind} file is truncated or corrupt; upload it again.") from error
 
@@ -109,7 +116,19 @@ def _to_rgb_uint8(image: Image.Image) -> np.ndarray:
         image = Image.alpha_composite(white, rgba)
     if image.mode != "RGB":
         image = image.convert("RGB")
-    return np.ascontiguousarray(np.asarray(image, dtype=np.uint8))
+    return _rgb_array(image)
+
+
+def _rgb_array(image: Image.Image, strip_rows: int = 1024) -> np.ndarray:
+    """RGB Pillow image -> numpy, a strip of rows at a time: np.asarray(image) goes through one
+    bytes copy of the whole image (and a joined list of chunks), which for a 100 Mpx photo
+    would double the decode's peak memory."""
+    width, height = image.size
+    out = np.empty((height, width, 3), dtype=np.uint8)
+    for top in range(0, height, strip_rows):
+        bottom = min(top + strip_rows, height)
+        out[top:bottom] = np.asarray(image.crop((0, top, width, bottom)))
+    return out
 
 
 def image_size(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
