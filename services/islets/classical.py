@@ -36,7 +36,7 @@ class ClassicalParameters:
     background_degree: int = 3  # polynomial degree of the light field
     background_tolerance: float = 0.04  # blocks this much darker than the fit hold objects
     speck_area_px: int = 30  # islet/tissue fragments smaller than this are noise
-    tile_px: int = 2048  # tile side for large images
+    tile_px: int = 1024  # tile side for large images (working set ~50 MB per tile)
     tile_margin_px: int = 16  # > 3 sigma of smoothing + opening radius, > speck extent
 
 

@@ -171,6 +171,9 @@ def make_dtz_image(
     noise: float = 4.0,
     uneven_illumination: float = 0.0,
     ellipticity: float = 0.0,
+    *,
+    holes: int = 0,
+    specks: int = 0,
 ) -> tuple[np.ndarray, dict]:
     """A synthetic DTZ image and its ground truth.
 
@@ -178,6 +181,9 @@ def make_dtz_image(
     more islets (diameters drawn from 70-180 µm). `size` is (height, width) in pixels, chosen to
     fit when None. `ellipticity` e makes every islet an ellipse with minor/major = 1 - e and the
     same equivalent diameter. `uneven_illumination` is the darkening of the worst corner (0..1).
+    `holes` pale spots (8-20 µm, glare or a pale core) are put inside each islet: they belong to
+    the islet. `specks` red dots of 2-8 µm (debris, single stained cells) are scattered over the
+    background: they are no islets and too small to be fragments.
 
     Returns ``(rgb, truth)`` with truth = {"islets": [{"diameter_um", "major_um", "minor_um",
     "center_px": [x, y]}], "pairs": [[i, j], ...], "ieq_ricordi", "ieq_sphere", "ieq_ellipsoid",
@@ -244,6 +250,25 @@ def make_dtz_image(
             )
         if len(indices) == 2:
             pairs.append(indices)
+
+    pale = np.asarray(BACKGROUND_RGB, dtype=np.float32) * 0.97
+    scratch = np.zeros((height, width), dtype=np.float32)  # coverage of decorations is not truth
+    for islet in islets:
+        radius_px = islet["minor_um"] / 2 / pixel_size_um
+        for _ in range(holes):
+            offset, direction = rng.uniform(0, 0.5) * radius_px, rng.uniform(0, 2 * math.pi)
+            size = rng.uniform(8.0, 20.0) / 2 / pixel_size_um
+            x, y = islet["center_px"]
+            spot = _Ellipse(x + offset * math.cos(direction), y + offset * math.sin(direction), size, size, 0.0)
+            _paint(image, scratch, spot, pale, texture)
+    speck_colour = np.asarray(ISLET_RGB_LOW, dtype=np.float32)
+    for _ in range(specks):
+        x, y = rng.uniform(0, width), rng.uniform(0, height)
+        if all(
+            math.hypot(x - cx, y - cy) > unit.radius + gap / 2 for unit, (cx, cy) in zip(units, centres, strict=True)
+        ):
+            size = rng.uniform(2.0, 8.0) / 2 / pixel_size_um
+            _paint(image, scratch, _Ellipse(x, y, size, size, 0.0), speck_colour, texture)
 
     if uneven_illumination:
         image *= _illumination(height, width, float(uneven_illumination))[:, :, None]

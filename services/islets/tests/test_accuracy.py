@@ -120,3 +120,13 @@ def test_tiles_give_the_same_class_map_as_one_piece():
     whole = segment(rgb, ClassicalParameters(tile_px=4096))
     tiled = segment(rgb, ClassicalParameters(tile_px=300))
     assert np.count_nonzero(whole != tiled) <= 1e-4 * whole.size
+
+
+def test_holes_are_filled_and_specks_ignored():
+    # pale spots of 8-20 µm inside every islet, 60 red specks of 2-8 µm over the background
+    rgb, truth = make_dtz_image(seed=12, holes=2, specks=60, noise=6)
+    summary = analyse_image(rgb)["summary"]
+    assert summary["islet_count"] == truth["islet_count"]
+    for method in ("ieq_sphere", "ieq_ellipsoid", "ieq_ricordi"):
+        assert summary[method] == pytest.approx(truth[method], rel=IEQ_TOLERANCE)
+    assert summary["fragmentation"] < 0.005  # specks are noise, not fragments
