@@ -160,7 +160,7 @@ def run_provision(
         },
         ident=ident,
         rotate_artifacts=ARTIFACTS_KEPT,
-        quiet=not verbose,
+        quiet=not (verbose or diff),  # --diff: ansible's own output shows the changes as they happen
         suppress_env_files=True,  # extra vars may hold secrets
         timeout=timeout_s,
     )
