@@ -285,3 +285,12 @@ def test_access_statistics_are_counted_per_route(
         ("/api/jobs/<job_id>", "GET", 404): 1,
         ("/api/jobs", "POST", 201): 1,
     }
+
+
+def test_reads_while_the_database_is_down_are_503(make_app: Callable[..., Flask]) -> None:
+    dead = JobQueue(f"postgresql://x:y@127.0.0.1:{free_port()}/x", connect_timeout_s=1)
+    client = make_app(jobs=dead).test_client()
+    for path in ("/api/jobs", f"/api/jobs/{'a' * 32}", "/api/queue"):
+        response = client.get(path)
+        assert_plain_error(response, 503, "job database .* cannot be reached")
+        assert response.headers["Retry-After"] == "30"
