@@ -2,10 +2,10 @@
 no weights needed.
 
 Per pixel: flat-field the image against its own background (uneven illumination, colour cast),
-then *tissue* = darker than the background, *islet* = tissue whose red-green chromaticity is high
-(dithizone binds zinc in beta cells: crimson), *exocrine* = the remaining tissue; both features
-are smoothed a little against sensor noise and specks are dropped. (Holes inside islets are
-filled by the measurement, for every model alike.) Large images are processed in overlapping
+smooth the channels a little (sensor noise), then *tissue* = darker than the background, *islet*
+= tissue whose red-green chromaticity is high (dithizone binds zinc in beta cells: crimson),
+*exocrine* = the remaining tissue; specks are dropped. (Holes inside islets are filled by the
+measurement, for every model alike.) Large images are processed in overlapping
 tiles, so the float working set stays a few tiles' size whatever the image size.
 
 Splitting touching islets is not done here but in :mod:`services.islets.measure`, so that every
