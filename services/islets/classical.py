@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from services.islets.errors import ModelError
+
 BACKGROUND, EXOCRINE, ISLET = 0, 1, 2
 RIM_STRUCTURE = ndimage.generate_binary_structure(2, 1)  # a disc of radius 1 (plus shape)
 
@@ -183,8 +185,8 @@ def tile_windows(height: int, width: int, tile: int, margin: int):
 def segment(rgb: np.ndarray, parameters: ClassicalParameters | None = None) -> np.ndarray:
     """H×W×3 uint8 RGB -> H×W uint8 class map, tile by tile."""
     parameters = parameters or ClassicalParameters()
-    if rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ValueError(f"Expected an H×W×3 RGB image, got shape {rgb.shape}.")
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"it expects H×W×3 uint8 RGB images, got {rgb.dtype} of shape {rgb.shape}")
     height, width = rgb.shape[:2]
     field, factor = estimate_background(rgb, parameters)
     classes = np.zeros((height, width), dtype=np.uint8)
@@ -209,4 +211,7 @@ class ClassicalModel:
         self.parameters = parameters or ClassicalParameters()
 
     def predict(self, batch: list[np.ndarray]) -> list[np.ndarray]:
-        return [segment(np.asarray(image), self.parameters) for image in batch]
+        try:
+            return [segment(np.asarray(image), self.parameters) for image in batch]
+        except (ValueError, MemoryError) as error:
+            raise ModelError(f"The model 'classical' failed while predicting: {str(error).rstrip('.')}.") from error

@@ -114,6 +114,11 @@ class _TiledNetwork:
         pieces: list[tuple[int, tuple, np.ndarray]] = []
         for index, image in enumerate(batch):
             image = np.asarray(image)
+            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+                raise ModelError(
+                    f"The model '{self.name}' failed while predicting: it expects H×W×3 uint8 RGB images, "
+                    f"got {image.dtype} of shape {image.shape}."
+                )
             if self.fixed_size is not None:
                 height, width = self.fixed_size
                 resized = np.asarray(Image.fromarray(image).resize((width, height), Image.BILINEAR))

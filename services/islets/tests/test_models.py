@@ -60,6 +60,15 @@ def test_classical_model_is_loaded_once_and_kept():
     assert get_model("classical") is model
 
 
+@pytest.mark.parametrize("name", ["classical", "colour"])
+@pytest.mark.parametrize("image", [np.zeros((8, 8), dtype=np.uint8), np.zeros((8, 8, 3), dtype=np.float32)])
+def test_models_refuse_what_is_not_an_rgb_image(models_dir, name, image):
+    colour_model(models_dir / "colour.onnx")
+    with pytest.raises(ModelError) as caught:
+        get_model(name).predict([image])
+    assert str(caught.value).startswith(f"The model '{name}' failed while predicting: it expects H×W×3 uint8 RGB")
+
+
 def test_unknown_model_lists_the_known_ones(models_dir):
     colour_model(models_dir / "unet.onnx")
     with pytest.raises(UnknownModelError) as caught:
