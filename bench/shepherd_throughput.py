@@ -64,23 +64,28 @@ def one_image(blob: bytes, predict, model_name: str) -> Timing:
     return Timing(decoded - started, predicted - decoded, time.perf_counter() - predicted)
 
 
-def run_sequential(blobs: list[bytes], model) -> tuple[float, list[Timing]]:
-    started = time.perf_counter()
+def run_sequential(blobs: list[bytes], model) -> tuple[float, float, list[Timing]]:
+    """Wall seconds, CPU seconds (all threads) and per-image timings."""
+    started, cpu = time.perf_counter(), time.process_time()
     timings = [one_image(blob, lambda rgb: model.predict([rgb])[0], model.name) for blob in blobs]
-    return time.perf_counter() - started, timings
+    return time.perf_counter() - started, time.process_time() - cpu, timings
 
 
 def run_batched(
     blobs: list[bytes], model, workers: int, max_batch: int, max_wait: float
-) -> tuple[float, list[Timing], list[int]]:
+) -> tuple[float, float, list[Timing], list[int]]:
+    """`workers` jobs at once (threads, like the shepherd's concurrent jobs), the model stage
+    through one DynamicBatcher."""
     with DynamicBatcher(model.predict, max_batch_size=max_batch, max_wait_s=max_wait) as batcher:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
+
+        def job(blob: bytes) -> Timing:
+            return one_image(blob, lambda rgb: batcher.submit(rgb).result(), model.name)
+
         with ThreadPoolExecutor(workers) as pool:
-            timings = list(
-                pool.map(lambda blob: one_image(blob, lambda rgb: batcher.submit(rgb).result(), model.name), blobs)
-            )
-        wall = time.perf_counter() - started
-    return wall, timings, batcher.batch_sizes
+            timings = list(pool.map(job, blobs))
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+    return wall, cpu, timings, batcher.batch_sizes
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -88,7 +93,7 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(share * (len(ordered) - 1))))]
 
 
-def report(label: str, wall: float, timings: list[Timing], batches: list[int] | None = None) -> None:
+def report(label: str, wall: float, cpu: float, timings: list[Timing], batches: list[int] | None = None) -> None:
     totals = [t.total for t in timings]
     decode, model, post = (
         statistics.mean(getattr(t, stage) for t in timings) * 1000 for stage in Timing.__annotations__
@@ -97,6 +102,7 @@ def report(label: str, wall: float, timings: list[Timing], batches: list[int] | 
         f"  {label:<34} {len(timings) / wall:6.2f} img/s   p50 {percentile(totals, 0.5) * 1000:7.0f} ms"
         f"   p95 {percentile(totals, 0.95) * 1000:7.0f} ms"
         f"   decode {decode:5.0f} / model {model:6.0f} / post {post:5.0f} ms"
+        f"   CPU {cpu / len(timings) * 1000:5.0f} ms/img"
     )
     if batches:
         line += f"   batches: mean {statistics.mean(batches):.1f}, max {max(batches)}"
@@ -196,8 +202,9 @@ def run_throughput(args: argparse.Namespace) -> None:
             one_image(blobs[0], lambda rgb, m=model: m.predict([rgb])[0], model.name)  # warm-up
             report("one at a time", *run_sequential(blobs, model))
             for workers in args.workers:
-                wall, timings, batches = run_batched(blobs, model, workers, args.max_batch, args.max_wait)
-                report(f"{workers} jobs, DynamicBatcher({args.max_batch}, {args.max_wait}s)", wall, timings, batches)
+                wall, cpu, timings, batches = run_batched(blobs, model, workers, args.max_batch, args.max_wait)
+                label = f"{workers} jobs, DynamicBatcher({args.max_batch}, {args.max_wait}s)"
+                report(label, wall, cpu, timings, batches)
 
 
 if __name__ == "__main__":
