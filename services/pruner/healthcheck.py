@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from services.pruner.prune import PrunerConfigError, PrunerSettings, read_status_file
+from services.pruner.status import PrunerConfigError, PrunerSettings, read_status_file
 
 GRACE_S = 300.0
 

@@ -70,7 +70,10 @@ const actions = {
         { files: upload.files, pixelSize: pixel.value, model: upload.model || state.models.default, training: upload.training },
         (fraction) => update((s) => { s.upload.progress = fraction; }),
       );
-      update((s) => { s.upload.submitting = false; s.upload.files = []; s.upload.fileErrors = []; });
+      // The training mark is per upload: the next images are not training images unless ticked again.
+      update((s) => {
+        s.upload.submitting = false; s.upload.files = []; s.upload.fileErrors = []; s.upload.training = false;
+      });
       announce(`Job ${job.id.slice(0, 8)} was created and is waiting for analysis.`);
       window.location.hash = `#/jobs/${job.id}`;
     } catch (error) {
