@@ -123,30 +123,35 @@ def peak_rss_mib(reset: bool = False) -> float:
 
 
 def huge_child(path: str) -> None:
-    """Runs in a fresh process: the whole pipeline on one big PNG; prints stage times and the
-    peak RSS of each stage (and overall)."""
+    """Runs in a fresh process: the whole pipeline on one big PNG; prints wall and CPU seconds and
+    the peak RSS of each stage (and overall)."""
     imports = peak_rss_mib(reset=True)
     data = Path(path).read_bytes()
-    started = time.perf_counter()
+    marks = [(time.perf_counter(), time.process_time())]
+    peaks: dict[str, float] = {}
+
+    def stage(name: str) -> None:
+        marks.append((time.perf_counter(), time.process_time()))
+        peaks[name] = peak_rss_mib(reset=True)
+
     rgb = preprocess(data)
-    decoded = time.perf_counter()
     del data
-    peaks = {"decode": peak_rss_mib(reset=True)}
+    stage("decode")
     classes = ClassicalModel().predict([rgb])[0]
-    predicted = time.perf_counter()
-    peaks["model"] = peak_rss_mib(reset=True)
+    stage("model")
     result = measure(classes, 0.843, model="classical")
-    measured = time.perf_counter()
-    peaks["measure"] = peak_rss_mib(reset=True)
+    stage("measure")
     overlay = render_overlay(rgb, result)
-    done = time.perf_counter()
-    peaks["overlay"] = peak_rss_mib()
+    stage("overlay")
+    times = ", ".join(
+        f"{name} {end[0] - start[0]:.1f} s ({end[1] - start[1]:.1f} s CPU)"
+        for name, start, end in zip(peaks, marks, marks[1:], strict=False)
+    )
     print(
-        f"{rgb.shape[1]}x{rgb.shape[0]}: decode {decoded - started:.1f} s, model {predicted - decoded:.1f} s, "
-        f"measure {measured - predicted:.1f} s, overlay {done - measured:.1f} s; "
-        f"{result['summary']['islet_count']} islets; overlay PNG {len(overlay) / 1e6:.1f} MB\n"
+        f"{rgb.shape[1]}x{rgb.shape[0]}: {times}; {result['summary']['islet_count']} islets; "
+        f"overlay PNG {len(overlay) / 1e6:.1f} MB\n"
         f"  peak RSS {max(peaks.values()):.0f} MiB (per stage: "
-        + ", ".join(f"{stage} {value:.0f}" for stage, value in peaks.items())
+        + ", ".join(f"{name} {value:.0f}" for name, value in peaks.items())
         + f"; after imports {imports:.0f} MiB; the RGB image alone is {rgb.nbytes / 2**20:.0f} MiB)"
     )
 
