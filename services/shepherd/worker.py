@@ -235,6 +235,11 @@ class Worker:
                 self._stop.wait(backoff)
                 backoff = min(_MAX_BACKOFF_S, backoff * 2)
                 continue
+            except ServiceError as problem:  # e.g. wrong database credentials: say it, keep trying
+                log.error("cannot take jobs, retrying in %.0fs: %s", backoff, problem)
+                self._stop.wait(backoff)
+                backoff = min(_MAX_BACKOFF_S, backoff * 2)
+                continue
             except Exception:  # a bug in one claim must not end the slot
                 log.exception("unexpected error in the worker loop")
                 self._stop.wait(backoff)
