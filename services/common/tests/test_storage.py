@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -42,8 +43,8 @@ def test_put_overwrites(store: ObjectStore) -> None:
 
 def test_list_pages_past_1000_keys(store: ObjectStore) -> None:
     keys = [f"many/{i:05d}" for i in range(1005)]
-    for key in keys:
-        store.put(key, b"")
+    with ThreadPoolExecutor(8) as pool:  # the store is shared between threads in the services too
+        list(pool.map(lambda key: store.put(key, b""), keys))
     assert store.list("many/") == keys
     assert store.delete(keys) == 1005
     assert store.list("many/") == []
