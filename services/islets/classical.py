@@ -154,12 +154,12 @@ def classify_window(rgb_window: np.ndarray, light: np.ndarray, parameters: Class
             normalised[:, :, channel] = ndimage.gaussian_filter(
                 normalised[:, :, channel], parameters.smoothing_sigma_px, mode="nearest", truncate=3.0
             )
-    red, green = normalised[:, :, 0], normalised[:, :, 1]
+    red, green, blue = normalised[:, :, 0], normalised[:, :, 1], normalised[:, :, 2]
     # Two features: how much darker than the background the darkest channel is (any tissue),
     # and the red-green chromaticity (dithizone).
-    darkness = 1.0 - normalised.min(axis=2)
+    darkness = 1.0 - np.minimum(np.minimum(red, green), blue)
     redness = (red - green) / np.maximum(red + green, 1e-3)
-    del normalised, red, green
+    del normalised, red, green, blue
     tissue = remove_small_components(darkness > parameters.tissue_threshold, parameters.speck_area_px)
     islet = remove_small_components(tissue & (redness > parameters.redness_threshold), parameters.speck_area_px)
     # The soft edge of an islet is dark enough to be tissue before it is red enough to be islet:
