@@ -23,7 +23,7 @@ from scipy import ndimage
 from services.islets.errors import ModelError
 
 BACKGROUND, EXOCRINE, ISLET = 0, 1, 2
-RIM_STRUCTURE = ndimage.generate_binary_structure(2, 1)  # a disc of radius 1 (plus shape)
+RIM_STRUCTURE = ndimage.generate_binary_structure(2, 1)  # plus shape; applied twice: a diamond of radius 2
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,7 @@ class ClassicalParameters:
 
     tissue_threshold: float = 0.10  # 1 - darkest normalised channel above this = tissue
     redness_threshold: float = 0.20  # (r - g)/(r + g) above this = islet (about half-way into the edge)
+    black_threshold: float = 0.15  # brightest normalised channel below this = outside the field of view
     smoothing_sigma_px: float = 1.0  # noise suppression before thresholding
     background_block_px: int = 24  # the light field is fitted to means of blocks this size
     background_degree: int = 3  # polynomial degree of the light field
@@ -159,12 +160,16 @@ def classify_window(rgb_window: np.ndarray, light: np.ndarray, parameters: Class
     # and the red-green chromaticity (dithizone).
     darkness = 1.0 - np.minimum(np.minimum(red, green), blue)
     redness = (red - green) / np.maximum(red + green, 1e-3)
+    # Black is not tissue: the dark corners outside a microscope's round field of view (their
+    # chromaticity is pure noise, so they must not reach the islet test either).
+    lit = np.maximum(np.maximum(red, green), blue) > parameters.black_threshold
     del normalised, red, green, blue
-    tissue = remove_small_components(darkness > parameters.tissue_threshold, parameters.speck_area_px)
+    tissue = remove_small_components((darkness > parameters.tissue_threshold) & lit, parameters.speck_area_px)
     islet = remove_small_components(tissue & (redness > parameters.redness_threshold), parameters.speck_area_px)
-    # The soft edge of an islet is dark enough to be tissue before it is red enough to be islet:
-    # an opening removes that thin rim from the exocrine class (real acinar tissue is thicker).
-    exocrine = ndimage.binary_opening(tissue & ~islet, structure=RIM_STRUCTURE)
+    # The soft edge of an islet is dark enough to be tissue before it is red enough to be islet,
+    # and so is the edge of a black field-of-view border: an opening (radius 2) removes such thin
+    # rims from the exocrine class (real acinar tissue is far thicker).
+    exocrine = ndimage.binary_opening(tissue & ~islet, structure=RIM_STRUCTURE, iterations=2)
     classes = np.zeros(rgb_window.shape[:2], dtype=np.uint8)
     classes[exocrine] = EXOCRINE
     classes[islet] = ISLET

@@ -130,3 +130,24 @@ def test_holes_are_filled_and_specks_ignored():
     for method in ("ieq_sphere", "ieq_ellipsoid", "ieq_ricordi"):
         assert summary[method] == pytest.approx(truth[method], rel=IEQ_TOLERANCE)
     assert summary["fragmentation"] < 0.005  # specks are noise, not fragments
+
+
+def test_black_corners_outside_a_round_field_of_view_are_background():
+    rgb, truth = make_dtz_image(seed=2, exocrine_clumps=2)
+    plain = analyse_image(rgb)["summary"]
+    # the sample inside a round field of view, black (sensor noise) around it, as microscope
+    # cameras often record
+    height, width = rgb.shape[:2]
+    radius = int(np.hypot(height, width) / 2) + 10
+    side = 2 * radius - 60
+    canvas = np.random.default_rng(0).normal(8, 3, (side, side, 3)).clip(0, 255).astype(np.uint8)
+    ys, xs = np.mgrid[:side, :side]
+    canvas[np.hypot(ys - side / 2, xs - side / 2) < radius] = (232, 226, 214)
+    top, left = (side - height) // 2, (side - width) // 2
+    canvas[top : top + height, left : left + width] = rgb
+    summary = analyse_image(canvas)["summary"]
+    assert summary["islet_count"] == truth["islet_count"]
+    assert summary["ieq_sphere"] == pytest.approx(truth["ieq_sphere"], rel=IEQ_TOLERANCE)
+    # the black corners are neither exocrine nor islet: same tissue as without them (within 5 %)
+    assert summary["exocrine_area_um2"] == pytest.approx(plain["exocrine_area_um2"], rel=0.05)
+    assert summary["purity"] == pytest.approx(plain["purity"], abs=0.01)
