@@ -60,7 +60,7 @@ def test_idle_stack_passes(stack) -> None:
 
 def test_saturated_shepherd_is_slow_not_critical(stack) -> None:
     saturate(stack)
-    assert queue(stack)["queued"] >= LOAD_JOBS - 2
+    assert queue(stack)["queued"] >= 6, "the shepherd should still have minutes of work queued"
     # Behind the whole queue (priority 0) with a short deadline: the result cannot come in time,
     # but jobs keep finishing, so this must be "slow", never CRITICAL.
     behind = probe(stack, priority=0, deadline_s=40)
