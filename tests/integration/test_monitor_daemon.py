@@ -66,3 +66,39 @@ def test_busy_status_port_is_one_sentence(tmp_path: Path) -> None:
         with pytest.raises(MonitorError, match=f"Cannot serve the status page on 127.0.0.1:{port}"):
             daemon.start()
         assert not daemon.scheduler.running
+
+
+def test_isletops_monitor_runs_until_sigterm(tmp_path: Path) -> None:
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    import yaml
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    disabled = {name: {"enabled": False} for name in ("containers", "http", "e2e", "gpu", "tls", "pruner")}
+    config = tmp_path / "isletops.yml"
+    config.write_text(yaml.safe_dump({
+        "instances_root": str(tmp_path / "instances"), "default_instance": "h5cli",
+        "monitoring": {"status_port": port, "probes": {**disabled, "disk": {"paths": [str(tmp_path)]}}},
+    }))  # fmt: skip
+    isletops = str(Path(sys.executable).with_name("isletops"))
+    process = subprocess.Popen([isletops, "--config", str(config), "monitor"], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        status = None
+        while time.monotonic() < deadline and status is None:
+            try:
+                status = requests.get(f"http://127.0.0.1:{port}/status", timeout=2).json()
+            except requests.ConnectionError:
+                time.sleep(0.3)
+        assert status is not None and status["instance"] == "h5cli" and list(status["probes"]) == ["disk"]
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+        assert f"http://127.0.0.1:{port}/status" in process.stderr.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
