@@ -24,6 +24,10 @@ ISLET_RGB_LOW = (150.0, 22.0, 38.0)
 ISLET_RGB_HIGH = (192.0, 52.0, 72.0)
 GAP_UM = 30.0  # free space kept between separate islets so "separated" really means separated
 PAIR_DIAMETER_RANGE_UM = (70.0, 180.0)
+CLUMP_REACH_UM = 110.0  # an exocrine clump extends about this far from its centre
+HOLE_DIAMETER_RANGE_UM = (8.0, 20.0)
+SPECK_DIAMETER_RANGE_UM = (2.0, 8.0)
+TEXTURE_STRENGTH = 0.2  # times a σ=2 px smoothed unit noise (std ~0.14): about ±3 %
 
 
 @dataclass
@@ -161,6 +165,115 @@ def _illumination(height: int, width: int, strength: float) -> np.ndarray:
     return (1.0 - strength * (0.7 * ramp + 0.3 * vignette)).astype(np.float32)
 
 
+def _layout(
+    units: list[_Unit], size: tuple[int, int] | None, gap: float, rng: np.random.Generator
+) -> tuple[int, int, list[tuple[float, float]]]:
+    """Image size and unit centres: in the given size, or in the smallest square (grown by 15 %
+    steps from about 2.5x the units' footprint) where they fit."""
+    if size is not None:
+        height, width = int(size[0]), int(size[1])
+        centres = _place(units, height, width, gap, rng) if units else []
+        if centres is None:
+            raise ValueError(f"The islets do not fit into {height}×{width} pixels; give a larger size.")
+        return height, width, centres
+    footprint = sum((2 * unit.radius + gap) ** 2 for unit in units)
+    side = max(math.sqrt(footprint * 2.5), max((2 * u.radius + 2 * gap for u in units), default=0), 256.0)
+    while True:
+        height = width = int(math.ceil(side))
+        centres = _place(units, height, width, gap, rng)
+        if centres is not None:
+            return height, width, centres
+        side *= 1.15
+
+
+def _clear_of_units(x: float, y: float, units: list[_Unit], centres: list[tuple[float, float]], margin: float) -> bool:
+    return all(math.hypot(x - cx, y - cy) > unit.radius + margin for unit, (cx, cy) in zip(units, centres, strict=True))
+
+
+def _paint_exocrine(
+    image: np.ndarray,
+    cover: np.ndarray,
+    texture: np.ndarray,
+    count: int,
+    clear_of: tuple,
+    pixel_size_um: float,
+    rng: np.random.Generator,
+) -> None:
+    """Exocrine clumps where no islet is, so every islet's outline is its own."""
+    height, width = cover.shape
+    colour = np.asarray(EXOCRINE_RGB, dtype=np.float32)
+    for _ in range(count):
+        for _attempt in range(200):
+            x, y = rng.uniform(0, width), rng.uniform(0, height)
+            if _clear_of_units(x, y, *clear_of, margin=CLUMP_REACH_UM / pixel_size_um):
+                for part in _exocrine_clump((x, y), pixel_size_um, rng):
+                    _paint(image, cover, part, colour, texture)
+                break
+
+
+def _paint_islets(
+    image: np.ndarray,
+    cover: np.ndarray,
+    texture: np.ndarray,
+    units: list[_Unit],
+    centres: list[tuple[float, float]],
+    pixel_size_um: float,
+    rng: np.random.Generator,
+) -> tuple[list[dict], list[list[int]]]:
+    """Paint every islet in its own shade; return their truth records and the touching pairs."""
+    islets: list[dict] = []
+    pairs: list[list[int]] = []
+    for unit, (cx, cy) in zip(units, centres, strict=True):
+        indices = []
+        for ellipse in unit.ellipses:
+            placed = _Ellipse(cx + ellipse.cx, cy + ellipse.cy, ellipse.semi_major, ellipse.semi_minor, ellipse.angle)
+            colour = rng.uniform(ISLET_RGB_LOW, ISLET_RGB_HIGH).astype(np.float32)
+            _paint(image, cover, placed, colour, texture)
+            major_um, minor_um = 2 * placed.semi_major * pixel_size_um, 2 * placed.semi_minor * pixel_size_um
+            indices.append(len(islets))
+            islets.append(
+                {
+                    "diameter_um": float(math.sqrt(major_um * minor_um)),
+                    "major_um": float(major_um),
+                    "minor_um": float(minor_um),
+                    "center_px": [float(placed.cx), float(placed.cy)],
+                }
+            )
+        if len(indices) == 2:
+            pairs.append(indices)
+    return islets, pairs
+
+
+def _paint_holes_and_specks(
+    image: np.ndarray,
+    texture: np.ndarray,
+    islets: list[dict],
+    holes: int,
+    specks: int,
+    clear_of: tuple,
+    pixel_size_um: float,
+    rng: np.random.Generator,
+) -> None:
+    """Pale spots inside islets (part of them) and red debris on the background (not islets)."""
+    height, width = texture.shape
+    scratch = np.zeros((height, width), dtype=np.float32)  # decorations are not ground truth
+    pale = np.asarray(BACKGROUND_RGB, dtype=np.float32) * 0.97
+    for islet in islets:
+        radius_px = islet["minor_um"] / 2 / pixel_size_um
+        x, y = islet["center_px"]
+        for _ in range(holes):
+            offset, direction = rng.uniform(0, 0.5) * radius_px, rng.uniform(0, 2 * math.pi)
+            size = rng.uniform(*HOLE_DIAMETER_RANGE_UM) / 2 / pixel_size_um
+            spot = _Ellipse(x + offset * math.cos(direction), y + offset * math.sin(direction), size, size, 0.0)
+            _paint(image, scratch, spot, pale, texture)
+    speck_colour = np.asarray(ISLET_RGB_LOW, dtype=np.float32)
+    for _ in range(specks):
+        x, y = rng.uniform(0, width), rng.uniform(0, height)
+        if _clear_of_units(x, y, *clear_of, margin=GAP_UM / 2 / pixel_size_um):
+            size = rng.uniform(*SPECK_DIAMETER_RANGE_UM) / 2 / pixel_size_um
+            _paint(image, scratch, _Ellipse(x, y, size, size, 0.0), speck_colour, texture)
+
+
 def make_dtz_image(
     seed: int = 0,
     diameters_um: Sequence[float] = (80, 120, 160, 220),
@@ -194,81 +307,19 @@ def make_dtz_image(
     rng = np.random.default_rng(seed)
     units = [_single(float(d), ellipticity, pixel_size_um, rng) for d in diameters_um]
     units += [_pair(ellipticity, pixel_size_um, rng) for _ in range(touching_pairs)]
-    gap = GAP_UM / pixel_size_um
+    height, width, centres = _layout(units, size, GAP_UM / pixel_size_um, rng)
 
-    if size is not None:
-        height, width = int(size[0]), int(size[1])
-        centres = _place(units, height, width, gap, rng) if units else []
-        if centres is None:
-            raise ValueError(f"The islets do not fit into {height}×{width} pixels; give a larger size.")
-    else:
-        footprint = sum((2 * unit.radius + gap) ** 2 for unit in units)
-        side = max(math.sqrt(footprint * 2.5), max((2 * u.radius + 2 * gap for u in units), default=0), 256.0)
-        centres = None
-        while centres is None:
-            height = width = int(math.ceil(side))
-            centres = _place(units, height, width, gap, rng)
-            side *= 1.15
-
-    texture = 1.0 + 0.05 * ndimage.gaussian_filter(rng.standard_normal((height, width)).astype(np.float32), 2.0) * 4.0
+    # Slight stain/tissue texture (a few per cent), shared by all objects.
+    texture = 1.0 + TEXTURE_STRENGTH * ndimage.gaussian_filter(
+        rng.standard_normal((height, width)).astype(np.float32), 2.0
+    )
     image = np.empty((height, width, 3), dtype=np.float32)
     image[:] = np.asarray(BACKGROUND_RGB, dtype=np.float32)
     islet_cover = np.zeros((height, width), dtype=np.float32)
     exocrine_cover = np.zeros((height, width), dtype=np.float32)
-
-    # Exocrine clumps go where no islet is, so every islet's outline is its own.
-    exocrine_colour = np.asarray(EXOCRINE_RGB, dtype=np.float32)
-    clump_reach = 110.0 / pixel_size_um
-    for _ in range(exocrine_clumps):
-        for _attempt in range(200):
-            x, y = rng.uniform(0, width), rng.uniform(0, height)
-            if all(
-                math.hypot(x - cx, y - cy) > unit.radius + clump_reach
-                for unit, (cx, cy) in zip(units, centres, strict=True)
-            ):
-                for part in _exocrine_clump((x, y), pixel_size_um, rng):
-                    _paint(image, exocrine_cover, part, exocrine_colour, texture)
-                break
-
-    islets = []
-    pairs = []
-    for unit, (cx, cy) in zip(units, centres, strict=True):
-        indices = []
-        for ellipse in unit.ellipses:
-            placed = _Ellipse(cx + ellipse.cx, cy + ellipse.cy, ellipse.semi_major, ellipse.semi_minor, ellipse.angle)
-            colour = rng.uniform(ISLET_RGB_LOW, ISLET_RGB_HIGH).astype(np.float32)
-            _paint(image, islet_cover, placed, colour, texture)
-            major_um, minor_um = 2 * placed.semi_major * pixel_size_um, 2 * placed.semi_minor * pixel_size_um
-            indices.append(len(islets))
-            islets.append(
-                {
-                    "diameter_um": float(math.sqrt(major_um * minor_um)),
-                    "major_um": float(major_um),
-                    "minor_um": float(minor_um),
-                    "center_px": [float(placed.cx), float(placed.cy)],
-                }
-            )
-        if len(indices) == 2:
-            pairs.append(indices)
-
-    pale = np.asarray(BACKGROUND_RGB, dtype=np.float32) * 0.97
-    scratch = np.zeros((height, width), dtype=np.float32)  # coverage of decorations is not truth
-    for islet in islets:
-        radius_px = islet["minor_um"] / 2 / pixel_size_um
-        for _ in range(holes):
-            offset, direction = rng.uniform(0, 0.5) * radius_px, rng.uniform(0, 2 * math.pi)
-            size = rng.uniform(8.0, 20.0) / 2 / pixel_size_um
-            x, y = islet["center_px"]
-            spot = _Ellipse(x + offset * math.cos(direction), y + offset * math.sin(direction), size, size, 0.0)
-            _paint(image, scratch, spot, pale, texture)
-    speck_colour = np.asarray(ISLET_RGB_LOW, dtype=np.float32)
-    for _ in range(specks):
-        x, y = rng.uniform(0, width), rng.uniform(0, height)
-        if all(
-            math.hypot(x - cx, y - cy) > unit.radius + gap / 2 for unit, (cx, cy) in zip(units, centres, strict=True)
-        ):
-            size = rng.uniform(2.0, 8.0) / 2 / pixel_size_um
-            _paint(image, scratch, _Ellipse(x, y, size, size, 0.0), speck_colour, texture)
+    _paint_exocrine(image, exocrine_cover, texture, exocrine_clumps, (units, centres), pixel_size_um, rng)
+    islets, pairs = _paint_islets(image, islet_cover, texture, units, centres, pixel_size_um, rng)
+    _paint_holes_and_specks(image, texture, islets, holes, specks, (units, centres), pixel_size_um, rng)
 
     if uneven_illumination:
         image *= _illumination(height, width, float(uneven_illumination))[:, :, None]
