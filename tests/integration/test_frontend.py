@@ -172,7 +172,7 @@ def upload_and_wait(page, stack: LiveStack, image: Path, training: bool = False)
         shot(page, "upload-timeout")
         raise
     job_id = page.evaluate("location.hash").rsplit("/", 1)[1]
-    page.wait_for_selector("#islets-table", timeout=120_000)
+    page.wait_for_selector("#islets-table", timeout=240_000)
     return job_id
 
 
@@ -298,4 +298,35 @@ def test_backend_down_is_a_sentence_on_screen(browser, live_stack: LiveStack) ->
     assert alert.inner_text() == "The backend is not reachable right now; try again in a minute."
     assert page.get_by_text("No jobs yet").count() == 0  # unknown is not empty
     shot(page, "backend-down-1280")
+    assert page.errors == []
+
+
+def test_dropping_two_images_makes_one_job_of_two_images(browser, live_stack: LiveStack, tmp_path: Path) -> None:
+    page = new_page(browser, 1280, 800)
+    page.goto(live_stack.url + "/#/upload")
+    page.wait_for_selector(".dropzone")
+    pngs = [sample_png(tmp_path / f"drop-{n}.png", seed=30 + n).read_bytes() for n in range(2)]
+    # What a drag from the file manager delivers: a drop event whose DataTransfer holds the files.
+    page.evaluate(
+        """(images) => {
+            const transfer = new DataTransfer();
+            images.forEach((bytes, n) => transfer.items.add(
+                new File([new Uint8Array(bytes)], `drop-${n}.png`, { type: "image/png" })));
+            const zone = document.querySelector(".dropzone");
+            zone.dispatchEvent(new DragEvent("dragover", { dataTransfer: transfer, bubbles: true, cancelable: true }));
+            zone.dispatchEvent(new DragEvent("drop", { dataTransfer: transfer, bubbles: true, cancelable: true }));
+        }""",
+        [list(png) for png in pngs],
+    )
+    assert page.locator(".file-list li").count() == 2
+    page.get_by_role("button", name="Analyse 2 images").click()
+    page.wait_for_function("/^#\\/jobs\\/[0-9a-f]{32}$/.test(location.hash)", timeout=30_000)
+    job_id = page.evaluate("location.hash").rsplit("/", 1)[1]
+    job = live_stack.queue.get(job_id)
+    assert job.image_count == 2 and job.file_names == ["drop-0.png", "drop-1.png"]
+    assert live_stack.store.get(f"jobs/{job_id}/inputs/1-drop-1.png") == pngs[1]
+    page.wait_for_selector("[role=tab]", timeout=240_000)  # one tab per image on the result screen
+    page.get_by_role("tab", name="drop-1.png").click()
+    assert page.locator("#overlay").get_attribute("src").endswith("overlay.png?image=1")
+    shot(page, "result-two-images-1280")
     assert page.errors == []
