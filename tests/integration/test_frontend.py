@@ -328,5 +328,7 @@ def test_dropping_two_images_makes_one_job_of_two_images(browser, live_stack: Li
     page.wait_for_selector("[role=tab]", timeout=240_000)  # one tab per image on the result screen
     page.get_by_role("tab", name="drop-1.png").click()
     assert page.locator("#overlay").get_attribute("src").endswith("overlay.png?image=1")
+    page.wait_for_function("(() => { const img = document.querySelector('#overlay'); "
+                           "return img.complete && img.naturalWidth > 0; })()")
     shot(page, "result-two-images-1280")
     assert page.errors == []
