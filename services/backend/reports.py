@@ -27,6 +27,7 @@ from reportlab.platypus import Image, KeepTogether, Paragraph, SimpleDocTemplate
 # Per-islet columns, in table order: (result key, column heading). One list for CSV, XLSX and PDF.
 ISLET_COLUMNS: tuple[tuple[str, str], ...] = (
     ("image", "image"),
+    ("file", "file"),
     ("number", "islet"),
     ("area_um2", "area_um2"),
     ("equivalent_diameter_um", "equivalent_diameter_um"),
@@ -73,7 +74,8 @@ def islet_rows(result: Mapping[str, Any]) -> list[dict[str, Any]]:
         for islet in image.get("islets") or []:
             centroid = islet.get("centroid_px") or [None, None]
             row = {key: islet.get(key) for key, _ in ISLET_COLUMNS}
-            row.update(image=image_number, centroid_x_px=centroid[0], centroid_y_px=centroid[1])
+            row.update(image=image_number, file=image.get("name"), centroid_x_px=centroid[0],
+                       centroid_y_px=centroid[1])
             rows.append(row)
     return rows
 

@@ -66,7 +66,7 @@ def job() -> dict:
 def result() -> dict:
     first = _image_result([_islet(1, 80.0, 0.167), _islet(2, 120.5, 0.667), _islet(3, 140.0, 0.667)], 0.8)
     second = _image_result([_islet(1, 61.0, 0.167), _islet(2, 110.0, 0.667)], 0.6)
-    return {"images": [first, second]}
+    return {"images": [{"index": 0, "name": "a.png", **first}, {"index": 1, "name": "b.png", **second}]}
 
 
 def _png(width: int = 300, height: int = 200) -> bytes:
@@ -97,6 +97,7 @@ def test_csv_has_one_row_per_islet_over_all_images(job: dict, result: dict) -> N
     assert [(r["image"], r["islet"]) for r in rows] == [("1", "1"), ("1", "2"), ("1", "3"), ("2", "1"), ("2", "2")]
     assert rows[1]["equivalent_diameter_um"] == "120.5"
     assert rows[3]["centroid_x_px"] == "10"
+    assert [r["file"] for r in rows] == ["a.png"] * 3 + ["b.png"] * 2
 
 
 def test_csv_of_a_result_without_islets_is_just_the_header(job: dict) -> None:
@@ -114,9 +115,9 @@ def test_xlsx_reads_back_with_summary_and_islet_sheets(job: dict, result: dict) 
     assert summary["Purity"] == pytest.approx(0.7)
     assert summary["100-150"] == 3
     islets = list(workbook["Islets"].iter_rows(values_only=True))
-    assert islets[0][:3] == ("image", "islet", "area_um2")
+    assert islets[0][:4] == ("image", "file", "islet", "area_um2")
     assert len(islets) == 6
-    assert islets[2][3] == 120.5  # numbers stay numbers, so spreadsheets can sum them
+    assert islets[2][4] == 120.5  # numbers stay numbers, so spreadsheets can sum them
 
 
 def test_pdf_contains_the_summary_numbers_and_every_islet(job: dict, result: dict) -> None:

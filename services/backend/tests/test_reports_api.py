@@ -106,6 +106,7 @@ def test_csv_xlsx_pdf_and_zip_of_a_finished_job(client: FlaskClient, done_job: s
     assert f'filename="isletnet-{done_job[:8]}-islets.csv"' in csv_response.headers["Content-Disposition"]
     rows = list(csv.DictReader(io.StringIO(csv_response.get_data(as_text=True))))
     assert len(rows) == count and {row["image"] for row in rows} == {"1", "2"}
+    assert {row["file"] for row in rows} == {"sample-0.png", "sample-1.png"}
 
     workbook = load_workbook(io.BytesIO(client.get(f"/api/jobs/{done_job}/islets.xlsx").data))
     summary = {row[0]: row[1] for row in workbook["Summary"].iter_rows(values_only=True) if row and row[0]}
