@@ -146,6 +146,8 @@ def test_first_run_provisions_the_host(workdir: Path, target: Target, host) -> N
     assert "proxy_pass http://isletnet_backend;" in site.content_string
     assert "ssl_certificate /etc/ssl/isletnet/isletnet.crt;" in site.content_string
     assert host.file("/etc/ssl/isletnet/isletnet.key").mode == 0o600
+    certificate = host.run("openssl x509 -noout -ext subjectAltName -in /etc/ssl/isletnet/isletnet.crt")
+    assert "DNS:isletnet-target" in certificate.stdout  # the container's hostname: no public name here
     assert not host.file("/etc/nginx/sites-enabled/default").exists
     assert host.run("nginx -t").rc == 0
     assert host.process.filter(comm="nginx")
