@@ -410,17 +410,50 @@ def roll_over(
     drain_s: int = DRAIN_TIMEOUT_S,
     env: dict[str, str] | None = None,
     levels: list[list[str]] | None = None,
+    images: dict[str, str] | None = None,
 ) -> None:
     """Bring every service to the rendered compose config, level by level, waiting for each level.
 
     `levels` come from `dependency_levels` (default: one service per level, in `steps` order):
     a level starts only when everything it depends on is healthy on the new release. `env` is
     the instance's env file: compose gets it explicitly so a stray shell variable never wins.
+    `images` (service -> new image reference) lets services that would be *recreated* keep
+    running when their image is the very same (see `unchanged_services`).
     """
     by_service = {step.service: step for step in steps}
     for level in levels or [[step.service] for step in steps]:
-        _roll_level(engine, project, files, [by_service[s] for s in level if s in by_service], health_timeout_s,
-                    progress, drain_s, env)
+        level_steps = [by_service[s] for s in level if s in by_service]
+        kept = unchanged_services(engine, project, level_steps, images or {})
+        if kept:
+            progress(f"{', '.join(kept)}: same image as running, kept running (no restart)")
+        level_steps = [step for step in level_steps if step.service not in kept]
+        if level_steps:
+            _roll_level(engine, project, files, level_steps, health_timeout_s, progress, drain_s, env)
+
+
+def unchanged_services(engine: Any, project: str, steps: list[ServiceStep], images: dict[str, str]) -> list[str]:
+    """Services to leave running: recreated ones (state, a fixed port, the GPU) whose running,
+    healthy container already runs the exact image (same id) the new release names for them.
+
+    Like Kamal's accessories, the database and object store are not restarted by a deploy that
+    does not change them: restarting them is downtime for nothing. Start-first services are
+    always replaced, which costs nothing. Any doubt (no image, inspect fails) means "changed".
+    """
+    kept = []
+    for step in steps:
+        new_ref = images.get(step.service)
+        if step.strategy != "recreate" or not new_ref:
+            continue
+        running = _service_containers(engine, project, step.service)
+        if len(running) != 1 or not running[0].is_ready or not running[0].image:
+            continue
+        try:
+            same = engine.image_id(running[0].image) == engine.image_id(new_ref)
+        except Exception:  # noqa: BLE001 - unknown means changed: recreate
+            same = False
+        if same:
+            kept.append(step.service)
+    return kept
 
 
 def _roll_level(
@@ -764,7 +797,7 @@ def _switch(
     steps = service_strategies(spec)
     result.plan = DeployPlan(**{**result.plan.__dict__, "services": tuple(steps)})
     roll_over(engine, instance.project_name, files, steps, health_timeout_s, say, env=read_env_file(instance.env_file),
-              levels=dependency_levels(spec))
+              levels=dependency_levels(spec), images=release_images(tag, registry))
 
 
 def rollback(

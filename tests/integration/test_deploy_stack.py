@@ -1,9 +1,11 @@
 """Deploy, upgrade, automatic rollback of a broken release, rollback, and Ctrl-C mid-switch — on
 the real stack (H3's `service_images`/`stack_instance`), pulling from a real registry.
 
-Three releases are pushed: T1 and T2 are the real images; T3's backend is a variant FROM the real
-one that dies at start with a message, so its health gate fails and the deploy must roll back by
-itself, explaining why with the backend's own log line.
+Three releases are pushed. T1 is the real images. T2 has the same storage and queue images (so a
+deploy must leave them running) and new images for the other four (the real ones plus a label,
+so their image ids differ). T3's backend is a variant FROM the real one that dies at start with a
+message, so its health gate fails and the deploy must roll back by itself, explaining why with the
+backend's own log line.
 """
 
 import json
@@ -15,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 from click.testing import CliRunner
 
 from isletops.cli import main
@@ -27,20 +30,27 @@ T1, T2, T3 = "2026-04-01_01", "2026-04-01_02", "2026-04-02_01"
 BROKEN_LINE = "h4-broken-release: backend cannot open its model"
 
 
+CHANGED_IN_T2 = ("backend", "shepherd", "pruner", "frontend")
+
+
 @pytest.fixture(scope="module")
 def releases(service_images, registry_url, tmp_path_factory):
     engine = DockerEngine()
-    context = tmp_path_factory.mktemp("broken")
+    context = tmp_path_factory.mktemp("variants")
     pushed = []
+
+    def variant(base: str, target: str, extra: str) -> None:
+        (context / "Dockerfile").write_text(f"FROM {base}\n{extra}\n")
+        engine.build_image(context, context / "Dockerfile", target, labels={"org.isletnet.test": "1"})
+
     for tag in (T1, T2, T3):
         for component in COMPONENTS:
             target = image_name(component, tag, registry_url)
             if tag == T3 and component == "backend":
-                (context / "Dockerfile").write_text(
-                    f"FROM {service_images['backend']}\n"
-                    f"ENTRYPOINT [\"/bin/sh\", \"-c\", \"echo '{BROKEN_LINE}' >&2; exit 3\"]\nCMD []\n"
-                )
-                engine.build_image(context, context / "Dockerfile", target, labels={"org.isletnet.test": "1"})
+                variant(service_images["backend"], target,
+                        f"ENTRYPOINT [\"/bin/sh\", \"-c\", \"echo '{BROKEN_LINE}' >&2; exit 3\"]\nCMD []")
+            elif tag == T2 and component in CHANGED_IN_T2:
+                variant(service_images[component], target, f"LABEL org.isletnet.test.release={T2}")
             else:
                 engine.tag_image(service_images[component], target)
             engine.push_image(target)
@@ -51,10 +61,36 @@ def releases(service_images, registry_url, tmp_path_factory):
         engine.remove_image(target, force=True)
 
 
-def images_running(made) -> dict[str, str]:
-    states = DockerEngine().project_containers(made.project, COMPONENTS)
+def runs_release(made, registry: str, tag: str) -> bool:
+    """Every service runs, healthy, the very image (by id) that release `tag` names for it."""
+    engine = DockerEngine()
+    states = engine.project_containers(made.project, COMPONENTS)
     assert all(s.is_ready for s in states), [s.describe() for s in states]
-    return {s.service: s.image.rpartition(":")[2] for s in states}
+    return all(engine.image_id(s.image) == engine.image_id(image_name(s.service, tag, registry)) for s in states)
+
+
+def started(made, service: str):
+    [state] = [s for s in DockerEngine().project_containers(made.project) if s.service == service]
+    return state.name, state.started_at
+
+
+def submit_job(made) -> str:
+    from monitors.probes.e2e import DEFAULTS, synthetic_image
+
+    png, _count = synthetic_image(DEFAULTS)
+    response = requests.post(f"{made.frontend_url}/api/jobs", files={"images": ("during-deploy.png", png, "image/png")},
+                             timeout=30)
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+def wait_job(made, job_id: str, timeout_s: float = 240) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        job = requests.get(f"{made.frontend_url}/api/jobs/{job_id}", timeout=10).json()
+        if job["state"] in ("done", "failed") or time.monotonic() > deadline:
+            return job
+        time.sleep(1)
 
 
 def history(made) -> list[dict]:
@@ -71,18 +107,23 @@ def test_deploy_upgrade_broken_release_rolls_back_by_itself_then_rollback(stack_
     first = cli("deploy", "--tag", T1, "-m", "first")  # with the end-to-end gate
     assert first.exit_code == 0, first.output
     assert "end-to-end gate: job" in first.output
-    assert set(images_running(made).values()) == {T1}
+    assert runs_release(made, releases, T1)
+    data_services = {service: started(made, service) for service in ("storage", "queue")}
 
+    job_id = submit_job(made)  # queued right before the deploy: it must still finish
     second = cli("deploy", "--tag", T2, "--no-e2e")
     assert second.exit_code == 0, second.output
-    assert set(images_running(made).values()) == {T2}
+    assert runs_release(made, releases, T2)
+    assert "storage, queue: same image as running, kept running" in second.output
+    assert {service: started(made, service) for service in ("storage", "queue")} == data_services
+    assert wait_job(made, job_id)["state"] == "done"
 
     broken = cli("deploy", "--tag", T3, "--no-e2e", "--health-timeout", "90")
     assert broken.exit_code == 2, broken.output
     assert f"failed and was rolled back to {T2}" in broken.output
     assert "backend did not become healthy" in broken.output
     assert BROKEN_LINE in broken.output  # the why: the failing service's own log tail
-    assert set(images_running(made).values()) == {T2}
+    assert runs_release(made, releases, T2)
 
     listed = cli("releases")
     assert listed.exit_code == 0
@@ -90,7 +131,7 @@ def test_deploy_upgrade_broken_release_rolls_back_by_itself_then_rollback(stack_
 
     back = cli("rollback")  # no argument: the previous good release, same gate as deploy
     assert back.exit_code == 0, back.output
-    assert set(images_running(made).values()) == {T1}
+    assert runs_release(made, releases, T1)
 
     entries = history(made)
     assert [(e["command"], e["from_tag"], e["to_tag"], e["result"]) for e in entries] == [
@@ -121,7 +162,7 @@ def test_ctrl_c_mid_switch_restores_the_previous_release(stack_instance, release
     reader = threading.Thread(target=lambda: lines.extend(iter(process.stderr.readline, "")), daemon=True)
     reader.start()
     deadline = time.monotonic() + 180
-    while not any("storage, queue: healthy" in line for line in lines):  # mid-switch: first level done
+    while not any("updating" in line or "beside" in line for line in lines):  # mid-switch: level 2
         assert process.poll() is None, "".join(lines)
         assert time.monotonic() < deadline, "".join(lines)
         time.sleep(0.2)
@@ -130,7 +171,7 @@ def test_ctrl_c_mid_switch_restores_the_previous_release(stack_instance, release
     reader.join(timeout=5)
     assert "interrupted" in "".join(lines)
 
-    assert set(images_running(made).values()) == {T1}
+    assert runs_release(made, releases, T1)
     assert not (made.instance.state_dir / "lock").exists()
     last = history(made)[-1]
     assert (last["from_tag"], last["to_tag"], last["result"]) == (T1, T2, "interrupted")
