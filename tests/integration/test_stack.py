@@ -47,6 +47,11 @@ def _cli(made, *args: str):
     return result
 
 
+def _last_line(text: str) -> str:
+    """The error line (progress lines come before it on stderr)."""
+    return text.strip().splitlines()[-1]
+
+
 def _wait_for_job(api_url: str, job_id: str) -> dict:
     deadline = time.monotonic() + JOB_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -114,8 +119,8 @@ def test_cli_ps_status_and_logs(running):
     assert "queue" in logs.stdout and 0 < len(logs.stdout.strip().splitlines()) <= 5
     unknown = _cli(running, "logs", "web")
     assert unknown.exit_code == 2
-    assert unknown.stderr.strip() == "isletops: error: Unknown service(s): web. Services: " + ", ".join(
-        release.COMPONENTS) + "."
+    assert _last_line(unknown.stderr) == (
+        "isletops: error: Unknown service(s): web. Services: " + ", ".join(release.COMPONENTS) + ".")
 
 
 def test_cli_restart_one_service_comes_back_healthy(running):
@@ -132,7 +137,7 @@ def test_cli_up_with_a_tag_that_was_never_built_changes_nothing(running):
     states_before = {s.name: s.started_at for s in stack.status(running.site, running.instance)}
     result = _cli(running, "up", "--tag", "2001-01-01_01")
     assert result.exit_code == 2
-    assert result.stderr.startswith("isletops: error: Image(s) isletnet-storage:2001-01-01_01, ")
+    assert _last_line(result.stderr).startswith("isletops: error: Image(s) isletnet-storage:2001-01-01_01, ")
     assert running.instance.env_file.read_text() == env_before
     assert {s.name: s.started_at for s in stack.status(running.site, running.instance)} == states_before
 
