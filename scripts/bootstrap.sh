@@ -11,7 +11,7 @@ say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 # 1. Debian packages (host side): debootstrap for the base image, the real registry, nginx and
 #    chromium for tests, PostgreSQL for the service tests that run without Docker, openssl for
 #    test certificates.
-apt_packages=(debootstrap docker-registry nginx chromium postgresql openssl ca-certificates)
+apt_packages=(debootstrap docker-registry nginx chromium postgresql openssl openssh-client ca-certificates)
 missing=()
 for package in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
@@ -40,9 +40,11 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$venv_stamp" 2>/dev/null)" != "$venv_h
   echo "$venv_hash" > "$venv_stamp"
 fi
 
-# 3. Base image (debootstrap + docker import, cached by recipe hash).
-say "base image"
-bash scripts/build-base-image.sh
+# 3. Base images (debootstrap + docker import, cached by recipe hash): the one every service
+#    image builds FROM, and the stand-in provisioning target host the ansible tests run against.
+say "base images"
+bash scripts/build-base-image.sh base
+bash scripts/build-base-image.sh target
 
 # 4. Wheelhouse for the service images (pip install --no-index inside Dockerfiles).
 if [ -x scripts/build-wheelhouse.sh ]; then
