@@ -1,9 +1,10 @@
 """Do users notice a deploy? Requests through the frontend while the release changes under them.
 
-A bounded stream of loopback API requests (`GET /api/health` and `GET /api/jobs` through the
+A bounded stream of loopback requests (`GET /`, `/api/jobs`, `/api/models` through the
 frontend's nginx, as a browser would) runs during each operation, and the script prints, side by
 side, how many failed and for how long the service was out:
 
+  0. nothing changes for 30 s          (the noise floor of this host under this load)
   1. `isletops deploy --tag TO`       (the health-gated rollover)
   2. `isletops rollback --to FROM`    (the same path back)
   3. `compose up -d --force-recreate` (the plain way, for comparison), then wait healthy
@@ -34,7 +35,9 @@ from isletops.config import load_config, read_env_file
 from isletops.docker_engine import DockerEngine
 from isletops.release import COMPONENTS
 
-PATHS = ("/api/health", "/api/jobs")
+# What a browser does while a user works: the page, polling the job list, the model list.
+PATHS = ("/", "/api/jobs", "/api/models")
+STEADY_S = 30.0
 
 
 @dataclass
@@ -115,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--registry", required=True)
     parser.add_argument("--from", dest="from_tag", required=True)
     parser.add_argument("--to", dest="to_tag", required=True)
-    parser.add_argument("--rate", type=float, default=40.0, help="requests per second in all (bounded)")
+    parser.add_argument("--rate", type=float, default=10.0, help="requests per second in all (bounded)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
@@ -149,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         run_deploy(args.from_tag)()
     load = Load(instance.frontend_url, args.rate)
     reports = [
+        load.measure("nothing (steady state)", lambda: time.sleep(STEADY_S)),
         load.measure(f"isletops deploy --tag {args.to_tag}", run_deploy(args.to_tag)),
         load.measure(f"isletops rollback --to {args.from_tag}", run_deploy(args.from_tag, "rollback")),
         load.measure("compose up -d --force-recreate", force_recreate),
