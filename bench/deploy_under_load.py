@@ -111,6 +111,11 @@ class Load:
         return report
 
 
+def say(line: str) -> None:
+    """Deploy progress on stderr with the time, so outages can be matched to steps."""
+    print(f"  [{time.strftime('%H:%M:%S')}] {line}", file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True)
@@ -131,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             options = deploy.DeployOptions(
                 tag=tag, registry=args.registry, command=command, e2e_gate=False, message="bench/deploy_under_load.py"
             )
-            deploy.deploy(site, instance, options, engine=engine)
+            deploy.deploy(site, instance, options, engine=engine, progress=say)
 
         return operation
 

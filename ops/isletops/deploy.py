@@ -446,6 +446,7 @@ def unchanged_services(engine: Any, project: str, steps: list[ServiceStep], imag
             continue
         running = _service_containers(engine, project, step.service)
         if len(running) != 1 or not running[0].is_ready or not running[0].image:
+            log.debug("%s will be recreated: %s", step.service, [s.describe() for s in running] or "no container")
             continue
         try:
             same = engine.image_id(running[0].image) == engine.image_id(new_ref)
