@@ -18,7 +18,6 @@ import datetime as dt
 import os
 import re
 import shutil
-import subprocess
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -255,17 +254,6 @@ class BuildResult:
     reused_tag: bool  # nothing changed since the newest local release: its tag was kept
 
 
-def _git_revision() -> str:
-    try:
-        result = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True,
-            timeout=10, check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    return result.stdout.strip() or "unknown"
-
-
 def check_build_inputs(components: Iterable[str], engine: DockerEngine, base_image: str = BASE_IMAGE) -> None:
     """Fail early, with the command that fixes it, when the base image or wheelhouse is missing."""
     if not engine.image_exists(base_image):
@@ -311,9 +299,8 @@ def build_images(
     missing = [c for c in release.COMPONENTS if c not in asked and not engine.image_exists(_latest(c))]
     to_build = _validate_components(asked + missing)
     check_build_inputs(to_build, engine, base_image)
-    # One label per build (the daemon adds a layer step per label); title and component are
-    # LABELs in the Dockerfiles.
-    labels = {"org.opencontainers.image.revision": _git_revision()}
+    # No per-build labels (a commit id would change every image on every commit, even one that
+    # touched no service): an image's id follows its inputs only, so "unchanged" is detectable.
     for index, component in enumerate(to_build, start=1):
         progress(f"building {_latest(component)} ({index}/{len(to_build)})")
         engine.build_image(
@@ -321,7 +308,6 @@ def build_images(
             PROJECT_ROOT / "services" / component / "Dockerfile",
             _latest(component),
             build_args={"BASE_IMAGE": base_image},
-            labels=labels,
             progress=output,
         )
     ids = {c: engine.image_id(_latest(c)) for c in release.COMPONENTS}
