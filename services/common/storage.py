@@ -16,6 +16,7 @@ Usage::
     store.put("jobs/abc/request.json", b"{}", "application/json")
     data = store.get("jobs/abc/request.json")      # ObjectNotFound if missing
     keys = store.list("jobs/abc/")                 # full keys, sorted
+    sizes = store.list_objects("jobs/abc/")        # ObjectInfo(key, size, last_modified), sorted
     store.delete_prefix("jobs/abc/")
 """
 
@@ -24,6 +25,8 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import boto3
@@ -52,6 +55,15 @@ class StorageUnavailable(StorageError, Unavailable):
 
 class ObjectNotFound(StorageError):
     """The requested key does not exist in the bucket."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One stored object as a listing describes it."""
+
+    key: str
+    size: int
+    last_modified: datetime | None
 
 
 class ObjectStore:
@@ -152,18 +164,25 @@ class ObjectStore:
 
     def list(self, prefix: str = "") -> list[str]:
         """Every key starting with `prefix`, sorted."""
-        keys: list[str] = []
+        return [item.key for item in self.list_objects(prefix)]
+
+    def list_objects(self, prefix: str = "") -> list[ObjectInfo]:
+        """Every object starting with `prefix` with its size and modification time, sorted by key."""
+        objects: list[ObjectInfo] = []
         token: str | None = None
         while True:
             kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
             if token:
                 kwargs["ContinuationToken"] = token
             page = self._call(f"list {prefix or 'the bucket'}", self._client.list_objects_v2, **kwargs)
-            keys.extend(item["Key"] for item in page.get("Contents", []))
+            objects.extend(
+                ObjectInfo(item["Key"], int(item.get("Size") or 0), item.get("LastModified"))
+                for item in page.get("Contents", [])
+            )
             if not page.get("IsTruncated"):
                 break
             token = page.get("NextContinuationToken")
-        return sorted(keys)
+        return sorted(objects, key=lambda item: item.key)
 
     def delete(self, keys: Iterable[str]) -> int:
         """Delete `keys` (missing ones are fine). Returns how many were asked for."""

@@ -26,8 +26,7 @@ from typing import Any
 
 from services.common.errors import ServiceError, Unavailable
 from services.common.jobs import Job, JobQueue
-from services.common.storage import ObjectNotFound, ObjectStore
-from services.pruner.objects import StoredObject, list_objects
+from services.common.storage import ObjectInfo, ObjectNotFound, ObjectStore
 from services.pruner.status import (  # noqa: F401 - re-exported for callers of the core
     DEFAULT_INTERVAL_S,
     DEFAULT_RETENTION_S,
@@ -50,7 +49,7 @@ class JobFiles:
     """A prunable job and the objects stored under its prefix."""
 
     job: Job
-    objects: tuple[StoredObject, ...]
+    objects: tuple[ObjectInfo, ...]
 
     @property
     def size(self) -> int:
@@ -143,7 +142,7 @@ class Pruner:
         """The next prunable jobs (oldest first) with the objects each would free."""
         exclude = exclude or set()
         jobs = self.jobs.prunable_jobs(self.cutoff(), limit=limit + len(exclude))
-        return [JobFiles(job, tuple(list_objects(self.store, _prefix(job.id))))
+        return [JobFiles(job, tuple(self.store.list_objects(_prefix(job.id))))
                 for job in jobs if job.id not in exclude][:limit]
 
     # -- running ----------------------------------------------------------------------------
@@ -219,7 +218,7 @@ class Pruner:
         training = self.jobs.training_jobs(include_exported=True)
         report.training_jobs = len(training)
         report.training_images = sum(job.image_count for job in training)
-        report.training_bytes = sum(item.size for job in training for item in list_objects(self.store, _prefix(job.id)))
+        report.training_bytes = sum(item.size for job in training for item in self.store.list_objects(_prefix(job.id)))
 
     def _with_retries(self, action: str, function: Callable[[], Any]) -> Any:
         """Call `function`; on `Unavailable` wait and retry, up to `retry_attempts` in all."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -48,6 +49,21 @@ def test_list_pages_past_1000_keys(store: ObjectStore) -> None:
     assert store.list("many/") == keys
     assert store.delete(keys) == 1005
     assert store.list("many/") == []
+
+
+def test_list_objects_gives_sizes_and_times_across_pages(store: ObjectStore) -> None:
+    before = datetime.now(UTC) - timedelta(minutes=5)  # the server's clock, give or take
+    keys = [f"sized/{i:05d}" for i in range(1003)]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda key: store.put(key, b"x" * (int(key[-5:]) % 7)), keys))
+    store.put("sizedness", b"not under the prefix")
+
+    objects = store.list_objects("sized/")
+
+    assert [item.key for item in objects] == keys == store.list("sized/")
+    assert [item.size for item in objects] == [i % 7 for i in range(1003)]
+    assert all(item.last_modified is not None and item.last_modified > before for item in objects)
+    assert store.list_objects("nothing/") == []
 
 
 def test_ensure_bucket_is_idempotent(store: ObjectStore) -> None:

@@ -97,9 +97,7 @@ def make_job(store: ObjectStore, queue: JobQueue, *, training: bool = False, fin
 
 
 def stored_size(store: ObjectStore, job_id: str) -> int:
-    from services.pruner.objects import list_objects
-
-    return sum(item.size for item in list_objects(store, f"jobs/{job_id}/"))
+    return sum(item.size for item in store.list_objects(f"jobs/{job_id}/"))
 
 
 def keys(store: ObjectStore, job_id: str) -> list[str]:
