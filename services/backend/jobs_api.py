@@ -94,6 +94,24 @@ def require_done(job: Job) -> None:
         )
 
 
+def load_result(job: Job) -> dict[str, Any]:
+    """The job's result document as GET /api/jobs/<id>/result serves it: 409 until done, 410 when
+    pruned or when its files are missing. The reports are built from exactly this document."""
+    require_done(job)
+    prefix = job_prefix(job.id)
+    try:
+        summary = json.loads(store().get(prefix + "outputs/summary.json"))
+        images = []
+        for index, name in enumerate(job.file_names):
+            result = json.loads(store().get(f"{prefix}outputs/{index}/result.json"))
+            images.append({"index": index, "name": name, **result})
+    except ObjectNotFound:
+        raise ApiError(
+            410, f"The result files of job {job.id} are missing from storage (deleted by hand or lost)."
+        ) from None
+    return {"id": job.id, "summary": summary, "images": images}
+
+
 def ensure_bucket_once() -> None:
     """Create the bucket on the first submit if the start-up attempt could not (storage was down)."""
     if not current_app.extensions.get("isletnet.bucket_ready"):
@@ -329,20 +347,7 @@ def get_job(job_id: str) -> Response:
 
 @blueprint.get("/jobs/<job_id>/result")
 def get_result(job_id: str) -> Response:
-    job = require_job(job_id)
-    require_done(job)
-    prefix = job_prefix(job.id)
-    try:
-        summary = json.loads(store().get(prefix + "outputs/summary.json"))
-        images = []
-        for index, name in enumerate(job.file_names):
-            result = json.loads(store().get(f"{prefix}outputs/{index}/result.json"))
-            images.append({"index": index, "name": name, **result})
-    except ObjectNotFound:
-        raise ApiError(
-            410, f"The result files of job {job.id} are missing from storage (deleted by hand or lost)."
-        ) from None
-    return jsonify({"id": job.id, "summary": summary, "images": images})
+    return jsonify(load_result(require_job(job_id)))
 
 
 @blueprint.get("/jobs/<job_id>/overlay.png")

@@ -20,8 +20,7 @@ from typing import IO, Any
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from services.backend import reports
-from services.backend.errors import ApiError
-from services.backend.jobs_api import job_prefix, public_job, queue, require_done, require_job, store
+from services.backend.jobs_api import job_prefix, load_result, public_job, queue, require_job, store
 from services.backend.openapi import error, json_response
 from services.common.jobs import Job
 from services.common.storage import ObjectNotFound
@@ -39,23 +38,6 @@ _TRUE = {"1", "true", "yes", "on"}
 
 
 # -- reading a finished job ---------------------------------------------------------------------
-
-
-def load_result(job: Job) -> dict[str, Any]:
-    """The job's result document as GET /api/jobs/<id>/result serves it (410 when files are gone)."""
-    require_done(job)
-    prefix = job_prefix(job.id)
-    try:
-        summary = json.loads(store().get(prefix + "outputs/summary.json"))
-        images = []
-        for index, name in enumerate(job.file_names):
-            result = json.loads(store().get(f"{prefix}outputs/{index}/result.json"))
-            images.append({"index": index, "name": name, **result})
-    except ObjectNotFound:
-        raise ApiError(
-            410, f"The result files of job {job.id} are missing from storage (deleted by hand or lost)."
-        ) from None
-    return {"id": job.id, "summary": summary, "images": images}
 
 
 def load_overlays(job: Job) -> list[bytes]:
