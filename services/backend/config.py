@@ -2,29 +2,14 @@
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from services.common.errors import ServiceError
+# ConfigError is re-exported: callers catch it from here.
+from services.common.settings import ConfigError, read_number
 
-
-class ConfigError(ServiceError):
-    """A setting in the environment has a value the backend cannot use."""
-
-
-def _number(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number; set it to a number of at least {minimum:g}.") from None
-    if not math.isfinite(value) or value < minimum:
-        raise ConfigError(f"{name}={raw!r} is out of range; set it to a number of at least {minimum:g}.")
-    return value
+__all__ = ["BackendConfig", "ConfigError"]
 
 
 @dataclass(frozen=True)
@@ -47,11 +32,11 @@ class BackendConfig:
     def from_env(cls, env: Mapping[str, str] | None = None) -> BackendConfig:
         env = os.environ if env is None else env
         return cls(
-            max_upload_mb=_number(env, "MAX_UPLOAD_MB", cls.max_upload_mb, 0.001),
-            max_image_pixels=int(_number(env, "MAX_IMAGE_PIXELS", cls.max_image_pixels, 1)),
-            default_pixel_size_um=_number(env, "DEFAULT_PIXEL_SIZE_UM", cls.default_pixel_size_um, 1e-6),
-            max_images_per_job=int(_number(env, "MAX_IMAGES_PER_JOB", cls.max_images_per_job, 1)),
+            max_upload_mb=read_number(env, "MAX_UPLOAD_MB", cls.max_upload_mb, 0.001),
+            max_image_pixels=int(read_number(env, "MAX_IMAGE_PIXELS", cls.max_image_pixels, 1)),
+            default_pixel_size_um=read_number(env, "DEFAULT_PIXEL_SIZE_UM", cls.default_pixel_size_um, 1e-6),
+            max_images_per_job=int(read_number(env, "MAX_IMAGES_PER_JOB", cls.max_images_per_job, 1)),
             default_model=env.get("DEFAULT_MODEL") or cls.default_model,
-            retry_after_s=int(_number(env, "RETRY_AFTER_SECONDS", cls.retry_after_s, 1)),
-            access_flush_s=_number(env, "ACCESS_STATS_FLUSH_SECONDS", cls.access_flush_s, 0.1),
+            retry_after_s=int(read_number(env, "RETRY_AFTER_SECONDS", cls.retry_after_s, 1)),
+            access_flush_s=read_number(env, "ACCESS_STATS_FLUSH_SECONDS", cls.access_flush_s, 0.1),
         )

@@ -11,15 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from services.common.errors import ServiceError
+from services.common.settings import ConfigError, read_number
 
 DEFAULT_STATUS_FILE = Path("/tmp/isletnet-pruner/last_run.json")
 DEFAULT_RETENTION_S = 30 * 86400.0
 DEFAULT_INTERVAL_S = 3600.0
 
 
-class PrunerConfigError(ServiceError):
-    """A pruner setting in the environment is not usable."""
+# The name the pruner's callers know; the same class every service raises for a bad setting.
+PrunerConfigError = ConfigError
 
 
 @dataclass(frozen=True)
@@ -36,10 +36,10 @@ class PrunerSettings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> PrunerSettings:
         env = os.environ if env is None else env
         return cls(
-            retention_s=_number(env, "RETENTION_SECONDS", DEFAULT_RETENTION_S, minimum=0),
-            interval_s=_number(env, "PRUNE_INTERVAL_SECONDS", DEFAULT_INTERVAL_S, minimum=1),
-            retry_attempts=int(_number(env, "PRUNE_RETRY_ATTEMPTS", 3, minimum=1)),
-            retry_delay_s=_number(env, "PRUNE_RETRY_DELAY_SECONDS", 10.0, minimum=0),
+            retention_s=read_number(env, "RETENTION_SECONDS", DEFAULT_RETENTION_S, 0, unit="seconds"),
+            interval_s=read_number(env, "PRUNE_INTERVAL_SECONDS", DEFAULT_INTERVAL_S, 1, unit="seconds"),
+            retry_attempts=int(read_number(env, "PRUNE_RETRY_ATTEMPTS", 3, 1)),
+            retry_delay_s=read_number(env, "PRUNE_RETRY_DELAY_SECONDS", 10.0, 0, unit="seconds"),
             status_file=_status_file(env),
         )
 
@@ -51,19 +51,6 @@ def _status_file(env: Mapping[str, str]) -> Path:
     if env.get("ISLETNET_STATE_DIR"):
         return Path(env["ISLETNET_STATE_DIR"]) / "pruner" / "last_run.json"
     return DEFAULT_STATUS_FILE
-
-
-def _number(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
-    raw = (env.get(name) or "").strip()
-    if not raw:
-        return float(default)
-    try:
-        value = float(raw)
-    except ValueError:
-        raise PrunerConfigError(f"{name}={raw!r} is not a number of seconds; set it to e.g. {default:g}.") from None
-    if value < minimum:
-        raise PrunerConfigError(f"{name} must be at least {minimum:g}, got {raw}.")
-    return value
 
 
 def write_status_file(path: Path, record: Mapping[str, Any]) -> None:

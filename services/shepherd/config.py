@@ -19,30 +19,15 @@
 
 from __future__ import annotations
 
-import math
 import os
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from services.common.errors import ServiceError
+# ConfigError is re-exported: callers catch it from here.
+from services.common.settings import ConfigError, read_number
 
-
-class ConfigError(ServiceError):
-    """A shepherd setting has a value that cannot be used."""
-
-
-def _number(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number; set it to at least {minimum:g}.") from None
-    if not math.isfinite(value) or value < minimum:
-        raise ConfigError(f"{name}={raw!r} is out of range; set it to at least {minimum:g}.")
-    return value
+__all__ = ["ConfigError", "ShepherdConfig"]
 
 
 @dataclass(frozen=True)
@@ -75,19 +60,19 @@ class ShepherdConfig:
             raise ConfigError(f"SHEPHERD_DEVICE={device!r} is unknown; use auto, cpu or gpu.")
         workers = env.get("WORKERS", "").strip()
         return cls(
-            lease_s=_number(env, "LEASE_SECONDS", cls.lease_s, 1),
-            drain_s=_number(env, "DRAIN_SECONDS", cls.drain_s, 0),
-            poll_s=_number(env, "POLL_SECONDS", cls.poll_s, 0.01),
-            workers=int(_number(env, "WORKERS", 1, 1)) if workers else None,
+            lease_s=read_number(env, "LEASE_SECONDS", cls.lease_s, 1),
+            drain_s=read_number(env, "DRAIN_SECONDS", cls.drain_s, 0),
+            poll_s=read_number(env, "POLL_SECONDS", cls.poll_s, 0.01),
+            workers=int(read_number(env, "WORKERS", 1, 1)) if workers else None,
             device=device,
-            concurrency=int(_number(env, "SHEPHERD_CONCURRENCY", cls.concurrency, 1)),
-            postprocess_threads=int(_number(env, "POSTPROCESS_THREADS", cls.postprocess_threads, 1)),
-            max_batch_size=int(_number(env, "MAX_BATCH_SIZE", cls.max_batch_size, 1)),
-            max_batch_wait_s=_number(env, "MAX_BATCH_WAIT_S", cls.max_batch_wait_s, 0),
-            max_image_pixels=int(_number(env, "MAX_IMAGE_PIXELS", cls.max_image_pixels, 1)),
+            concurrency=int(read_number(env, "SHEPHERD_CONCURRENCY", cls.concurrency, 1)),
+            postprocess_threads=int(read_number(env, "POSTPROCESS_THREADS", cls.postprocess_threads, 1)),
+            max_batch_size=int(read_number(env, "MAX_BATCH_SIZE", cls.max_batch_size, 1)),
+            max_batch_wait_s=read_number(env, "MAX_BATCH_WAIT_S", cls.max_batch_wait_s, 0),
+            max_image_pixels=int(read_number(env, "MAX_IMAGE_PIXELS", cls.max_image_pixels, 1)),
             heartbeat_file=env.get("SHEPHERD_HEARTBEAT_FILE") or cls.heartbeat_file,
-            heartbeat_max_age_s=_number(env, "SHEPHERD_HEARTBEAT_MAX_AGE", cls.heartbeat_max_age_s, 1),
-            stall_s=_number(env, "SHEPHERD_STALL_SECONDS", cls.stall_s, 1),
-            health_port=int(_number(env, "SHEPHERD_HEALTH_PORT", cls.health_port, 0)),
+            heartbeat_max_age_s=read_number(env, "SHEPHERD_HEARTBEAT_MAX_AGE", cls.heartbeat_max_age_s, 1),
+            stall_s=read_number(env, "SHEPHERD_STALL_SECONDS", cls.stall_s, 1),
+            health_port=int(read_number(env, "SHEPHERD_HEALTH_PORT", cls.health_port, 0)),
             worker_id=env.get("WORKER_ID") or f"{socket.gethostname()}-{os.getpid()}",
         )
