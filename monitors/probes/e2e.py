@@ -5,6 +5,9 @@ probe samples `GET /api/queue` while it waits. No result by the deadline while t
 moving (jobs finish, the queue shrinks, our job started) is a WARNING "slow: N jobs queued,
 oldest X min" — never CRITICAL. CRITICAL is a refused submission, a failed or wrong result, or
 no result by the deadline while nothing moves (no worker running, nothing finishing).
+
+The job is submitted with `synthetic=1`, so neither it nor the deploy gate's run of it appear in
+users' job lists, statistics or training exports (the pruner still deletes it with the rest).
 """
 
 from __future__ import annotations
@@ -121,7 +124,11 @@ def check(
             response = session.post(
                 f"{base}/api/jobs",
                 files={"images": ("isletops-e2e-probe.png", png, "image/png")},
-                data={"pixel_size_um": str(options["pixel_size_um"]), "priority": str(options["priority"])},
+                data={
+                    "pixel_size_um": str(options["pixel_size_um"]),
+                    "priority": str(options["priority"]),
+                    "synthetic": "1",  # a test job: kept out of users' lists and statistics
+                },
                 timeout=timeout,
             )
         except requests.RequestException as exc:

@@ -46,7 +46,7 @@ _IMAGE_SIGNATURES = {
 }
 # Fields of the job row that are served; lease internals stay inside.
 _PUBLIC_JOB_FIELDS = (
-    "id", "state", "progress", "error", "model", "pixel_size_um", "priority", "training", "image_count",
+    "id", "state", "progress", "error", "model", "pixel_size_um", "priority", "training", "synthetic", "image_count",
     "file_names", "attempts", "summary", "created_at", "started_at", "finished_at", "exported_at", "pruned_at",
 )  # fmt: skip
 
@@ -262,6 +262,9 @@ def submit_job() -> tuple[Response, int, dict[str, str]]:
     model = parse_model(form.get("model"), settings)
     priority = parse_priority(form.get("priority"))
     training = parse_bool("training", form.get("training"))
+    synthetic = parse_bool("synthetic", form.get("synthetic"))
+    if synthetic and training:
+        raise ApiError(400, "A synthetic test job cannot be marked for training; leave out one of the two fields.")
     uploads = read_uploads(request.files.getlist("images"), settings)
 
     job_id = new_job_id()
@@ -273,6 +276,7 @@ def submit_job() -> tuple[Response, int, dict[str, str]]:
         "model": model,
         "priority": priority,
         "training": training,
+        "synthetic": synthetic,
         "images": [
             {
                 "index": upload.index,
@@ -300,6 +304,7 @@ def submit_job() -> tuple[Response, int, dict[str, str]]:
             file_names=[upload.name for upload in uploads],
             priority=priority,
             training=training,
+            synthetic=synthetic,
         )
     except ServiceError as problem:
         _remove_partial_job(prefix)
@@ -310,7 +315,8 @@ def submit_job() -> tuple[Response, int, dict[str, str]]:
                 {"Retry-After": str(settings.retry_after_s)},
             ) from None
         raise
-    log.info("job %s queued: %d images, model %s, priority %d", job_id, len(uploads), model, priority)
+    log.info("job %s queued: %d images, model %s, priority %d%s", job_id, len(uploads), model, priority,
+             " (synthetic test job)" if synthetic else "")
     return jsonify({"id": job_id, "state": "queued"}), 201, {"Location": f"/api/jobs/{job_id}"}
 
 
@@ -336,7 +342,9 @@ def list_jobs() -> Response:
     state = request.args.get("state") or None
     if state is not None and state not in ("queued", "running", "done", "failed"):
         raise ApiError(400, f"state={state[:20]!r} is unknown; use queued, running, done or failed.")
-    jobs = queue().list_jobs(limit=limit, offset=offset, state=state)
+    # Monitoring test jobs (e2e probe, deploy gate) are not users' jobs: shown only when asked.
+    include_synthetic = parse_bool("include_synthetic", request.args.get("include_synthetic"))
+    jobs = queue().list_jobs(limit=limit, offset=offset, state=state, include_synthetic=include_synthetic)
     return jsonify({"jobs": [public_job(job) for job in jobs]})
 
 
@@ -427,6 +435,12 @@ OPENAPI_PATHS: dict[str, Any] = {
                     "in": "query",
                     "schema": {"type": "string", "enum": ["queued", "running", "done", "failed"]},
                 },
+                {
+                    "name": "include_synthetic",
+                    "in": "query",
+                    "description": "1 to list the synthetic test jobs of the monitor and the deploy gate too.",
+                    "schema": {"type": "boolean", "default": False},
+                },
             ],
             "responses": {
                 "200": json_response(
@@ -436,7 +450,7 @@ OPENAPI_PATHS: dict[str, Any] = {
                         "properties": {"jobs": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}}},
                     },
                 ),
-                "400": error("Bad limit, offset or state."),
+                "400": error("Bad limit, offset, state or include_synthetic."),
             },
         },
         "post": {
@@ -461,6 +475,13 @@ OPENAPI_PATHS: dict[str, Any] = {
                                 "model": {"type": "string", "default": "classical"},
                                 "priority": {"type": "integer", "default": 0},
                                 "training": {"type": "boolean", "default": False},
+                                "synthetic": {
+                                    "type": "boolean",
+                                    "default": False,
+                                    "description": "A monitoring test job: left out of job lists (unless "
+                                    "include_synthetic=1), statistics and training exports; pruned as usual. "
+                                    "Cannot be combined with training.",
+                                },
                             },
                         }
                     }

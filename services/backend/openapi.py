@@ -42,6 +42,7 @@ COMPONENTS: dict[str, Any] = {
                 "pixel_size_um": {"type": "number"},
                 "priority": {"type": "integer"},
                 "training": {"type": "boolean"},
+                "synthetic": {"type": "boolean", "description": "A monitoring test job (e2e probe, deploy gate)."},
                 "image_count": {"type": "integer"},
                 "file_names": {"type": "array", "items": {"type": "string"}},
                 "attempts": {"type": "integer"},

@@ -113,7 +113,8 @@ def archive_zip(job_id: str) -> Response:
 
 
 def _all_jobs() -> list[dict[str, Any]]:
-    return [job.to_dict() for job in queue().list_jobs(limit=STATISTICS_JOB_LIMIT)]
+    """Users' jobs: the synthetic test jobs of the monitor and the deploy gate would skew every figure."""
+    return [job.to_dict() for job in queue().list_jobs(limit=STATISTICS_JOB_LIMIT, include_synthetic=False)]
 
 
 def _flush_access_counts() -> None:

@@ -77,6 +77,10 @@ CREATE TABLE IF NOT EXISTS jobs (
     exported_at      timestamptz,
     pruned_at        timestamptz
 );
+-- Columns added after the first release, so that existing databases gain them on the next start.
+-- synthetic: a monitoring/deploy test job (e2e probe, deploy gate), kept out of users' lists,
+-- statistics and training exports, pruned like any other job.
+ALTER TABLE jobs ADD COLUMN IF NOT EXISTS synthetic boolean NOT NULL DEFAULT false;
 CREATE INDEX IF NOT EXISTS jobs_claim_order ON jobs (priority DESC, created_at, id)
     WHERE state IN ('queued', 'running');
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_at DESC);
@@ -136,6 +140,7 @@ class Job:
     finished_at: datetime | None
     exported_at: datetime | None
     pruned_at: datetime | None
+    synthetic: bool = False
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Job:
@@ -278,27 +283,34 @@ class JobQueue:
         file_names: Sequence[str],
         priority: int = 0,
         training: bool = False,
+        synthetic: bool = False,
         job_id: str | None = None,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     ) -> str:
         """Insert a queued job and return its id (uuid4 hex; pass `job_id` when the inputs were
-        already stored under it). This is the moment the job becomes visible to workers."""
+        already stored under it). This is the moment the job becomes visible to workers.
+
+        `synthetic` marks a monitoring test job; it cannot also be a training job (training jobs
+        are never pruned, synthetic ones always are)."""
         job_id = job_id or new_job_id()
         if not is_job_id(job_id):
             raise QueueError(f"Job id {job_id!r} is not 32 hexadecimal digits.")
         if max_attempts < 1:
             raise QueueError("max_attempts must be at least 1.")
+        if synthetic and training:
+            raise QueueError("A synthetic test job cannot be marked for training.")
         with self.connection() as conn:
             conn.execute(
-                """INSERT INTO jobs (id, model, pixel_size_um, priority, training, image_count, file_names,
-                                     max_attempts)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s)""",
+                """INSERT INTO jobs (id, model, pixel_size_um, priority, training, synthetic, image_count,
+                                     file_names, max_attempts)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)""",
                 (
                     job_id,
                     model,
                     pixel_size_um,
                     priority,
                     training,
+                    synthetic,
                     len(file_names),
                     Jsonb(list(file_names)),
                     max_attempts,
@@ -315,15 +327,19 @@ class JobQueue:
             row = conn.execute("SELECT * FROM jobs WHERE id = %s", (job_id,)).fetchone()
         return Job.from_row(row) if row else None
 
-    def list_jobs(self, limit: int = 100, offset: int = 0, state: str | None = None) -> list[Job]:
-        """Jobs, newest first."""
+    def list_jobs(
+        self, limit: int = 100, offset: int = 0, state: str | None = None, *, include_synthetic: bool = True
+    ) -> list[Job]:
+        """Jobs, newest first; `include_synthetic=False` leaves out the monitoring test jobs (what
+        users see and what statistics count)."""
         if state is not None and state not in STATES:
             raise QueueError(f"Unknown job state {state!r}; use one of {', '.join(STATES)}.")
         with self.connection() as conn:
             rows = conn.execute(
                 """SELECT * FROM jobs WHERE (%(state)s::text IS NULL OR state = %(state)s)
+                   AND (%(synthetic)s OR NOT synthetic)
                    ORDER BY created_at DESC, id LIMIT %(limit)s OFFSET %(offset)s""",
-                {"state": state, "limit": max(0, limit), "offset": max(0, offset)},
+                {"state": state, "synthetic": include_synthetic, "limit": max(0, limit), "offset": max(0, offset)},
             ).fetchall()
         return [Job.from_row(row) for row in rows]
 
@@ -472,20 +488,21 @@ class JobQueue:
 
     def prunable_jobs(self, finished_before: datetime, limit: int = 500) -> list[Job]:
         """Finished jobs older than the cutoff whose files are still stored and that are not
-        marked for training (training images are never pruned)."""
+        marked for training (training images are never pruned); synthetic test jobs included."""
         with self.connection() as conn:
             rows = conn.execute(
                 """SELECT * FROM jobs WHERE state IN ('done', 'failed') AND finished_at < %s
-                   AND pruned_at IS NULL AND NOT training ORDER BY finished_at LIMIT %s""",
+                   AND pruned_at IS NULL AND (NOT training OR synthetic) ORDER BY finished_at LIMIT %s""",
                 (finished_before, limit),
             ).fetchall()
         return [Job.from_row(row) for row in rows]
 
     def mark_pruned(self, job_id: str) -> bool:
-        """Record that the job's files were deleted. Refuses (False) for training jobs."""
+        """Record that the job's files were deleted. Refuses (False) for training jobs (unless synthetic)."""
         with self.connection() as conn:
             row = conn.execute(
-                "UPDATE jobs SET pruned_at = now() WHERE id = %s AND NOT training AND pruned_at IS NULL RETURNING id",
+                """UPDATE jobs SET pruned_at = now() WHERE id = %s AND (NOT training OR synthetic) AND pruned_at IS NULL
+                   RETURNING id""",
                 (job_id,),
             ).fetchone()
             if row:
@@ -493,10 +510,11 @@ class JobQueue:
         return row is not None
 
     def training_jobs(self, include_exported: bool = False) -> list[Job]:
-        """Jobs marked for training, oldest first; by default only those not yet exported."""
+        """Jobs marked for training, oldest first; by default only those not yet exported. Never a
+        synthetic test job (`create_job` refuses the combination; rows written otherwise stay out)."""
         with self.connection() as conn:
             rows = conn.execute(
-                """SELECT * FROM jobs WHERE training AND (%s OR exported_at IS NULL)
+                """SELECT * FROM jobs WHERE training AND NOT synthetic AND (%s OR exported_at IS NULL)
                    ORDER BY created_at, id""",
                 (include_exported,),
             ).fetchall()

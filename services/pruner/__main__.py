@@ -55,8 +55,10 @@ def print_dry_run(report: RunReport, settings: PrunerSettings) -> None:
     for files in report.planned:
         print(f"would delete {files.describe()}")
     total = sum(files.size for files in report.planned)
-    print(f"dry run: {len(report.planned)} jobs past {settings.retention_s:g} s retention, {total} bytes would be "
-          f"freed; {report.training_jobs} training jobs ({report.training_bytes} bytes) are kept.")
+    synthetic = sum(1 for files in report.planned if files.job.synthetic)
+    also = f" (and {synthetic} synthetic test jobs)" if synthetic else ""
+    print(f"dry run: {len(report.planned) - synthetic} jobs{also} past {settings.retention_s:g} s retention, {total} "
+          f"bytes would be freed; {report.training_jobs} training jobs ({report.training_bytes} bytes) are kept.")
 
 
 # After a failed pass (storage or database down) the next try comes sooner than a whole interval.
@@ -67,7 +69,7 @@ def loop(pruner: Pruner, stop: threading.Event) -> None:
     while not stop.is_set():
         report = pruner.run_once()
         if report.ok:
-            log.info("prune pass done: %d jobs, %d bytes freed", len(report.deleted_jobs), report.freed_bytes)
+            log.info("prune pass done: %s, %d bytes freed", report.deleted(), report.freed_bytes)
             stop.wait(pruner.settings.interval_s)
         else:
             stop.wait(min(pruner.settings.interval_s, FAILED_PASS_RETRY_S))

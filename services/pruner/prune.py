@@ -6,6 +6,8 @@ Rules (docs/architecture.md, "Pruner"):
   marked for training, and was not pruned before (`JobQueue.prunable_jobs`).
 - Training jobs are never touched: their inputs *and* results stay, so an export always has the
   image with the result it was reviewed against.
+- Synthetic test jobs (the monitor's e2e probe, the deploy gate) are pruned like any other job but
+  counted apart (`deleted_synthetic_jobs`), so `deleted_jobs` says how many users' jobs went.
 - One job is one unit: results (`outputs/`) go first, then the inputs, then the rest of the job's
   prefix (`request.json`); the row is marked pruned only after its prefix is empty. An
   interruption can therefore leave an input without its result, never a result without its
@@ -57,7 +59,8 @@ class JobFiles:
 
     def describe(self) -> str:
         finished = self.job.finished_at.isoformat() if self.job.finished_at else "?"
-        return (f"job {self.job.id} ({self.job.state}, finished {finished}): "
+        kind = "synthetic test job" if self.job.synthetic else "job"
+        return (f"{kind} {self.job.id} ({self.job.state}, finished {finished}): "
                 f"{len(self.objects)} objects, {self.size} bytes")
 
 
@@ -70,7 +73,8 @@ class RunReport:
     finished_at: datetime | None = None
     ok: bool = False
     error: str | None = None
-    deleted_jobs: list[str] = field(default_factory=list)
+    deleted_jobs: list[str] = field(default_factory=list)  # users' jobs
+    deleted_synthetic_jobs: list[str] = field(default_factory=list)  # the monitor's test jobs
     deleted_objects: int = 0
     freed_bytes: int = 0
     planned: list[JobFiles] = field(default_factory=list)
@@ -79,11 +83,17 @@ class RunReport:
     training_bytes: int = 0
     last_success_at: datetime | None = None
 
+    def deleted(self) -> str:
+        """How many jobs went, for log lines: "3 jobs" or "3 jobs and 12 synthetic test jobs"."""
+        synthetic = len(self.deleted_synthetic_jobs)
+        return f"{len(self.deleted_jobs)} jobs" + (f" and {synthetic} synthetic test jobs" if synthetic else "")
+
     def record(self, retention_s: float, interval_s: float) -> dict[str, Any]:
         """The JSON document stored at `pruner/last_run.json` and in the local status file."""
         return {
             "finished_at": _iso(self.finished_at),
             "deleted_jobs": len(self.deleted_jobs),
+            "deleted_synthetic_jobs": len(self.deleted_synthetic_jobs),
             "freed_bytes": self.freed_bytes,
             "ok": self.ok,
             "started_at": _iso(self.started_at),
@@ -161,7 +171,7 @@ class Pruner:
             report.ok = True
         except ServiceError as error:
             report.error = str(error)
-            log.error("prune run failed after deleting %d jobs: %s", len(report.deleted_jobs), error)
+            log.error("prune run failed after deleting %s: %s", report.deleted(), error)
         report.finished_at = datetime.now(UTC)
         if report.ok and not dry_run:
             self._last_success_at = report.finished_at
@@ -184,11 +194,11 @@ class Pruner:
                 return
             for files in batch:
                 if self._should_stop():
-                    log.info("stopping between jobs as asked; %d jobs pruned in this pass", len(report.deleted_jobs))
+                    log.info("stopping between jobs as asked; %s pruned in this pass", report.deleted())
                     return
                 attempted.add(files.job.id)
                 self._with_retries(f"delete job {files.job.id}", lambda files=files: self.delete_job(files))
-                report.deleted_jobs.append(files.job.id)
+                (report.deleted_synthetic_jobs if files.job.synthetic else report.deleted_jobs).append(files.job.id)
                 report.deleted_objects += len(files.objects)
                 report.freed_bytes += files.size
                 log.info("pruned %s", files.describe())

@@ -43,7 +43,8 @@ class Api:
             def do_POST(self) -> None:  # noqa: N802
                 length = int(self.headers["Content-Length"])
                 body = self.rfile.read(length)
-                api.posted.append({"bytes": len(body), "priority": b'name="priority"\r\n\r\n100' in body})
+                api.posted.append({"bytes": len(body), "priority": b'name="priority"\r\n\r\n100' in body,
+                                   "synthetic": b'name="synthetic"\r\n\r\n1' in body})
                 if api.post_code == 201:
                     self._json(201, {"id": "a" * 32, "state": "queued"})
                 else:
@@ -83,6 +84,7 @@ def test_job_done_with_the_right_count_is_ok(api: Api) -> None:
     result = e2e.check(api.url, OPTIONS)
     assert result.status is Status.OK and result.message.startswith("test job measured 3 islets in ")
     assert api.posted[0]["priority"] is True and api.posted[0]["bytes"] > 10_000
+    assert api.posted[0]["synthetic"] is True  # kept out of users' job lists and statistics
 
 
 def test_wrong_count_or_failed_job_is_critical(api: Api) -> None:
@@ -157,6 +159,7 @@ class FakeClock:
 def test_deploy_gate_raises_with_the_probe_sentence(api: Api) -> None:
     api.job_states = ["done"]
     assert e2e.run_synthetic_job(api.url, 5) == "a" * 32
+    assert api.posted[0]["synthetic"] is True  # the gate's job is a test job too
     api.count, api.job_gets = 1, 0
     with pytest.raises(ProbeError, match="The end-to-end test job did not pass: test job counted 1 islets"):
         e2e.run_synthetic_job(api.url, 5)

@@ -119,6 +119,31 @@ def test_defaults_and_tiff(client: FlaskClient) -> None:
     assert (job["pixel_size_um"], job["model"], job["priority"], job["training"]) == (0.843, "classical", 0, True)
 
 
+def test_synthetic_jobs_are_listed_only_when_asked(client: FlaskClient, env: dict[str, str], png: bytes) -> None:
+    user = submit(client, [(png, "mine.png")]).get_json()["id"]
+    response = submit(client, [(png, "isletops-e2e-probe.png")], synthetic="1", priority="100")
+    assert response.status_code == 201, response.get_json()
+    probe = response.get_json()["id"]
+
+    assert [job["id"] for job in client.get("/api/jobs").get_json()["jobs"]] == [user]
+    assert [job["id"] for job in client.get("/api/jobs?include_synthetic=0").get_json()["jobs"]] == [user]
+    listed = client.get("/api/jobs?include_synthetic=1").get_json()["jobs"]
+    assert [(job["id"], job["synthetic"]) for job in listed] == [(probe, True), (user, False)]
+    assert client.get(f"/api/jobs/{probe}").get_json()["synthetic"] is True  # reachable by id all the same
+    request_document = json.loads(ObjectStore.from_env(env).get(f"jobs/{probe}/request.json"))
+    assert request_document["synthetic"] is True
+    assert client.get("/api/queue").get_json()["queued"] == 2  # the queue is the queue: test jobs wait too
+    assert_plain_error(client.get("/api/jobs?include_synthetic=perhaps"), 400,
+                       "include_synthetic='perhaps' is not a yes/no")
+
+
+def test_a_synthetic_training_job_is_refused(client: FlaskClient, env: dict[str, str], png: bytes) -> None:
+    assert_plain_error(submit(client, [(png, "a.png")], synthetic="true", training="true"), 400,
+                       "synthetic test job cannot be marked for training")
+    assert_plain_error(submit(client, [(png, "a.png")], synthetic="sometimes"), 400, "synthetic='sometimes'.*yes/no")
+    assert_nothing_stored(env)
+
+
 def test_health_models_queue(client: FlaskClient, png: bytes) -> None:
     assert client.get("/api/health").get_json() == {"status": "ok", "storage": "ok", "queue": "ok"}
     assert client.get("/api/models").get_json() == {"models": ["classical"], "default": "classical"}

@@ -81,9 +81,9 @@ def pngs() -> list[bytes]:
     return [encode(dtz_rgb(seed=3, diameters_um=(90, 130, 170)), "PNG"), encode(dtz_rgb(seed=4), "PNG")]
 
 
-def submit(client: FlaskClient, pngs: list[bytes], training: bool = False) -> str:
+def submit(client: FlaskClient, pngs: list[bytes], training: bool = False, synthetic: bool = False) -> str:
     data = {"images": [(io.BytesIO(png), f"sample-{n}.png") for n, png in enumerate(pngs)],
-            "training": "true" if training else "false"}
+            "training": "true" if training else "false", "synthetic": "1" if synthetic else "0"}
     response = client.post("/api/jobs", data=data, content_type="multipart/form-data")
     assert response.status_code == 201, response.get_data(as_text=True)
     return response.get_json()["id"]
@@ -166,6 +166,22 @@ def test_statistics_and_access_statistics_workbook(client: FlaskClient, done_job
     assert missing, endpoints
     totals_sheet = {row[0]: row[1] for row in workbook["Totals"].iter_rows(values_only=True)}
     assert totals_sheet["jobs"] == 2
+
+
+def test_synthetic_jobs_stay_out_of_the_statistics(client: FlaskClient, store: ObjectStore, queue: JobQueue,
+                                                   done_job: str, pngs: list[bytes]) -> None:
+    before = client.get("/api/statistics").get_json()
+    probe = submit(client, pngs[:1], synthetic=True)
+    assert process_next_job(store, queue) == probe
+    assert client.get(f"/api/jobs/{probe}/result").status_code == 200  # its result is served as usual
+
+    after = client.get("/api/statistics").get_json()
+    assert after["totals"] == before["totals"] and after["totals"]["jobs"] == 1
+    assert {key: after["per_day"][-1][key] for key in ("jobs", "images", "failed_jobs")} == {
+        "jobs": 1, "images": 2, "failed_jobs": 0}
+    assert after["queue"]["done_last_hour"] == 2  # queue figures are about the queue, test jobs included
+    workbook = load_workbook(io.BytesIO(client.get("/api/statistics/access_statistics.xlsx").data))
+    assert {row[0]: row[1] for row in workbook["Totals"].iter_rows(values_only=True)}["jobs"] == 1
 
 
 def test_training_export_once_then_all(client: FlaskClient, queue: JobQueue, store: ObjectStore,

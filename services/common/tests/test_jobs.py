@@ -7,8 +7,10 @@ import threading
 import time
 from datetime import UTC, date, datetime, timedelta
 
+import psycopg
 import pytest
 
+from services.common import jobs as jobs_module
 from services.common.jobs import JobQueue, QueueError, QueueUnavailable
 from tests.fixtures.servers import free_port
 
@@ -216,6 +218,44 @@ def test_prunable_jobs_never_include_training_jobs(queue: JobQueue) -> None:
     assert queue.mark_pruned(training) is False
     assert queue.mark_pruned(normal) is True and queue.mark_pruned(normal) is False
     assert queue.prunable_jobs(later) == []
+
+
+def test_a_database_from_before_synthetic_jobs_gains_the_column(postgres_db: str) -> None:
+    added = "ALTER TABLE jobs ADD COLUMN IF NOT EXISTS synthetic boolean NOT NULL DEFAULT false;"
+    assert added in jobs_module._SCHEMA
+    old_id = "0" * 31 + "1"
+    with psycopg.connect(postgres_db) as conn:  # the schema as the first release created it, with one job
+        conn.execute(jobs_module._SCHEMA.replace(added, ""))
+        conn.execute("INSERT INTO jobs (id, model, pixel_size_um, image_count) VALUES (%s, 'classical', 0.843, 1)",
+                     (old_id,))
+
+    queue = JobQueue(postgres_db)
+    old = queue.get(old_id)
+    assert old is not None and old.synthetic is False and old.state == "queued"  # the old job is intact
+    JobQueue(postgres_db).ensure_schema()  # a second service starting later: a no-op
+    probe = make_job(queue, synthetic=True)
+    assert queue.get(probe).synthetic is True
+    assert [job.id for job in queue.list_jobs(include_synthetic=False)] == [old_id]
+    assert [job.id for job in queue.list_jobs()] == [probe, old_id]
+
+
+def test_synthetic_jobs_are_pruned_and_never_exported(queue: JobQueue, postgres_db: str) -> None:
+    with pytest.raises(QueueError, match="synthetic test job cannot be marked for training"):
+        make_job(queue, synthetic=True, training=True)
+    assert queue.list_jobs() == []
+    probe = make_job(queue, synthetic=True)
+    user = make_job(queue, training=True)
+    # A row marked both ways by hand (not through create_job) still counts as a test job.
+    forced = make_job(queue, synthetic=True)
+    with psycopg.connect(postgres_db) as conn:
+        conn.execute("UPDATE jobs SET training = true WHERE id = %s", (forced,))
+    for _ in range(3):
+        claimed = queue.claim("w", 30)
+        queue.complete(claimed.id, claimed.token, {})
+    assert [job.id for job in queue.training_jobs(include_exported=True)] == [user]
+    later = datetime.now(UTC) + timedelta(seconds=5)
+    assert [job.id for job in queue.prunable_jobs(later)] == [probe, forced]
+    assert queue.mark_pruned(forced) is True and queue.mark_pruned(user) is False
 
 
 def test_training_export_is_recorded_once(queue: JobQueue) -> None:

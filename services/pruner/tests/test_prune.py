@@ -75,9 +75,11 @@ def settings(env: dict[str, str], retention_s: float = 0.0) -> PrunerSettings:
                           status_file=Path(env["PRUNER_STATUS_FILE"]))
 
 
-def make_job(store: ObjectStore, queue: JobQueue, *, training: bool = False, finish: str | None = "done") -> str:
+def make_job(store: ObjectStore, queue: JobQueue, *, training: bool = False, finish: str | None = "done",
+             synthetic: bool = False) -> str:
     """A job as the backend and shepherd leave it: request, two inputs, per-image results, summary."""
-    job_id = queue.create_job(model="classical", pixel_size_um=0.843, file_names=["a.png", "b.png"], training=training)
+    job_id = queue.create_job(model="classical", pixel_size_um=0.843, file_names=["a.png", "b.png"], training=training,
+                              synthetic=synthetic)
     prefix = f"jobs/{job_id}/"
     store.put(prefix + "request.json", json.dumps({"pixel_size_um": 0.843}).encode(), "application/json")
     for index, name in enumerate(["a.png", "b.png"]):
@@ -135,6 +137,34 @@ def test_retention_zero_removes_exactly_the_unmarked_finished_jobs(
 
     again = Pruner(store, queue, settings(env)).run_once()  # nothing left to do: a no-op pass
     assert again.ok and again.deleted_jobs == [] and again.freed_bytes == 0
+
+
+@pytest.mark.integration
+def test_synthetic_test_jobs_are_pruned_and_counted_apart(env: dict[str, str], store: ObjectStore,
+                                                          queue: JobQueue) -> None:
+    user = make_job(store, queue)
+    probes = [make_job(store, queue, synthetic=True), make_job(store, queue, synthetic=True, finish="failed")]
+    kept = make_job(store, queue, training=True)
+    expected_bytes = sum(stored_size(store, job_id) for job_id in [user, *probes])
+
+    dry = subprocess.run(
+        [sys.executable, "-m", "services.pruner", "--dry-run", "--retention-seconds", "0"],
+        env={**os.environ, **env, "PYTHONPATH": str(REPO)}, cwd=REPO, capture_output=True, text=True, timeout=60,
+    )
+    assert dry.returncode == 0, dry.stderr
+    assert f"would delete synthetic test job {probes[0]} (done" in dry.stdout
+    assert "dry run: 1 jobs (and 2 synthetic test jobs) past 0 s retention" in dry.stdout
+
+    report = Pruner(store, queue, settings(env)).run_once()
+
+    assert report.ok and report.deleted_jobs == [user] and sorted(report.deleted_synthetic_jobs) == sorted(probes)
+    assert report.freed_bytes == expected_bytes
+    for job_id in [user, *probes]:
+        assert keys(store, job_id) == [] and queue.get(job_id).pruned_at is not None
+    assert keys(store, kept) and queue.get(kept).pruned_at is None
+    record = json.loads(store.get(LAST_RUN_KEY))
+    assert (record["deleted_jobs"], record["deleted_synthetic_jobs"]) == (1, 2)
+    assert record["freed_bytes"] == expected_bytes and record["training_jobs"] == 1
 
 
 @pytest.mark.integration
