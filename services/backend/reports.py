@@ -24,6 +24,8 @@ from reportlab.lib.styles import getSampleStyleSheet
 from reportlab.lib.units import mm
 from reportlab.platypus import Image, KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
+from services.common.times import parse_utc
+
 # Per-islet columns, in table order: (result key, column heading). One list for CSV, XLSX and PDF.
 ISLET_COLUMNS: tuple[tuple[str, str], ...] = (
     ("image", "image"),
@@ -139,7 +141,7 @@ def _job_lines(job: Mapping[str, Any]) -> list[tuple[str, Any]]:
 
 def _format_time(value: Any) -> str | None:
     """Times as `YYYY-MM-DD HH:MM:SS UTC` (job rows carry datetimes or, via the API, ISO text)."""
-    parsed = _as_datetime(value)
+    parsed = parse_utc(value)
     if parsed is not None:
         return parsed.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     return value
@@ -336,8 +338,8 @@ def aggregate_statistics(jobs: Iterable[Mapping[str, Any]],
         states[str(job.get("state"))] += 1
         images += _image_count(job)
         training += 1 if job.get("training") else 0
-        created = _as_datetime(job.get("created_at"))
-        finished = _as_datetime(job.get("finished_at"))
+        created = parse_utc(job.get("created_at"))
+        finished = parse_utc(job.get("finished_at"))
         if created is not None:
             first = created if first is None or created < first else first
             last = created if last is None or created > last else last
@@ -369,24 +371,12 @@ def _image_count(job: Mapping[str, Any]) -> int:
     return len(files) if isinstance(files, list | tuple) else 0
 
 
-def _as_datetime(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if isinstance(value, str) and value:
-        try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    return None
-
-
 def _as_day(value: Any) -> date | None:
     if isinstance(value, datetime):
         return value.date()
     if isinstance(value, date):
         return value
-    parsed = _as_datetime(value)
+    parsed = parse_utc(value)
     if parsed is not None:
         return parsed.date()
     return None

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from services.common.times import parse_utc
 from services.pruner.status import PrunerConfigError, PrunerSettings, read_status_file
 
 GRACE_S = 300.0
@@ -27,7 +28,7 @@ def check(record: dict[str, Any] | None, now: datetime | None = None) -> tuple[b
     now = now or datetime.now(UTC)
     interval = float(record.get("interval_s") or 3600)
     limit = 2 * interval + GRACE_S
-    success = _parse(record.get("last_success_at"))
+    success = parse_utc(record.get("last_success_at"))
     if success is None:
         return False, f"The pruner has never finished a pass; last error: {last_error}."
     age = (now - success).total_seconds()
@@ -37,16 +38,6 @@ def check(record: dict[str, Any] | None, now: datetime | None = None) -> tuple[b
     if not record.get("ok"):
         return True, f"The last pass failed ({last_error}), but one succeeded {age:.0f} s ago."
     return True, f"The last successful prune was {age:.0f} s ago."
-
-
-def _parse(text: Any) -> datetime | None:
-    if not isinstance(text, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def main(argv: list[str] | None = None) -> int:

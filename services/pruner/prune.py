@@ -29,6 +29,7 @@ from typing import Any
 from services.common.errors import ServiceError, Unavailable
 from services.common.jobs import Job, JobQueue
 from services.common.storage import ObjectInfo, ObjectNotFound, ObjectStore
+from services.common.times import iso_utc, parse_utc
 from services.pruner.status import (  # noqa: F401 - re-exported for callers of the core
     DEFAULT_INTERVAL_S,
     DEFAULT_RETENTION_S,
@@ -91,14 +92,14 @@ class RunReport:
     def record(self, retention_s: float, interval_s: float) -> dict[str, Any]:
         """The JSON document stored at `pruner/last_run.json` and in the local status file."""
         return {
-            "finished_at": _iso(self.finished_at),
+            "finished_at": iso_utc(self.finished_at),
             "deleted_jobs": len(self.deleted_jobs),
             "deleted_synthetic_jobs": len(self.deleted_synthetic_jobs),
             "freed_bytes": self.freed_bytes,
             "ok": self.ok,
-            "started_at": _iso(self.started_at),
+            "started_at": iso_utc(self.started_at),
             "deleted_objects": self.deleted_objects,
-            "last_success_at": _iso(self.last_success_at),
+            "last_success_at": iso_utc(self.last_success_at),
             "last_error": self.error,
             "retention_s": retention_s,
             "interval_s": interval_s,
@@ -106,19 +107,6 @@ class RunReport:
             "training_images": self.training_images,
             "training_bytes": self.training_bytes,
         }
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z") if moment else None
-
-
-def _parse_time(text: Any) -> datetime | None:
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 class Pruner:
@@ -256,7 +244,7 @@ class Pruner:
                 record = json.loads(self.store.get(LAST_RUN_KEY))
             except (ServiceError, ValueError):
                 record = None
-        self._last_success_at = _parse_time((record or {}).get("last_success_at"))
+        self._last_success_at = parse_utc((record or {}).get("last_success_at"))
 
     def _record(self, report: RunReport) -> None:
         record = report.record(self.settings.retention_s, self.settings.interval_s)
