@@ -230,13 +230,11 @@ class Worker:
         while not self._stop.is_set():
             try:
                 outcome = self.process_next()
-            except Unavailable as problem:
-                log.warning("queue unavailable, retrying in %.0fs: %s", backoff, problem)
-                self._stop.wait(backoff)
-                backoff = min(_MAX_BACKOFF_S, backoff * 2)
-                continue
-            except ServiceError as problem:  # e.g. wrong database credentials: say it, keep trying
-                log.error("cannot take jobs, retrying in %.0fs: %s", backoff, problem)
+            except ServiceError as problem:
+                if isinstance(problem, Unavailable):
+                    log.warning("queue unavailable, retrying in %.0fs: %s", backoff, problem)
+                else:  # e.g. wrong database credentials: say it, keep trying
+                    log.error("cannot take jobs, retrying in %.0fs: %s", backoff, problem)
                 self._stop.wait(backoff)
                 backoff = min(_MAX_BACKOFF_S, backoff * 2)
                 continue

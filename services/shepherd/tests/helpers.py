@@ -37,6 +37,15 @@ def make_worker(
     return Worker(ShepherdConfig(**settings), ObjectStore.from_env(env), JobQueue.from_env(env), **kwargs)
 
 
+def process_jobs(env: dict[str, str], tmp_path: Any, count: int, **worker_options: Any) -> list[str | None]:
+    """Let a fresh worker (`make_worker` options) take `count` jobs in turn; their outcomes."""
+    worker = make_worker(env, tmp_path, **worker_options)
+    try:
+        return [worker.process_next() for _ in range(count)]
+    finally:
+        worker.close()
+
+
 def wait_for(predicate: Callable[[], Any], timeout_s: float, what: str) -> Any:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

@@ -17,7 +17,7 @@ from services.backend.tests.images import encode, truncated
 from services.common.jobs import JobQueue
 from services.common.storage import ObjectStore
 from services.islets import get_model, make_dtz_image
-from services.shepherd.tests.helpers import events, job, make_worker, submit, wait_for
+from services.shepherd.tests.helpers import events, job, make_worker, process_jobs, submit, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -57,12 +57,7 @@ class BrokenModel:
 def test_job_end_to_end_gives_plausible_results(env: dict[str, str], tmp_path, dtz) -> None:
     png, truth = dtz
     job_id = submit(env, [(png, "a.png"), (png, "b.png")], pixel_size_um="0.843")
-    worker = make_worker(env, tmp_path)
-    try:
-        assert worker.process_next() == "done"
-        assert worker.process_next() is None
-    finally:
-        worker.close()
+    assert process_jobs(env, tmp_path, 2) == ["done", None]
 
     app = create_app(env)
     client = app.test_client()
@@ -103,12 +98,7 @@ def test_bad_image_fails_only_its_job(env: dict[str, str], tmp_path, dtz) -> Non
     store = ObjectStore.from_env(env)
     store.put(f"jobs/{bad_id}/inputs/1-bad.png", truncated(png), "image/png")
 
-    worker = make_worker(env, tmp_path)
-    try:
-        assert worker.process_next() == "failed"
-        assert worker.process_next() == "done"
-    finally:
-        worker.close()
+    assert process_jobs(env, tmp_path, 2) == ["failed", "done"]
     failed = job(env, bad_id)
     assert failed.state == "failed"
     assert (
@@ -124,12 +114,7 @@ def test_missing_input_and_unknown_model_fail_with_a_sentence(env: dict[str, str
     queue = JobQueue.from_env(env)
     unknown_id = queue.create_job(model="unet-v9", pixel_size_um=0.843, file_names=["a.png"])
 
-    worker = make_worker(env, tmp_path)
-    try:
-        assert worker.process_next() == "failed"
-        assert worker.process_next() == "failed"
-    finally:
-        worker.close()
+    assert process_jobs(env, tmp_path, 2) == ["failed", "failed"]
     assert job(env, missing_id).error == "Image 0 (a.png) is missing from storage; submit the job again."
     assert job(env, unknown_id).error == "Unknown model 'unet-v9'; the known models are: classical."
 
@@ -137,12 +122,7 @@ def test_missing_input_and_unknown_model_fail_with_a_sentence(env: dict[str, str
 def test_failing_model_fails_the_job_and_the_worker_goes_on(env: dict[str, str], tmp_path, dtz) -> None:
     png, _ = dtz
     first, second = submit(env, [(png, "a.png")]), submit(env, [(png, "b.png")])
-    worker = make_worker(env, tmp_path, model_loader=lambda name: BrokenModel())
-    try:
-        assert worker.process_next() == "failed"
-        assert worker.process_next() == "failed"
-    finally:
-        worker.close()
+    assert process_jobs(env, tmp_path, 2, model_loader=lambda name: BrokenModel()) == ["failed", "failed"]
     assert job(env, first).error == (
         "The model classical failed on image 0 (a.png): CUDA error: an illegal memory access was encountered."
     )
@@ -208,11 +188,7 @@ def test_lost_lease_is_noticed_and_the_job_completes_once(env: dict[str, str], t
     queue = JobQueue.from_env(env)
     stale = queue.claim("frozen-worker", 0.2)  # a worker that froze right after claiming
     time.sleep(0.5)
-    worker = make_worker(env, tmp_path)
-    try:
-        assert worker.process_next() == "done"
-    finally:
-        worker.close()
+    assert process_jobs(env, tmp_path, 1) == ["done"]
     assert queue.complete(job_id, stale.token, {"islet_count": 0}) is False
     assert events(env, job_id) == ["created", "claimed", "reclaimed", "completed"]
     assert job(env, job_id).attempts == 2
