@@ -31,8 +31,9 @@ log = logging.getLogger(__name__)
 blueprint = Blueprint("jobs", __name__, url_prefix="/api")
 
 MAX_NAME_LENGTH = 100
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
+# Words a yes/no form field or query flag may use.
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off", ""})
 # Magic numbers of the formats the islet library accepts: an upload that starts like one of these
 # is an image that is broken (400); anything else is the wrong kind of file (415).
 _IMAGE_SIGNATURES = {
@@ -158,9 +159,9 @@ def parse_priority(raw: str | None) -> int:
 
 def parse_bool(name: str, raw: str | None) -> bool:
     value = (raw or "").strip().lower()
-    if value in _TRUE:
+    if value in TRUE_WORDS:
         return True
-    if value in _FALSE:
+    if value in FALSE_WORDS:
         return False
     raise ApiError(400, f"{name}={raw[:40]!r} is not a yes/no value; use true or false.")
 

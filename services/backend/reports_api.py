@@ -20,7 +20,7 @@ from typing import IO, Any
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from services.backend import reports
-from services.backend.jobs_api import job_prefix, load_result, public_job, queue, require_job, store
+from services.backend.jobs_api import TRUE_WORDS, job_prefix, load_result, public_job, queue, require_job, store
 from services.backend.openapi import error, json_response
 from services.common.jobs import Job
 from services.common.storage import ObjectNotFound
@@ -34,7 +34,6 @@ STATISTICS_JOB_LIMIT = 100_000
 # Training exports are built in memory up to this size, on disk beyond it.
 SPOOL_MAX_BYTES = 64 * 1024 * 1024
 EXPORT_RECORD_PREFIX = "training/exports/"
-_TRUE = {"1", "true", "yes", "on"}
 
 
 # -- reading a finished job ---------------------------------------------------------------------
@@ -94,7 +93,7 @@ def report_pdf(job_id: str) -> Response:
 def archive_zip(job_id: str) -> Response:
     """Results, the generated reports and the request; `?inputs=1` adds the original images."""
     job, row, result = _finished_job(job_id)
-    with_inputs = request.args.get("inputs", "").lower() in _TRUE
+    with_inputs = request.args.get("inputs", "").lower() in TRUE_WORDS
     prefix = job_prefix(job.id)
     files: dict[str, bytes] = {}
     for key in store().list(prefix):
@@ -179,7 +178,7 @@ def training_export() -> Response:
     The archive is complete before anything is recorded, so a failure half-way records nothing
     and the same images are offered again next time.
     """
-    include_exported = request.args.get("all", "").lower() in _TRUE
+    include_exported = request.args.get("all", "").lower() in TRUE_WORDS
     jobs = queue().training_jobs(include_exported=include_exported)
     if not jobs:
         return Response(status=204)

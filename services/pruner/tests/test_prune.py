@@ -106,6 +106,14 @@ def keys(store: ObjectStore, job_id: str) -> list[str]:
     return store.list(f"jobs/{job_id}/")
 
 
+def dry_run(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`python -m services.pruner --dry-run --retention-seconds 0`, as an operator runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "services.pruner", "--dry-run", "--retention-seconds", "0"],
+        env={**os.environ, **env, "PYTHONPATH": str(REPO)}, cwd=REPO, capture_output=True, text=True, timeout=60,
+    )
+
+
 @pytest.mark.integration
 def test_retention_zero_removes_exactly_the_unmarked_finished_jobs(
     env: dict[str, str], store: ObjectStore, queue: JobQueue
@@ -147,10 +155,7 @@ def test_synthetic_test_jobs_are_pruned_and_counted_apart(env: dict[str, str], s
     kept = make_job(store, queue, training=True)
     expected_bytes = sum(stored_size(store, job_id) for job_id in [user, *probes])
 
-    dry = subprocess.run(
-        [sys.executable, "-m", "services.pruner", "--dry-run", "--retention-seconds", "0"],
-        env={**os.environ, **env, "PYTHONPATH": str(REPO)}, cwd=REPO, capture_output=True, text=True, timeout=60,
-    )
+    dry = dry_run(env)
     assert dry.returncode == 0, dry.stderr
     assert f"would delete synthetic test job {probes[0]} (done" in dry.stdout
     assert "dry run: 1 jobs (and 2 synthetic test jobs) past 0 s retention" in dry.stdout
@@ -186,10 +191,7 @@ def test_dry_run_lists_and_deletes_nothing(env: dict[str, str], store: ObjectSto
     plain = make_job(store, queue)
     kept = make_job(store, queue, training=True)
     before = keys(store, plain)
-    result = subprocess.run(
-        [sys.executable, "-m", "services.pruner", "--dry-run", "--retention-seconds", "0"],
-        env={**os.environ, **env, "PYTHONPATH": str(REPO)}, cwd=REPO, capture_output=True, text=True, timeout=60,
-    )
+    result = dry_run(env)
     assert result.returncode == 0, result.stderr
     assert f"would delete job {plain} (done" in result.stdout
     assert kept not in result.stdout
