@@ -33,11 +33,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+import docker
 import docker.errors
 import docker.utils.build
 import requests
 
-import docker
 from isletops.errors import DockerError, RegistryError
 
 log = logging.getLogger(__name__)
