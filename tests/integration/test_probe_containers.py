@@ -10,9 +10,9 @@ import secrets
 import time
 from pathlib import Path
 
+import docker
 import pytest
 
-import docker
 from isletops.config import InstanceConfig, MonitoringConfig, SiteConfig
 from isletops.docker_engine import PROJECT_LABEL, SERVICE_LABEL
 from monitors import runner
