@@ -129,7 +129,7 @@ class SiteConfig:
 
 
 def _url_host(bind_address: str) -> str:
-    return "127.0.0.1" if bind_address in ("", "0.0.0.0") else bind_address  # noqa: S104 - comparison only
+    return "127.0.0.1" if bind_address in ("", "0.0.0.0") else bind_address  # noqa: S104  # nosec B104 - comparison only
 
 
 def validate_instance_name(name: str) -> str:

@@ -13,7 +13,8 @@ from typing import Any
 
 from services.common.settings import ConfigError, read_number
 
-DEFAULT_STATUS_FILE = Path("/tmp/isletnet-pruner/last_run.json")
+# Only when ISLETNET_STATE_DIR is unset (tests on a host); images set it. The container's /tmp is its own.
+DEFAULT_STATUS_FILE = Path("/tmp/isletnet-pruner/last_run.json")  # nosec B108
 DEFAULT_RETENTION_S = 30 * 86400.0
 DEFAULT_INTERVAL_S = 3600.0
 

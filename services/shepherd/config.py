@@ -42,7 +42,8 @@ class ShepherdConfig:
     max_batch_size: int = 4
     max_batch_wait_s: float = 0.05
     max_image_pixels: int = 200_000_000
-    heartbeat_file: str = "/tmp/shepherd.heartbeat"
+    # A timestamp only, in the container's own /tmp (no other user shares it).
+    heartbeat_file: str = "/tmp/shepherd.heartbeat"  # nosec B108
     heartbeat_max_age_s: float = 60.0
     stall_s: float = 900.0
     health_port: int = 8001
