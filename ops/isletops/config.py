@@ -99,12 +99,17 @@ class InstanceConfig:
         return self.directory / "state"
 
     @property
+    def connect_host(self) -> str:
+        """The address to reach the instance's published ports on this host."""
+        return _url_host(self.bind_address)
+
+    @property
     def frontend_url(self) -> str:
-        return f"http://{_url_host(self.bind_address)}:{self.http_port}"
+        return f"http://{self.connect_host}:{self.http_port}"
 
     @property
     def api_url(self) -> str:
-        return f"http://{_url_host(self.bind_address)}:{self.api_port}"
+        return f"http://{self.connect_host}:{self.api_port}"
 
 
 @dataclass(frozen=True)
@@ -129,7 +134,7 @@ class SiteConfig:
 
 
 def _url_host(bind_address: str) -> str:
-    return "127.0.0.1" if bind_address in ("", "0.0.0.0") else bind_address  # noqa: S104  # nosec B104 - comparison only
+    return "127.0.0.1" if bind_address in ("", "0.0.0.0") else bind_address  # noqa: S104 - comparison only  # nosec B104
 
 
 def validate_instance_name(name: str) -> str:

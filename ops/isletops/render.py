@@ -32,7 +32,7 @@ def template_environment(area: str) -> jinja2.Environment:
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
-        autoescape=False,  # noqa: S701  # nosec B701 - renders YAML and nginx config, never HTML
+        autoescape=False,  # noqa: S701 - YAML and nginx config, never HTML  # nosec B701
     )
 
 

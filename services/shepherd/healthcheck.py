@@ -57,7 +57,7 @@ def serve_health(config: ShepherdConfig) -> ThreadingHTTPServer | None:
             return
 
     try:
-        server = ThreadingHTTPServer(("0.0.0.0", config.health_port), Handler)  # noqa: S104  # nosec B104 - inside the container, for its healthcheck
+        server = ThreadingHTTPServer(("0.0.0.0", config.health_port), Handler)  # noqa: S104 - container-internal health port  # nosec B104
     except OSError as problem:
         logging.getLogger("services.shepherd").warning(
             "health endpoint not started on %d: %s", config.health_port, problem

@@ -122,7 +122,7 @@ def register(main: click.Group) -> None:
           isletops -i prod render nginx --set nginx_server_name=islets.example.org -o isletnet.conf
         """
         instance = ctx.instance()
-        host = "127.0.0.1" if instance.bind_address in ("", "0.0.0.0") else instance.bind_address  # noqa: S104  # nosec B104 - comparison only
+        host = instance.connect_host
         variables: dict[str, object] = {
             "nginx_frontend_upstream": f"{host}:{instance.http_port}",
             "nginx_backend_upstream": f"{host}:{instance.api_port}",
