@@ -289,12 +289,11 @@ def _engine(engine: Any | None) -> Any:
 
 def docker_data_root(engine: Any) -> Path | None:
     """Where Docker keeps images (None when the daemon is remote or says nothing)."""
-    getter = getattr(engine, "data_root", None)
-    with contextlib.suppress(Exception):
-        root = getter() if getter else engine.client.info().get("DockerRootDir")
-        if root and Path(root).exists():
-            return Path(root)
-    return None
+    try:
+        root = engine.data_root()
+    except IsletOpsError:
+        return None  # the disk check then covers the instance folder only
+    return Path(root) if root and Path(root).exists() else None
 
 
 def _existing_ancestor(path: Path) -> Path:
@@ -341,16 +340,7 @@ def check_disk_space(needs: dict[Path, int]) -> None:
 
 def _remove_container(engine: Any, name: str, drain_s: int) -> None:
     """Stop (SIGTERM, `drain_s` to finish in-flight work) and remove one container."""
-    remover = getattr(engine, "remove_container", None)
-    if remover:
-        remover(name, stop_timeout_s=drain_s)
-        return
-    import docker.errors  # the engine lacks a method for it yet; same client, same daemon
-
-    with contextlib.suppress(docker.errors.NotFound):
-        container = engine.client.containers.get(name)
-        container.stop(timeout=drain_s)
-        container.remove(v=True)
+    engine.remove_container(name, stop_timeout_s=drain_s)
 
 
 def _service_containers(engine: Any, project: str, service: str) -> list[Any]:

@@ -10,10 +10,11 @@ from dataclasses import dataclass
 
 import click
 
+from isletops import deploy
 from isletops import stack as core
 from isletops.cli import Context, pass_context
 from isletops.docker_engine import ContainerState
-from isletops.errors import ConfigError, ExitStatus
+from isletops.errors import ConfigError, ExitStatus, IsletOpsError
 
 
 @dataclass
@@ -194,6 +195,11 @@ def _status(ctx: Context, as_json: bool) -> None:
     instance = ctx.instance()
     states = core.status(ctx.config, instance)
     not_ready = _not_ready(states)
+    try:
+        deployment = deploy.deployment_status(instance)  # history and lock only: no Docker, no registry
+        deploy_lines, deploy_doc = deployment.lines(), deployment.as_dict()
+    except IsletOpsError as exc:  # a broken history file must not hide what runs
+        deploy_lines, deploy_doc = [f"deploy history unreadable: {exc}"], {"error": str(exc)}
     if as_json:
         document = {
             "instance": instance.name,
@@ -201,11 +207,14 @@ def _status(ctx: Context, as_json: bool) -> None:
             "tag": core.current_tag(instance),
             "healthy": not not_ready,
             "containers": [state.as_dict() for state in states],
+            "deployment": deploy_doc,
         }
         click.echo(json.dumps(document, indent=2))
     else:
         click.echo(f"instance '{instance.name}', release {core.current_tag(instance) or '(none)'}")
         print_states(states)
+        for line in deploy_lines:
+            click.echo(f"  {line}")
     if not_ready:
         raise SystemExit(int(ExitStatus.CRITICAL))
 
