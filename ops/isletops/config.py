@@ -72,6 +72,9 @@ class InstanceConfig:
     directory: Path
     http_port: int = 8080
     api_port: int = 8081
+    # Publish the backend's port on the host too. Off by default: unpublished, the backend can run
+    # twice side by side during a deploy (no port clash), and clients reach it through the frontend.
+    publish_api_port: bool = False
     bind_address: str = "127.0.0.1"
     data_dir: Path | None = None
     gpu: str = "auto"  # auto | yes | no
@@ -109,7 +112,11 @@ class InstanceConfig:
 
     @property
     def api_url(self) -> str:
-        return f"http://{self.connect_host}:{self.api_port}"
+        """Base URL that answers the API's `/api/...` paths: the backend's own port when it is
+        published, otherwise the frontend, which proxies `/api/` to the backend."""
+        if self.publish_api_port:
+            return f"http://{self.connect_host}:{self.api_port}"
+        return self.frontend_url
 
 
 @dataclass(frozen=True)

@@ -136,6 +136,7 @@ def render_compose_files(
         "instance": instance.name,
         "gpu": gpu,
         "gpu_setting": instance.gpu,
+        "publish_api_port": instance.publish_api_port,
         "extra_labels": dict(extra_labels or {}),
         "components": release.COMPONENTS,
     }

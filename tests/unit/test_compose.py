@@ -50,7 +50,7 @@ def test_dependencies_wait_for_health_in_start_order(tmp_path):
 
 
 def test_secrets_and_required_settings_fail_by_name_when_missing(tmp_path):
-    _, texts = _render(tmp_path)
+    _, texts = _render(tmp_path, publish_api_port=True)
     base, production = texts["docker-compose.yml"], texts["docker-compose.production.yml"]
     for variable in ("TAG", "S3_ACCESS_KEY", "S3_SECRET_KEY", "DB_PASSWORD"):
         assert f"${{{variable}:?missing-env}}" in base
@@ -58,13 +58,10 @@ def test_secrets_and_required_settings_fail_by_name_when_missing(tmp_path):
         assert f"${{{variable}:?missing-env}}" in production
 
 
-def test_production_file_publishes_only_on_the_bind_address_and_keeps_data_on_disk(tmp_path):
+def test_production_file_publishes_only_the_frontend_by_default_and_keeps_data_on_disk(tmp_path):
     production = _render(tmp_path)[0]["docker-compose.production.yml"]["services"]
     published = {name: service["ports"] for name, service in production.items() if "ports" in service}
-    assert published == {
-        "backend": ["${BIND_ADDRESS:?missing-env}:${API_PORT:?missing-env}:8000"],
-        "frontend": ["${BIND_ADDRESS:?missing-env}:${HTTP_PORT:?missing-env}:8080"],
-    }
+    assert published == {"frontend": ["${BIND_ADDRESS:?missing-env}:${HTTP_PORT:?missing-env}:8080"]}
     assert production["storage"]["volumes"] == ["${LOCAL_DATA_DIR:?missing-env}/storage:/data"]
     assert production["queue"]["volumes"] == ["${LOCAL_DATA_DIR:?missing-env}/queue:/data"]
     for service in production.values():
@@ -161,3 +158,19 @@ def test_unknown_components_and_services_are_named(tmp_path):
         stack.logs(_site(tmp_path), "prod", service="web")
     with pytest.raises(ConfigError, match=r"Unknown component\(s\): db\."):
         stack.build_images(["db"], engine=object())
+
+
+def test_backend_port_is_published_on_the_bind_address_only_when_asked(tmp_path):
+    production = _render(tmp_path, publish_api_port=True)[0]["docker-compose.production.yml"]["services"]
+    published = {name: service["ports"] for name, service in production.items() if "ports" in service}
+    assert published == {
+        "backend": ["${BIND_ADDRESS:?missing-env}:${API_PORT:?missing-env}:8000"],
+        "frontend": ["${BIND_ADDRESS:?missing-env}:${HTTP_PORT:?missing-env}:8080"],
+    }
+
+
+def test_api_url_goes_through_the_frontend_unless_the_backend_is_published(tmp_path):
+    assert _site(tmp_path).instance("prod").api_url == "http://127.0.0.1:8180"
+    assert _site(tmp_path, publish_api_port=True).instance("prod").api_url == "http://127.0.0.1:8181"
+    with pytest.raises(ConfigError, match="publish_api_port"):
+        _site(tmp_path, publish_api_port="yes")

@@ -145,3 +145,55 @@ def test_dependency_levels_without_depends_on_keep_component_order_and_refuse_cy
     cycle = {"storage": {"depends_on": ["frontend"]}, "frontend": {"depends_on": {"storage": {}}}}
     with pytest.raises(DeployError, match="dependency cycle"):
         deploy.dependency_levels(cycle)
+
+
+@pytest.mark.parametrize(("publish", "backend"), [(False, "start-first"), (True, "recreate")])
+def test_real_templates_roll_the_backend_side_by_side_unless_its_port_is_published(tmp_path, publish, backend):
+    import dataclasses
+
+    import yaml
+
+    from isletops import stack
+
+    rendered = stack.render_compose_files(dataclasses.replace(instance(tmp_path), publish_api_port=publish), gpu=False)
+    spec = {}
+    for text in rendered.values():
+        for name, service in (yaml.safe_load(text).get("services") or {}).items():
+            spec.setdefault(name, {}).update(service or {})
+    steps = {s.service: s.strategy for s in deploy.service_strategies(spec)}
+    assert steps["backend"] == backend
+    assert steps["frontend"] == "recreate"  # it holds the public port
+
+
+def test_old_backend_outlives_the_frontends_dns_cache():
+    import re
+
+    conf = (Path(deploy.__file__).parents[2] / "services" / "frontend" / "nginx.conf").read_text()
+    valid = re.search(r"resolver 127\.0\.0\.11 valid=(\d+)s", conf)
+    assert valid, "the frontend must resolve the backend through Docker's DNS with a short valid="
+    assert int(valid.group(1)) < deploy.RESOLVER_TTL_S
+    assert "proxy_next_upstream error timeout http_502 http_503;" in conf
+
+
+class _Engine:
+    def __init__(self, root=None, error=None):
+        self.root, self.error, self.removed = root, error, []
+
+    def data_root(self):
+        if self.error:
+            raise self.error
+        return self.root
+
+    def remove_container(self, name, stop_timeout_s=10):
+        self.removed.append((name, stop_timeout_s))
+
+
+def test_data_root_and_container_removal_go_through_the_engine(tmp_path):
+    from isletops.errors import DockerError
+
+    assert deploy.docker_data_root(_Engine(root=tmp_path)) == tmp_path
+    assert deploy.docker_data_root(_Engine(root=tmp_path / "absent")) is None
+    assert deploy.docker_data_root(_Engine(error=DockerError("Cannot ask Docker for its data root: down."))) is None
+    engine = _Engine()
+    deploy._remove_container(engine, "prod-backend-1", drain_s=7)
+    assert engine.removed == [("prod-backend-1", 7)]
