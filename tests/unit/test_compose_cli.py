@@ -81,3 +81,22 @@ def test_every_stack_command_has_an_example_in_its_help(command):
     result = CliRunner().invoke(main, [command, "--help"])
     assert result.exit_code == 0
     assert "Example" in result.output and f"isletops {command}" in result.output
+
+
+def test_status_shows_the_release_history_and_the_deploy_lock(site, monkeypatch):
+    import json
+
+    from isletops.cli import stack as stack_cli
+
+    monkeypatch.setattr(stack_cli.core, "status", lambda *_: [])  # no Docker: no containers to show
+    plain = _run(site, "status")
+    assert plain.exit_code == 0, plain.output
+    assert "  release: none recorded (previous good: none)" in plain.stdout.splitlines()
+    locked = _run(site, "lock", "acquire", "-m", "maintenance")
+    assert locked.exit_code == 0, locked.output
+    lines = _run(site, "status").stdout.splitlines()
+    assert any(line.startswith("  locked: ") and line.endswith(": maintenance") for line in lines)
+    document = json.loads(_run(site, "status", "--json").stdout)
+    assert document["deployment"]["deployed"] == ""
+    assert document["deployment"]["lock"]["held"] is True
+    assert document["deployment"]["lock"]["details"]["message"] == "maintenance"
