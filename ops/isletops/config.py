@@ -72,9 +72,10 @@ class InstanceConfig:
     directory: Path
     http_port: int = 8080
     api_port: int = 8081
-    # Publish the backend's port on the host too. Off by default: unpublished, the backend can run
-    # twice side by side during a deploy (no port clash), and clients reach it through the frontend.
-    publish_api_port: bool = False
+    # Publish the backend's port on the host too. Off, the backend can run twice side by side
+    # during a deploy (no port clash; zero-downtime rollover) and clients reach it through the
+    # frontend's /api/. On by default until an interrupted side-by-side rollover restores cleanly.
+    publish_api_port: bool = True
     bind_address: str = "127.0.0.1"
     data_dir: Path | None = None
     gpu: str = "auto"  # auto | yes | no
