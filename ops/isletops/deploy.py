@@ -340,7 +340,8 @@ def check_disk_space(needs: dict[Path, int]) -> None:
 
 def _remove_container(engine: Any, name: str, drain_s: int) -> None:
     """Stop (SIGTERM, `drain_s` to finish in-flight work) and remove one container."""
-    engine.remove_container(name, stop_timeout_s=drain_s)
+    with _interrupts_deferred():
+        engine.remove_container(name, stop_timeout_s=drain_s)
 
 
 def _service_containers(engine: Any, project: str, service: str) -> list[Any]:
@@ -466,16 +467,18 @@ def _roll_level(
     new_names: dict[str, set[str]] = {}
     if in_place:
         progress(f"{', '.join(in_place)}: updating (stop with up to {drain_s} s to drain)")
-        engine.compose(project, files, ["up", "-d", "--no-deps", "--timeout", str(drain_s), *in_place], env=env,
-                       capture=True)
+        with _interrupts_deferred():
+            engine.compose(project, files, ["up", "-d", "--no-deps", "--timeout", str(drain_s), *in_place], env=env,
+                           capture=True)
     for service in side_by_side:
         old = old_by_service[service]
         progress(f"{service}: starting a new container beside {', '.join(s.name for s in old)}")
-        engine.compose(
-            project, files,
-            ["up", "-d", "--no-deps", "--no-recreate", "--scale", f"{service}={2 * len(old)}", service],
-            env=env, capture=True,
-        )
+        with _interrupts_deferred():
+            engine.compose(
+                project, files,
+                ["up", "-d", "--no-deps", "--no-recreate", "--scale", f"{service}={2 * len(old)}", service],
+                env=env, capture=True,
+            )
         new_names[service] = {s.name for s in _service_containers(engine, project, service)} - {s.name for s in old}
     try:
         for step in steps:
@@ -574,6 +577,32 @@ def _signals_as_interrupts() -> Iterator[None]:
     finally:
         for signum, old in previous.items():
             signal.signal(signum, old)
+
+
+@contextlib.contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Let one compose call run to its end; a Ctrl-C/SIGTERM/SIGHUP meanwhile is raised right after.
+
+    Killing compose half-way through `up` leaves the daemon stopping old containers (for up to the
+    drain timeout) after we have moved on: the restore then finds them still running, changes
+    nothing, and they exit a moment later. Compose runs in its own session (see
+    `DockerEngine.compose`), so a terminal's Ctrl-C reaches only us.
+    """
+    pending: list[int] = []
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
+            previous[signum] = signal.signal(signum, lambda number, _frame: pending.append(number))
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+    if pending:
+        name = signal.Signals(pending[0]).name
+        if pending[0] == signal.SIGINT:
+            raise KeyboardInterrupt()
+        raise _Interrupted(f"signal {name}")
 
 
 @contextlib.contextmanager

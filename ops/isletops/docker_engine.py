@@ -301,8 +301,11 @@ class DockerEngine:
         log.debug("running %s", shlex.join(command))
         if capture:
             try:
+                # Its own session: a terminal's Ctrl-C reaches isletops, which decides whether to
+                # let this call finish (a deploy does) rather than compose dying half-way.
                 result = subprocess.run(
-                    command, env=run_env, cwd=workdir, capture_output=True, text=True, timeout=timeout_s, check=False
+                    command, env=run_env, cwd=workdir, capture_output=True, text=True, timeout=timeout_s, check=False,
+                    start_new_session=True,
                 )
             except subprocess.TimeoutExpired:
                 raise DockerError(f"{what} for project '{project}' did not finish within {timeout_s:.0f} s.") from None
