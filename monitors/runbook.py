@@ -1,6 +1,6 @@
 """The on-call steps each alert mail carries, and the runbook section each alert links to.
 
-docs/runbook.md (merged from docs/runbook.d/monitoring.md) has one section per alert titled
+docs/runbook.md has one section per alert titled
 `Alert: <probe>`; `tests/unit/test_alerts_runbook.py` checks that every probe here has its
 section there with the same heading, so a mail never links to a missing anchor.
 """
@@ -77,7 +77,7 @@ SECTIONS: dict[str, Section] = {
     "tls": Section(
         "Alert: tls",
         (
-            "sudo systemctl status certbot-renew.timer   # renewals run twice a day",
+            "sudo systemctl status certbot.timer   # renewals run twice a day (certbot-renew.timer on RHEL-like hosts)",
             "sudo certbot renew && sudo systemctl reload nginx",
             "isletops probe --only tls           # check the new expiry",
         ),
