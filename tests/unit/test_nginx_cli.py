@@ -10,12 +10,12 @@ from click.testing import CliRunner
 from isletops.cli import main
 
 
-def _config(tmp_path: Path) -> Path:
+def _config(tmp_path: Path, **extra: object) -> Path:
     config = tmp_path / "isletops.yml"
     config.write_text(yaml.safe_dump({
         "instances_root": str(tmp_path / "instances"),
         "instances": {"prod": {"http_port": 9080, "api_port": 9081, "max_upload_mb": 300,
-                               "public_url": "https://islets.example.org"}},
+                               "public_url": "https://islets.example.org", **extra}},
     }))
     return config
 
@@ -27,6 +27,14 @@ def test_render_nginx_uses_the_instance_settings(tmp_path: Path) -> None:
     assert "server 127.0.0.1:9081;" in result.output
     assert "client_max_body_size 300m;" in result.output
     assert "server_name islets.example.org;" in result.output
+
+
+def test_render_nginx_sends_api_to_the_frontend_when_the_backend_port_is_not_published(tmp_path: Path) -> None:
+    config = _config(tmp_path, publish_api_port=False)
+    result = CliRunner().invoke(main, ["--config", str(config), "-i", "prod", "render", "nginx"])
+    assert result.exit_code == 0, result.output
+    assert "127.0.0.1:9081" not in result.output
+    assert result.output.count("server 127.0.0.1:9080;") == 2
 
 
 def test_render_nginx_set_overrides_and_writes_a_file(tmp_path: Path) -> None:

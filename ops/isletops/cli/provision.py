@@ -122,10 +122,10 @@ def register(main: click.Group) -> None:
           isletops -i prod render nginx --set nginx_server_name=islets.example.org -o isletnet.conf
         """
         instance = ctx.instance()
-        host = instance.connect_host
         variables: dict[str, object] = {
-            "nginx_frontend_upstream": f"{host}:{instance.http_port}",
-            "nginx_backend_upstream": f"{host}:{instance.api_port}",
+            "nginx_frontend_upstream": urlparse(instance.frontend_url).netloc,
+            # The backend's own port, or the frontend (which proxies /api/) when it is not published.
+            "nginx_backend_upstream": urlparse(instance.api_url).netloc,
             "nginx_client_max_body_size": f"{instance.max_upload_mb}m",
         }
         if instance.public_url:
