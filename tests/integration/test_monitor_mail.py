@@ -3,14 +3,14 @@ an SMTP outage (outbox, nothing lost, nothing twice, heartbeat withheld), STARTT
 
 from __future__ import annotations
 
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
 from isletops.config import InstanceConfig, MonitoringConfig, SiteConfig
 from monitors import notify, runner
+from tests.fixtures.loopback_http import serve_on_loopback
 
 pytestmark = [
     pytest.mark.integration,
@@ -34,20 +34,16 @@ class Heartbeat:
             def log_message(self, *args) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/ping/abc"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.handler = Handler
+        self.url = ""
 
 
 @pytest.fixture
 def heartbeat():
     beat = Heartbeat()
-    yield beat
-    beat.close()
+    with serve_on_loopback(beat.handler) as server:
+        beat.url = f"{server.url}/ping/abc"
+        yield beat
 
 
 def site(tmp_path: Path, mail, heartbeat_url: str, disk_critical: float) -> tuple[SiteConfig, InstanceConfig]:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from isletops.config import InstanceConfig, MonitoringConfig, SiteConfig
 from monitors import probes
 from monitors.probes import http
 from monitors.result import ProbeContext, Status
+from tests.fixtures.loopback_http import serve_on_loopback
 
 pytestmark = pytest.mark.integration
 
@@ -40,17 +40,16 @@ class Site:
             def log_message(self, *args) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.handler = Handler
+        self.url = ""
 
 
 @pytest.fixture
 def site():
     served = Site()
-    yield served
-    served.server.shutdown()
-    served.server.server_close()
+    with serve_on_loopback(served.handler) as server:
+        served.url = server.url
+        yield served
 
 
 def check(tmp_path: Path, url: str, **options) -> object:

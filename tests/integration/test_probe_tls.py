@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import ssl
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from isletops.config import InstanceConfig, MonitoringConfig, SiteConfig
 from monitors import probes, runner
 from monitors.probes import tls
 from monitors.result import ProbeContext, Status
+from tests.fixtures.loopback_http import serve_on_loopback
 from tests.fixtures.mail import make_self_signed_cert
 
 pytestmark = pytest.mark.integration
@@ -30,22 +32,17 @@ class Hello(BaseHTTPRequestHandler):
 @pytest.fixture
 def tls_server(tmp_path: Path):
     """Start a TLS server with a certificate valid for `days` (negative: expired); returns (url, ca_file)."""
-    servers = []
+    numbers = itertools.count()
+    with contextlib.ExitStack() as servers:
 
-    def start(days: float, host: str = "127.0.0.1") -> tuple[str, str]:
-        cert, key = make_self_signed_cert(tmp_path / f"cert{len(servers)}", host, days=days, not_before_days=10)
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(cert, key)
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Hello)
-        server.socket = context.wrap_socket(server.socket, server_side=True)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        return f"https://127.0.0.1:{server.server_address[1]}", str(cert)
+        def start(days: float, host: str = "127.0.0.1") -> tuple[str, str]:
+            cert, key = make_self_signed_cert(tmp_path / f"cert{next(numbers)}", host, days=days, not_before_days=10)
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(cert, key)
+            server = servers.enter_context(serve_on_loopback(Hello, tls=context))
+            return server.url, str(cert)
 
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+        yield start
 
 
 def check(tmp_path: Path, url: str, ca_file: str = "") -> object:

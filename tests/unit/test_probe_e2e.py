@@ -5,8 +5,7 @@ tests/integration/test_probe_e2e_stack.py."""
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -14,6 +13,7 @@ import pytest
 from isletops.errors import ProbeError
 from monitors.probes import e2e
 from monitors.result import Status
+from tests.fixtures.loopback_http import serve_on_loopback
 
 OPTIONS = {**e2e.DEFAULTS, "deadline_s": 1.5, "poll_s": 0.1, "timeout_s": 5.0}
 
@@ -66,17 +66,16 @@ class Api:
             def log_message(self, *args) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.handler = Handler
+        self.url = ""
 
 
 @pytest.fixture
 def api():
     served = Api()
-    yield served
-    served.server.shutdown()
-    served.server.server_close()
+    with serve_on_loopback(served.handler) as server:
+        served.url = server.url
+        yield served
 
 
 def test_job_done_with_the_right_count_is_ok(api: Api) -> None:
