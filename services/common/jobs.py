@@ -497,6 +497,14 @@ class JobQueue:
             ).fetchall()
         return [Job.from_row(row) for row in rows]
 
+    def known_job_ids(self, job_ids: Sequence[str]) -> set[str]:
+        """Which of `job_ids` have a row (pruned or not): the rest are files without a job."""
+        if not job_ids:
+            return set()
+        with self.connection() as conn:
+            rows = conn.execute("SELECT id FROM jobs WHERE id = ANY(%s)", (list(job_ids),)).fetchall()
+        return {row["id"] for row in rows}
+
     def mark_pruned(self, job_id: str) -> bool:
         """Record that the job's files were deleted. Refuses (False) for training jobs (unless synthetic)."""
         with self.connection() as conn:

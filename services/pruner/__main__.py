@@ -54,9 +54,13 @@ def print_dry_run(report: RunReport, settings: PrunerSettings) -> None:
         return
     for files in report.planned:
         print(f"would delete {files.describe()}")
-    total = sum(files.size for files in report.planned)
+    for orphan in report.planned_orphans:
+        print(f"would delete {orphan.describe()}")
+    total = sum(files.size for files in report.planned) + sum(orphan.size for orphan in report.planned_orphans)
     synthetic = sum(1 for files in report.planned if files.job.synthetic)
     also = f" (and {synthetic} synthetic test jobs)" if synthetic else ""
+    if report.planned_orphans:
+        also += f" and {len(report.planned_orphans)} jobs' orphaned files"
     print(f"dry run: {len(report.planned) - synthetic} jobs{also} past {settings.retention_s:g} s retention, {total} "
           f"bytes would be freed; {report.training_jobs} training jobs ({report.training_bytes} bytes) are kept.")
 

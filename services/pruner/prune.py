@@ -12,6 +12,10 @@ Rules (docs/architecture.md, "Pruner"):
   prefix (`request.json`); the row is marked pruned only after its prefix is empty. An
   interruption can therefore leave an input without its result, never a result without its
   input, and the unmarked row is finished by the next run (deleting is idempotent).
+- Orphans: files under `jobs/<id>/` whose job has no row at all (a submit that failed half-way
+  and whose own clean-up failed too) are deleted once every one of them is older than
+  `ORPHAN_GRACE_SECONDS` (default a day): younger ones may be an upload in progress, whose row is
+  written after its inputs. Keys that are not `jobs/<job id>/...` are never touched.
 - Storage or database unreachable: retried a few times with a pause, then the run stops, is
   recorded as failed (with the last success kept) and the next scheduled run tries again.
 """
@@ -27,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from services.common.errors import ServiceError, Unavailable
-from services.common.jobs import Job, JobQueue
+from services.common.jobs import Job, JobQueue, is_job_id
 from services.common.storage import ObjectInfo, ObjectNotFound, ObjectStore
 from services.common.times import iso_utc, parse_utc
 from services.pruner.status import (  # noqa: F401 - re-exported for callers of the core
@@ -65,6 +69,37 @@ class JobFiles:
                 f"{len(self.objects)} objects, {self.size} bytes")
 
 
+@dataclass(frozen=True)
+class Orphan:
+    """Files stored under `jobs/<job_id>/` for a job the database does not know."""
+
+    job_id: str
+    objects: tuple[ObjectInfo, ...]
+
+    @property
+    def size(self) -> int:
+        return sum(item.size for item in self.objects)
+
+    def describe(self) -> str:
+        return f"orphaned files of job {self.job_id} (no job row): {len(self.objects)} objects, {self.size} bytes"
+
+
+def orphans_among(objects: list[ObjectInfo], known_ids: set[str], older_than: datetime) -> list[Orphan]:
+    """Group `jobs/` objects by job id; keep groups with no row whose newest object is older than
+    `older_than` (one recent object means the upload may still be going on)."""
+    groups: dict[str, list[ObjectInfo]] = {}
+    for item in objects:
+        parts = item.key.split("/", 2)
+        if len(parts) == 3 and parts[0] == "jobs" and is_job_id(parts[1]):
+            groups.setdefault(parts[1], []).append(item)
+    return [
+        Orphan(job_id, tuple(items))
+        for job_id, items in sorted(groups.items())
+        if job_id not in known_ids
+        and all(item.last_modified is not None and item.last_modified < older_than for item in items)
+    ]
+
+
 @dataclass
 class RunReport:
     """What one run did (or, for a dry run, would do)."""
@@ -78,7 +113,9 @@ class RunReport:
     deleted_synthetic_jobs: list[str] = field(default_factory=list)  # the monitor's test jobs
     deleted_objects: int = 0
     freed_bytes: int = 0
+    deleted_orphans: list[str] = field(default_factory=list)  # job ids whose files had no row
     planned: list[JobFiles] = field(default_factory=list)
+    planned_orphans: list[Orphan] = field(default_factory=list)
     training_jobs: int = 0
     training_images: int = 0
     training_bytes: int = 0
@@ -86,8 +123,9 @@ class RunReport:
 
     def deleted(self) -> str:
         """How many jobs went, for log lines: "3 jobs" or "3 jobs and 12 synthetic test jobs"."""
-        synthetic = len(self.deleted_synthetic_jobs)
-        return f"{len(self.deleted_jobs)} jobs" + (f" and {synthetic} synthetic test jobs" if synthetic else "")
+        synthetic, orphans = len(self.deleted_synthetic_jobs), len(self.deleted_orphans)
+        return (f"{len(self.deleted_jobs)} jobs" + (f" and {synthetic} synthetic test jobs" if synthetic else "")
+                + (f" and the orphaned files of {orphans} jobs" if orphans else ""))
 
     def record(self, retention_s: float, interval_s: float) -> dict[str, Any]:
         """The JSON document stored at `pruner/last_run.json` and in the local status file."""
@@ -99,6 +137,7 @@ class RunReport:
             "ok": self.ok,
             "started_at": iso_utc(self.started_at),
             "deleted_objects": self.deleted_objects,
+            "deleted_orphans": len(self.deleted_orphans),
             "last_success_at": iso_utc(self.last_success_at),
             "last_error": self.error,
             "retention_s": retention_s,
@@ -143,6 +182,14 @@ class Pruner:
         return [JobFiles(job, tuple(self.store.list_objects(_prefix(job.id))))
                 for job in jobs if job.id not in exclude][:limit]
 
+    def plan_orphans(self, now: datetime | None = None) -> list[Orphan]:
+        """Files under `jobs/` whose job has no row, all older than the grace period."""
+        objects = self.store.list_objects("jobs/")
+        candidates = sorted({item.key.split("/")[1] for item in objects if item.key.count("/") >= 2})
+        known = self.jobs.known_job_ids([job_id for job_id in candidates if is_job_id(job_id)])
+        older_than = (now or datetime.now(UTC)) - timedelta(seconds=self.settings.orphan_grace_s)
+        return orphans_among(objects, known, older_than)
+
     # -- running ----------------------------------------------------------------------------
 
     def run_once(self, dry_run: bool = False) -> RunReport:
@@ -153,8 +200,10 @@ class Pruner:
             self._with_retries("reach storage and the job database", self._ping)
             if dry_run:
                 report.planned = self._with_retries("plan", lambda: self.plan(limit=100_000))
+                report.planned_orphans = self._with_retries("look for orphaned files", self.plan_orphans)
             else:
                 self._delete_all(report)
+                self._delete_orphans(report)
             self._count_training(report)
             report.ok = True
         except ServiceError as error:
@@ -192,6 +241,19 @@ class Pruner:
                 log.info("pruned %s", files.describe())
                 if self._on_job_deleted is not None:
                     self._on_job_deleted(files)
+
+    def _delete_orphans(self, report: RunReport) -> None:
+        for orphan in self._with_retries("look for orphaned files", self.plan_orphans):
+            if self._should_stop():
+                return
+            # Results before inputs, as for a job: never a result left without its input.
+            keys = sorted((item.key for item in orphan.objects), key=lambda key: "/outputs/" not in key)
+            self._with_retries(f"delete the orphaned files of job {orphan.job_id}",
+                               lambda keys=keys: self.store.delete(keys))
+            report.deleted_orphans.append(orphan.job_id)
+            report.deleted_objects += len(orphan.objects)
+            report.freed_bytes += orphan.size
+            log.info("pruned %s", orphan.describe())
 
     def delete_job(self, files: JobFiles) -> None:
         """Delete one job's objects as a unit (results, inputs, rest), then mark its row pruned."""

@@ -17,6 +17,9 @@ from services.common.settings import ConfigError, read_number
 DEFAULT_STATUS_FILE = Path("/tmp/isletnet-pruner/last_run.json")  # nosec B108
 DEFAULT_RETENTION_S = 30 * 86400.0
 DEFAULT_INTERVAL_S = 3600.0
+# Files under jobs/<id>/ with no job row are an upload in progress (inputs are stored before the
+# row) or the leftover of a submit whose clean-up failed. A day is far longer than any upload.
+DEFAULT_ORPHAN_GRACE_S = 86400.0
 
 
 # The name the pruner's callers know; the same class every service raises for a bad setting.
@@ -32,6 +35,7 @@ class PrunerSettings:
     retry_attempts: int = 3
     retry_delay_s: float = 10.0
     status_file: Path = DEFAULT_STATUS_FILE
+    orphan_grace_s: float = DEFAULT_ORPHAN_GRACE_S
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> PrunerSettings:
@@ -42,6 +46,7 @@ class PrunerSettings:
             retry_attempts=int(read_number(env, "PRUNE_RETRY_ATTEMPTS", 3, 1)),
             retry_delay_s=read_number(env, "PRUNE_RETRY_DELAY_SECONDS", 10.0, 0, unit="seconds"),
             status_file=_status_file(env),
+            orphan_grace_s=read_number(env, "ORPHAN_GRACE_SECONDS", DEFAULT_ORPHAN_GRACE_S, 0, unit="seconds"),
         )
 
 

@@ -7,16 +7,24 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
 
-from services.common.jobs import JobQueue
-from services.common.storage import ObjectStore
+from services.common.jobs import JobQueue, new_job_id
+from services.common.storage import ObjectInfo, ObjectStore
 from services.pruner import healthcheck
-from services.pruner.prune import LAST_RUN_KEY, Pruner, PrunerConfigError, PrunerSettings, read_status_file
+from services.pruner.prune import (
+    LAST_RUN_KEY,
+    Pruner,
+    PrunerConfigError,
+    PrunerSettings,
+    orphans_among,
+    read_status_file,
+)
 from services.pruner.tests.tcp_proxy import TcpProxy
 
 REPO = Path(__file__).resolve().parents[3]
@@ -48,6 +56,24 @@ def test_healthcheck_judges_the_age_of_the_last_success() -> None:
     assert healthcheck.check(failing, now) == (
         False, "The pruner has never finished a pass; last error: Storage cannot be reached.")
     assert healthcheck.check(None, now)[0] is False
+
+
+def test_orphans_are_jobs_without_a_row_whose_every_file_is_past_the_grace() -> None:
+    now = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+    old, fresh = now - timedelta(days=2), now - timedelta(minutes=5)
+    gone, uploading, known = "a" * 32, "b" * 32, "c" * 32
+    objects = [
+        ObjectInfo(f"jobs/{gone}/inputs/0-a.png", 10, old),
+        ObjectInfo(f"jobs/{gone}/request.json", 2, old),
+        ObjectInfo(f"jobs/{uploading}/inputs/0-a.png", 10, old),
+        ObjectInfo(f"jobs/{uploading}/inputs/1-b.png", 10, fresh),  # still being uploaded
+        ObjectInfo(f"jobs/{known}/inputs/0-a.png", 10, old),
+        ObjectInfo("jobs/not-a-job-id/readme.txt", 1, old),  # not ours: never touched
+        ObjectInfo("pruner/last_run.json", 1, old),
+    ]
+    orphans = orphans_among(objects, known_ids={known}, older_than=now - timedelta(days=1))
+    assert [(orphan.job_id, orphan.size) for orphan in orphans] == [(gone, 12)]
+    assert [o.job_id for o in orphans_among(objects, known_ids={known}, older_than=now)] == [gone, uploading]
 
 
 # -- integration: real database and storage -----------------------------------------------------
@@ -282,3 +308,27 @@ def test_the_loop_runs_on_schedule_and_stops_on_sigterm(env: dict[str, str], sto
                             cwd=REPO, capture_output=True, text=True, timeout=30)
     assert health.returncode == 0, health.stdout
     assert json.loads(health.stdout.splitlines()[-1])["ok"] is True
+
+
+@pytest.mark.integration
+def test_orphaned_files_without_a_job_row_go_after_the_grace_and_jobs_stay(
+    env: dict[str, str], store: ObjectStore, queue: JobQueue
+) -> None:
+    orphan = new_job_id()  # a submit whose clean-up failed: inputs stored, no row
+    for key in ("request.json", "inputs/0-a.png"):
+        store.put(f"jobs/{orphan}/{key}", b"x" * 100)
+    running = make_job(store, queue, finish=None)  # has a row: never an orphan
+    before = keys(store, running)
+
+    patient = Pruner(store, queue, replace(settings(env), orphan_grace_s=3600)).run_once()
+    assert patient.ok and patient.deleted_orphans == [] and len(keys(store, orphan)) == 2  # may be an upload
+
+    listing = dry_run({**env, "ORPHAN_GRACE_SECONDS": "0"})
+    assert listing.returncode == 0, listing.stderr
+    assert f"would delete orphaned files of job {orphan} (no job row): 2 objects, 200 bytes" in listing.stdout
+    assert len(keys(store, orphan)) == 2  # a dry run deletes nothing
+
+    report = Pruner(store, queue, replace(settings(env), orphan_grace_s=0)).run_once()
+    assert report.ok and report.deleted_orphans == [orphan] and report.freed_bytes >= 200
+    assert keys(store, orphan) == [] and keys(store, running) == before
+    assert json.loads(store.get(LAST_RUN_KEY))["deleted_orphans"] == 1
