@@ -3,14 +3,13 @@ an SMTP outage (outbox, nothing lost, nothing twice, heartbeat withheld), STARTT
 
 from __future__ import annotations
 
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
 from isletops.config import InstanceConfig, MonitoringConfig, SiteConfig
 from monitors import notify, runner
-from tests.fixtures.loopback_http import serve_on_loopback
+from tests.fixtures.loopback_http import QuietHandler, serve_on_loopback
 
 pytestmark = [
     pytest.mark.integration,
@@ -25,14 +24,11 @@ class Heartbeat:
         self.hits = 0
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:  # noqa: N802
                 outer.hits += 1
                 self.send_response(200)
                 self.end_headers()
-
-            def log_message(self, *args) -> None:
-                pass
 
         self.handler = Handler
         self.url = ""

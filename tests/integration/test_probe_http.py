@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ from isletops.config import InstanceConfig, MonitoringConfig, SiteConfig
 from monitors import probes
 from monitors.probes import http
 from monitors.result import ProbeContext, Status
-from tests.fixtures.loopback_http import serve_on_loopback
+from tests.fixtures.loopback_http import QuietHandler, serve_on_loopback
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +26,7 @@ class Site:
         self.delay_s = 0.0
         site = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:  # noqa: N802
                 time.sleep(site.delay_s)
                 code = site.codes.get(self.path, 404)
@@ -36,9 +35,6 @@ class Site:
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
-
-            def log_message(self, *args) -> None:
-                pass
 
         self.handler = Handler
         self.url = ""

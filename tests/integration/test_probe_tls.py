@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import ssl
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -14,19 +13,16 @@ from isletops.config import InstanceConfig, MonitoringConfig, SiteConfig
 from monitors import probes, runner
 from monitors.probes import tls
 from monitors.result import ProbeContext, Status
-from tests.fixtures.loopback_http import serve_on_loopback
+from tests.fixtures.loopback_http import QuietHandler, serve_on_loopback
 from tests.fixtures.mail import make_self_signed_cert
 
 pytestmark = pytest.mark.integration
 
 
-class Hello(BaseHTTPRequestHandler):
+class Hello(QuietHandler):
     def do_GET(self) -> None:  # noqa: N802
         self.send_response(200)
         self.end_headers()
-
-    def log_message(self, *args) -> None:
-        pass
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ tests/integration/test_probe_e2e_stack.py."""
 from __future__ import annotations
 
 import json
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -13,7 +12,7 @@ import pytest
 from isletops.errors import ProbeError
 from monitors.probes import e2e
 from monitors.result import Status
-from tests.fixtures.loopback_http import serve_on_loopback
+from tests.fixtures.loopback_http import QuietHandler, serve_on_loopback
 
 OPTIONS = {**e2e.DEFAULTS, "deadline_s": 1.5, "poll_s": 0.1, "timeout_s": 5.0}
 
@@ -31,7 +30,7 @@ class Api:
         self.job_gets = self.queue_gets = 0
         api = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def _json(self, code: int, body: dict) -> None:
                 data = json.dumps(body).encode()
                 self.send_response(code)
@@ -62,9 +61,6 @@ class Api:
                     self._json(200, {"id": "a" * 32, "state": state, "error": "decoder crashed" * (state == "failed")})
                 else:
                     self._json(404, {"error": "no"})
-
-            def log_message(self, *args) -> None:
-                pass
 
         self.handler = Handler
         self.url = ""
