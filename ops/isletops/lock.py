@@ -6,6 +6,9 @@ win. The `details` file says who holds it, from which host and process, since wh
 which version and why. A lock whose process is gone (same host, pid not running) is *stale*: it is
 reported as such and may be broken with `force`. A lock taken by hand (`isletops lock acquire`)
 has no process and is never stale: it is released by hand.
+
+With a wait (`--lock-wait S`), a live lock is waited for up to S seconds instead of refused at
+once; a stale lock is never waited for (its process is gone, nothing will release it).
 """
 
 from __future__ import annotations
@@ -18,8 +21,11 @@ import json
 import os
 import shutil
 import socket
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from isletops.errors import LockError
 
@@ -27,6 +33,10 @@ LOCK_DIR_NAME = "lock"
 DETAILS_FILE = "details"
 # A lock folder with no details file is being taken right now; after this long it is abandoned.
 UNREADABLE_GRACE_S = 30.0
+# How often a waiting process looks at the lock again: short against a deploy's minutes.
+WAIT_POLL_S = 0.25
+
+T = TypeVar("T")
 
 
 def current_user() -> str:
@@ -125,6 +135,14 @@ class LockStatus:
     problem: str = ""  # set when the details file is missing or corrupt
 
 
+class LockHeld(LockError):
+    """The lock is held by someone else (not a file-system failure); `found` says by whom."""
+
+    def __init__(self, message: str, hint: str | None, found: LockStatus) -> None:
+        super().__init__(message, hint)
+        self.found = found
+
+
 class InstanceLock:
     """The lock folder `<state_dir>/lock` of one instance."""
 
@@ -149,12 +167,22 @@ class InstanceLock:
             return LockStatus(held=True, stale=True, problem=f"the details file is unreadable ({exc})")
         return LockStatus(held=True, details=details, stale=details.is_stale())
 
-    def acquire(self, details: LockDetails, force: bool = False) -> LockStatus | None:
-        """Take the lock or raise `LockError` naming who holds it and since when.
+    def acquire(
+        self,
+        details: LockDetails,
+        force: bool = False,
+        wait_s: float = 0.0,
+        progress: Callable[[str], None] | None = None,
+    ) -> LockStatus | None:
+        """Take the lock or raise `LockHeld` naming who holds it and since when.
 
         With `force`, a stale lock is broken (and returned, so the caller can report it); a live
-        lock is never broken here — that takes `isletops lock release`, a deliberate act.
+        lock is never broken here — that takes `isletops lock release`, a deliberate act. With
+        `wait_s`, a live lock is waited for that long (see `retry_while_held`).
         """
+        return self.retry_while_held(lambda: self._acquire_now(details, force), wait_s, progress)
+
+    def _acquire_now(self, details: LockDetails, force: bool) -> LockStatus | None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         broken: LockStatus | None = None
         try:
@@ -162,13 +190,13 @@ class InstanceLock:
         except FileExistsError:
             found = self.status()
             if not (force and found.stale):
-                raise LockError(*self._refusal(found)) from None
+                raise self._held(found) from None
             broken = found
             shutil.rmtree(self.path, ignore_errors=True)
             try:
                 os.mkdir(self.path, 0o755)
             except FileExistsError:  # someone else broke and took it in between
-                raise LockError(*self._refusal(self.status())) from None
+                raise self._held(self.status()) from None
         except OSError as exc:
             if exc.errno in (errno.EACCES, errno.EROFS, errno.ENOSPC):
                 raise LockError(f"Cannot create the lock {self.path}: {exc.strerror}.") from None
@@ -176,6 +204,43 @@ class InstanceLock:
         _write_atomically(self.path / DETAILS_FILE, details.to_json() + "\n")
         self._owned = details
         return broken
+
+    def retry_while_held(
+        self, take: Callable[[], T], wait_s: float, progress: Callable[[str], None] | None = None
+    ) -> T:
+        """Call `take` (something that takes this lock, e.g. a whole deploy) and, while it raises
+        `LockHeld` for a live lock, wait for the lock to go and call it again, for up to `wait_s`
+        seconds in all. Past the wait, or for a stale lock, the last refusal is raised as is."""
+        deadline = time.monotonic() + max(0.0, wait_s)
+        while True:
+            try:
+                return take()
+            except LockHeld as refused:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or refused.found.stale:
+                    raise
+                self.wait_until_free(remaining, progress)
+
+    def wait_until_free(self, wait_s: float, progress: Callable[[str], None] | None = None) -> LockStatus:
+        """Wait up to `wait_s` seconds while a live lock is held; return the lock as last seen
+        (free, stale, or still held when the time ran out). Says once per holder whom it waits for."""
+        deadline = time.monotonic() + max(0.0, wait_s)
+        announced: LockStatus | None = None
+        while True:
+            found = self.status()
+            if not found.held or found.stale:
+                return found
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return found
+            if progress is not None and (announced is None or found.details != announced.details):
+                holder = found.details.describe() if found.details else found.problem
+                progress(f"waiting up to {remaining:.0f} s for the lock held by {holder} ...")
+                announced = found
+            time.sleep(min(WAIT_POLL_S, remaining))
+
+    def _held(self, found: LockStatus) -> LockHeld:
+        return LockHeld(*self._refusal(found), found)
 
     def _refusal(self, found: LockStatus) -> tuple[str, str]:
         name = self.instance_name

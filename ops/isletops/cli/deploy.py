@@ -47,14 +47,19 @@ def _print_notes(notes: list[str]) -> None:
         click.secho(f"isletops: note: {note}", fg="yellow", err=True)
 
 
-def _run_deploy(ctx: Context, options: core.DeployOptions, to: str | None = None) -> None:
+def _run_deploy(ctx: Context, options: core.DeployOptions, to: str | None = None, lock_wait_s: float = 0.0) -> None:
     instance = ctx.instance()
     _load_hook_plugins()
-    try:
+
+    def attempt() -> core.DeployResult:
         if options.command == "rollback":
-            result = core.rollback(ctx.config, instance, to, options, progress=_say)
-        else:
-            result = core.deploy(ctx.config, instance, options, progress=_say)
+            return core.rollback(ctx.config, instance, to, options, progress=_say)
+        return core.deploy(ctx.config, instance, options, progress=_say)
+
+    try:
+        # The core takes the lock before it touches anything, so a refusal (LockHeld) leaves
+        # nothing to undo: waiting for the holder and calling it again is safe.
+        result = InstanceLock(instance.state_dir, instance.name).retry_while_held(attempt, lock_wait_s, _say)
     except core.DeployFailed as failure:
         if failure.details:
             click.echo(failure.details, err=True)
@@ -80,6 +85,8 @@ _deploy_options = [
     click.option("--registry", metavar="HOST[:PORT][/PREFIX]", help="Registry to pull from. Default: config."),
     click.option("--dry-run", is_flag=True, help="Print the plan (and check the images exist); change nothing."),
     click.option("--force", is_flag=True, help="Break a STALE lock (its process is gone) and go on."),
+    click.option("--lock-wait", type=click.FloatRange(min=0), default=0, metavar="S",
+                 help="When another deploy holds the lock, wait up to S seconds for it instead of refusing."),
     click.option("--no-e2e", is_flag=True, help="Skip the end-to-end job gate (healthchecks still gate)."),
     click.option("--health-timeout", type=float, metavar="S", help="Seconds per service to become healthy."),
     click.option("--min-free-mb", type=float, default=core.DEFAULT_MIN_FREE_BYTES / 2**20, show_default=True,
@@ -164,8 +171,8 @@ def releases_command(ctx: Context, registry: str | None, as_json: bool) -> None:
 @click.option("--tag", "-t", required=True, metavar="TAG", help="Release tag YYYY-MM-DD_NN.")
 @_with_options
 @pass_context
-def deploy_command(ctx: Context, tag: str, registry: str | None, dry_run: bool, force: bool, no_e2e: bool,
-                   health_timeout: float | None, min_free_mb: float, message: str) -> None:
+def deploy_command(ctx: Context, tag: str, registry: str | None, dry_run: bool, force: bool, lock_wait: float,
+                   no_e2e: bool, health_timeout: float | None, min_free_mb: float, message: str) -> None:
     """Deploy release TAG, health-gated; roll back by itself when it is not healthy.
 
     Verifies every image first (nothing changes when one is missing), pulls, renders compose for
@@ -176,20 +183,22 @@ def deploy_command(ctx: Context, tag: str, registry: str | None, dry_run: bool, 
     Examples:
       isletops deploy --tag 2026-11-23_02 --dry-run
       isletops -i staging deploy --tag 2026-11-23_02 -m "new model"
+      isletops deploy --tag 2026-11-23_02 --lock-wait 600   # queue behind a running deploy
     """
     options = core.DeployOptions(
         tag=tag, registry=_registry(ctx, registry), force=force, dry_run=dry_run,
         min_free_bytes=int(min_free_mb * 2**20), health_timeout_s=health_timeout, e2e_gate=not no_e2e, message=message,
     )
-    _run_deploy(ctx, options)
+    _run_deploy(ctx, options, lock_wait_s=lock_wait)
 
 
 @click.command("rollback")
 @click.option("--to", "to", metavar="TAG", help="Tag to go back to. Default: the previous good release.")
 @_with_options
 @pass_context
-def rollback_command(ctx: Context, to: str | None, registry: str | None, dry_run: bool, force: bool, no_e2e: bool,
-                     health_timeout: float | None, min_free_mb: float, message: str) -> None:
+def rollback_command(ctx: Context, to: str | None, registry: str | None, dry_run: bool, force: bool,
+                     lock_wait: float, no_e2e: bool, health_timeout: float | None, min_free_mb: float,
+                     message: str) -> None:
     """Go back to the previous good release (or --to TAG), with the same health gate as deploy.
 
     \b
@@ -201,7 +210,7 @@ def rollback_command(ctx: Context, to: str | None, registry: str | None, dry_run
         tag="", registry=_registry(ctx, registry), command="rollback", force=force, dry_run=dry_run,
         min_free_bytes=int(min_free_mb * 2**20), health_timeout_s=health_timeout, e2e_gate=not no_e2e, message=message,
     )
-    _run_deploy(ctx, options, to)
+    _run_deploy(ctx, options, to, lock_wait_s=lock_wait)
 
 
 @click.command("history")
@@ -287,17 +296,21 @@ def lock_status(ctx: Context, as_json: bool) -> None:
 
 @lock_group.command("acquire")
 @click.option("-m", "--message", required=True, help="Why (shown to whoever is refused).")
+@click.option("--lock-wait", type=click.FloatRange(min=0), default=0, metavar="S",
+              help="When a deploy holds the lock, wait up to S seconds for it instead of refusing.")
 @pass_context
-def lock_acquire(ctx: Context, message: str) -> None:
+def lock_acquire(ctx: Context, message: str, lock_wait: float) -> None:
     """Take the lock by hand (no deploy or rollback can start until 'isletops lock release').
 
     \b
-    Example:
+    Examples:
       isletops lock acquire -m "investigating the shepherd"
+      isletops lock acquire -m "maintenance" --lock-wait 900   # after the running deploy
     """
     instance = ctx.instance()
     lock = InstanceLock(instance.state_dir, instance.name)
-    lock.acquire(LockDetails.for_this_process("manual", message=message, hold=False))
+    lock.acquire(LockDetails.for_this_process("manual", message=message, hold=False), wait_s=lock_wait,
+                 progress=_say)
     click.echo(f"Instance '{instance.name}' is locked: {message}")
 
 
