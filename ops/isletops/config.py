@@ -72,10 +72,10 @@ class InstanceConfig:
     directory: Path
     http_port: int = 8080
     api_port: int = 8081
-    # Publish the backend's port on the host too. Off, the backend can run twice side by side
-    # during a deploy (no port clash; zero-downtime rollover) and clients reach it through the
-    # frontend's /api/. On by default until an interrupted side-by-side rollover restores cleanly.
-    publish_api_port: bool = True
+    # Publish the backend's port on the host too (for clients that must bypass nginx). Off, the
+    # default, the backend can run twice side by side during a deploy (no port clash: zero
+    # downtime) and clients reach it through the edge and the frontend's /api/ on http_port.
+    publish_api_port: bool = False
     bind_address: str = "127.0.0.1"
     data_dir: Path | None = None
     gpu: str = "auto"  # auto | yes | no
@@ -109,12 +109,13 @@ class InstanceConfig:
 
     @property
     def frontend_url(self) -> str:
+        """The instance's public HTTP port (the edge, which proxies everything to the frontend)."""
         return f"http://{self.connect_host}:{self.http_port}"
 
     @property
     def api_url(self) -> str:
         """Base URL that answers the API's `/api/...` paths: the backend's own port when it is
-        published, otherwise the frontend, which proxies `/api/` to the backend."""
+        published, otherwise the public port, whose frontend proxies `/api/` to the backend."""
         if self.publish_api_port:
             return f"http://{self.connect_host}:{self.api_port}"
         return self.frontend_url
@@ -126,6 +127,8 @@ class SiteConfig:
 
     source: Path | None
     registry: str = ""
+    registry_username: str = ""  # the password comes from $ISLETOPS_REGISTRY_PASSWORD only, never a file
+    retain_releases: int = 5  # release images kept on the host after a deploy (0: never prune)
     instances_root: Path = Path("instances")
     default_instance: str = "demo"
     instances: dict[str, InstanceConfig] = field(default_factory=dict)
@@ -237,7 +240,7 @@ def parse_config(raw: Any, source: Path | None = None) -> SiteConfig:
     name = str(source) if source else "config"
     if not isinstance(raw, dict):
         raise ConfigError(f"{name} must be a mapping at the top level.")
-    allowed = {"registry", "instances_root", "default_instance", "instances", "monitoring", "mail"}
+    allowed = {"registry", "registry_username", "retain_releases", "instances_root", "default_instance", "instances", "monitoring", "mail"}
     unknown = sorted(set(raw) - allowed)
     if unknown:
         raise ConfigError(
@@ -269,9 +272,14 @@ def parse_config(raw: Any, source: Path | None = None) -> SiteConfig:
         raise ConfigError(f"{name}: mail.security must be none, starttls or ssl.")
     default_instance = str(raw.get("default_instance") or next(iter(instances), "demo"))
     validate_instance_name(default_instance)
+    retain_releases = _coerce(raw.get("retain_releases", 5), "int", f"{name}: retain_releases")
+    if retain_releases < 0:
+        raise ConfigError(f"{name}: retain_releases must be 0 (never prune) or more, got {retain_releases}.")
     return SiteConfig(
         source=source,
         registry=str(raw.get("registry") or ""),
+        registry_username=_coerce(raw.get("registry_username") or "", "str", f"{name}: registry_username"),
+        retain_releases=retain_releases,
         instances_root=instances_root,
         default_instance=default_instance,
         instances=instances,

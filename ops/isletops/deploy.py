@@ -8,8 +8,10 @@ A deploy, in order (Kamal's, with its users' complaints fixed):
 4. run pre-deploy hooks (e.g. the monitor's alert silence), pull every image;
 5. render compose for the tag (`stack.prepare_instance`) and roll services over in dependency
    order (`release.COMPONENTS`): stateless HTTP services start-first (new container beside the
-   old, wait healthy, drain and remove the old: zero downtime), the others are recreated with a
-   drain timeout; each waits for its healthcheck within the instance's `health_timeout_s`;
+   old, wait healthy, drain and remove the old: zero downtime behind the always-on edge, which
+   holds the public port), the others are recreated with a drain timeout unless their image is
+   the very same (storage, queue and the edge then keep running); each waits for its healthcheck
+   within the instance's `health_timeout_s`;
 6. run the end-to-end gate: one synthetic job through the REST API must finish;
 7. on any failure roll back to the previous tag by itself, explaining why (the failing service's
    last health output and log tail); on Ctrl-C/SIGTERM restore the previous tag;
@@ -51,8 +53,9 @@ Progress = Callable[[str], None]
 # Services that keep state or hold a GPU are recreated (stop old, start new); the rest may run
 # twice for a moment, so they start-first when compose lets them (no fixed name or host port).
 STATEFUL_SERVICES = frozenset({"storage", "queue", "shepherd", "pruner"})
-# The frontend's nginx caches the backend's address for `resolver ... valid=` seconds; the old
-# container must stay up at least that long after the new one is healthy.
+# The edge's and the frontend's nginx cache the frontend's and backend's addresses for `resolver
+# ... valid=` seconds (2 s); the old container must stay up at least that long after the new one
+# is healthy, with margin for Docker's DNS to register the new container.
 RESOLVER_TTL_S = float(os.environ.get("ISLETOPS_RESOLVER_TTL_S", "11"))
 # Time a stopping container gets to finish what it is doing (gunicorn requests, shepherd jobs).
 DRAIN_TIMEOUT_S = int(os.environ.get("ISLETOPS_DRAIN_TIMEOUT_S", "60"))
@@ -426,8 +429,8 @@ def unchanged_services(engine: Any, project: str, steps: list[ServiceStep], imag
     """Services to leave running: recreated ones (state, a fixed port, the GPU) whose running,
     healthy container already runs the exact image (same id) the new release names for them.
 
-    Like Kamal's accessories, the database and object store are not restarted by a deploy that
-    does not change them: restarting them is downtime for nothing. Start-first services are
+    Like Kamal's accessories (and its proxy), the database, the object store and the edge are not
+    restarted by a deploy that does not change them: restarting them is downtime for nothing. Start-first services are
     always replaced, which costs nothing. Any doubt (no image, inspect fails) means "changed".
     """
     kept = []
@@ -464,39 +467,66 @@ def _roll_level(
     }
     side_by_side = [step.service for step in steps if step.strategy == "start-first" and old_by_service[step.service]]
     in_place = [step.service for step in steps if step.service not in side_by_side]
-    new_names: dict[str, set[str]] = {}
     if in_place:
         progress(f"{', '.join(in_place)}: updating (stop with up to {drain_s} s to drain)")
         with _interrupts_deferred():
             engine.compose(project, files, ["up", "-d", "--no-deps", "--timeout", str(drain_s), *in_place], env=env,
                            capture=True)
-    for service in side_by_side:
-        old = old_by_service[service]
-        progress(f"{service}: starting a new container beside {', '.join(s.name for s in old)}")
-        with _interrupts_deferred():
-            engine.compose(
-                project, files,
-                ["up", "-d", "--no-deps", "--no-recreate", "--scale", f"{service}={2 * len(old)}", service],
-                env=env, capture=True,
-            )
-        new_names[service] = {s.name for s in _service_containers(engine, project, service)} - {s.name for s in old}
+    scaled: list[str] = []  # side-by-side services that may have a new container beside the old
+    draining: set[str] = set()  # ... and those whose old containers are already going
     try:
+        for service in side_by_side:
+            old = old_by_service[service]
+            progress(f"{service}: starting a new container beside {', '.join(s.name for s in old)}")
+            scaled.append(service)
+            # One new container whatever the count of old ones (leftovers of a crash): all the old
+            # ones go at the end, so the service always converges to a single container.
+            with _interrupts_deferred():
+                engine.compose(
+                    project, files,
+                    ["up", "-d", "--no-deps", "--no-recreate", "--scale", f"{service}={len(old) + 1}", service],
+                    env=env, capture=True,
+                )
         for step in steps:
             _wait(engine, project, step.service, health_timeout_s)
-    except _HealthFailure as failure:
-        # Old containers beside failed new ones keep serving (Kamal keeps the old one).
-        if failure.service in new_names:
-            for name in sorted(new_names[failure.service]):
-                _remove_container(engine, name, drain_s=5)
-        raise
-    if side_by_side:
-        # Let the frontend's resolver see the new addresses before the old ones go away.
-        time.sleep(RESOLVER_TTL_S)
+        if side_by_side:
+            # Let the edge's and frontend's resolvers see the new addresses before the old ones go.
+            time.sleep(RESOLVER_TTL_S)
         for service in side_by_side:
+            draining.add(service)
             for state in old_by_service[service]:
                 progress(f"{service}: draining and removing {state.name}")
                 _remove_container(engine, state.name, drain_s)
+    except BaseException:
+        # A failed health check, a Ctrl-C/SIGTERM or an engine error after the scale-up: the old
+        # containers keep serving (Kamal keeps the old one) and the new ones beside them go, so a
+        # restore finds one container per service, on the previous release.
+        _remove_new_containers(
+            engine, project, {s: old_by_service[s] for s in scaled if s not in draining}, progress, drain_s
+        )
+        raise
     progress(f"{', '.join(step.service for step in steps)}: healthy")
+
+
+def _remove_new_containers(
+    engine: Any, project: str, old_by_service: dict[str, list[Any]], progress: Progress, drain_s: int
+) -> None:
+    """Remove the containers of each service that are not among its `old_by_service` ones.
+
+    Further signals are held off: a second Ctrl-C must not leave two releases side by side. A
+    removal that fails is reported and left to the restore (which converges to one container).
+    """
+    with _signals_held():
+        for service, old in old_by_service.items():
+            kept = {state.name for state in old}
+            with contextlib.suppress(Exception):
+                for state in _service_containers(engine, project, service):
+                    if state.name not in kept:
+                        progress(f"{service}: removing the new container {state.name}; {', '.join(kept)} stays")
+                        try:
+                            engine.remove_container(state.name, stop_timeout_s=drain_s)
+                        except Exception as error:  # noqa: BLE001 - reported; the restore converges
+                            progress(f"{service}: could not remove {state.name}: {error}")
 
 
 def dependency_levels(compose_spec: dict[str, Any], services: tuple[str, ...] = COMPONENTS) -> list[list[str]]:

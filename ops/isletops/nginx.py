@@ -35,7 +35,9 @@ class NginxSite:
     http_port: int = 80
     https_port: int = 443
     frontend_upstream: str = "127.0.0.1:8080"
-    backend_upstream: str = "127.0.0.1:8081"
+    # The instance's public port too: its frontend proxies /api/ to the backend. Point it at the
+    # backend's own port only for an instance with publish_api_port: true.
+    backend_upstream: str = "127.0.0.1:8080"
     ssl_certificate: str = f"{SELF_SIGNED_DIR}/isletnet.crt"
     ssl_certificate_key: str = f"{SELF_SIGNED_DIR}/isletnet.key"
     # Microscope images are large; keep this at or above the backend's MAX_UPLOAD_MB.

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from isletops.errors import TagError
 
 # Start order: each component's dependencies come before it. Stop order is the reverse.
-COMPONENTS: tuple[str, ...] = ("storage", "queue", "backend", "shepherd", "pruner", "frontend")
+COMPONENTS: tuple[str, ...] = ("storage", "queue", "backend", "shepherd", "pruner", "frontend", "edge")
 IMAGE_PREFIX = "isletnet-"
 
 _TAG_PATTERN = re.compile(r"^(\d{4})-(\d{2})-(\d{2})_(\d{2,3})$")

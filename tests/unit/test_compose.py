@@ -43,6 +43,7 @@ def test_dependencies_wait_for_health_in_start_order(tmp_path):
         assert services[component]["depends_on"] == {
             "storage": {"condition": "service_healthy"}, "queue": {"condition": "service_healthy"}}
     assert services["frontend"]["depends_on"] == {"backend": {"condition": "service_healthy"}}
+    assert services["edge"]["depends_on"] == {"frontend": {"condition": "service_healthy"}}
     order = list(release.COMPONENTS)
     for component, service in services.items():
         for dependency in service.get("depends_on", {}):
@@ -58,10 +59,10 @@ def test_secrets_and_required_settings_fail_by_name_when_missing(tmp_path):
         assert f"${{{variable}:?missing-env}}" in production
 
 
-def test_production_file_publishes_only_the_frontend_when_asked_and_keeps_data_on_disk(tmp_path):
-    production = _render(tmp_path, publish_api_port=False)[0]["docker-compose.production.yml"]["services"]
+def test_production_file_publishes_only_the_edge_by_default_and_keeps_data_on_disk(tmp_path):
+    production = _render(tmp_path)[0]["docker-compose.production.yml"]["services"]
     published = {name: service["ports"] for name, service in production.items() if "ports" in service}
-    assert published == {"frontend": ["${BIND_ADDRESS:?missing-env}:${HTTP_PORT:?missing-env}:8080"]}
+    assert published == {"edge": ["${BIND_ADDRESS:?missing-env}:${HTTP_PORT:?missing-env}:8080"]}
     assert production["storage"]["volumes"] == ["${LOCAL_DATA_DIR:?missing-env}/storage:/data"]
     assert production["queue"]["volumes"] == ["${LOCAL_DATA_DIR:?missing-env}/queue:/data"]
     for service in production.values():
@@ -160,17 +161,17 @@ def test_unknown_components_and_services_are_named(tmp_path):
         stack.build_images(["db"], engine=object())
 
 
-def test_backend_port_is_published_on_the_bind_address_by_default(tmp_path):
-    production = _render(tmp_path)[0]["docker-compose.production.yml"]["services"]
+def test_backend_port_is_published_on_the_bind_address_when_asked(tmp_path):
+    production = _render(tmp_path, publish_api_port=True)[0]["docker-compose.production.yml"]["services"]
     published = {name: service["ports"] for name, service in production.items() if "ports" in service}
     assert published == {
         "backend": ["${BIND_ADDRESS:?missing-env}:${API_PORT:?missing-env}:8000"],
-        "frontend": ["${BIND_ADDRESS:?missing-env}:${HTTP_PORT:?missing-env}:8080"],
+        "edge": ["${BIND_ADDRESS:?missing-env}:${HTTP_PORT:?missing-env}:8080"],
     }
 
 
-def test_api_url_goes_through_the_frontend_unless_the_backend_is_published(tmp_path):
-    assert _site(tmp_path, publish_api_port=False).instance("prod").api_url == "http://127.0.0.1:8180"
-    assert _site(tmp_path).instance("prod").api_url == "http://127.0.0.1:8181"
+def test_api_url_goes_through_the_public_port_unless_the_backend_is_published(tmp_path):
+    assert _site(tmp_path).instance("prod").api_url == "http://127.0.0.1:8180"
+    assert _site(tmp_path, publish_api_port=True).instance("prod").api_url == "http://127.0.0.1:8181"
     with pytest.raises(ConfigError, match="publish_api_port"):
         _site(tmp_path, publish_api_port="yes")

@@ -36,7 +36,8 @@ def test_two_instances_with_their_own_folders_and_ports(tmp_path):
     )
     config = load_config(path)
     assert config.instance("prod").directory == tmp_path / "inst" / "prod"
-    assert config.instance("staging").api_url == "http://127.0.0.1:8091"
+    assert config.instance("staging").api_url == "http://127.0.0.1:8090"  # /api/ through the public port
+    assert not config.instance("staging").publish_api_port
     assert config.default_instance == "prod"
 
 

@@ -20,14 +20,15 @@ def instance(tmp_path: Path) -> InstanceConfig:
 def test_strategies_start_first_only_for_stateless_services_without_fixed_names_or_ports():
     spec = {
         "backend": {"image": "x"},
-        "frontend": {"ports": ["127.0.0.1:8080:8080"]},
+        "frontend": {},
+        "edge": {"ports": ["127.0.0.1:8080:8080"]},
         "shepherd": {},
         "storage": {},
     }
     steps = {s.service: s.strategy for s in deploy.service_strategies(spec)}
     assert [s.service for s in deploy.service_strategies(spec)] == list(COMPONENTS)
-    assert steps["backend"] == "start-first"
-    assert steps["frontend"] == "recreate"  # a fixed host port cannot be bound twice
+    assert steps["backend"] == steps["frontend"] == "start-first"
+    assert steps["edge"] == "recreate"  # a fixed host port cannot be bound twice
     assert steps["storage"] == steps["queue"] == steps["shepherd"] == steps["pruner"] == "recreate"
     assert deploy.service_strategies({"backend": {"container_name": "b"}})[2].strategy == "recreate"
 
@@ -137,7 +138,9 @@ def test_dependency_levels_from_the_real_compose_templates(tmp_path):
     for text in rendered.values():
         for name, service in (yaml.safe_load(text).get("services") or {}).items():
             spec.setdefault(name, {}).update(service or {})
-    assert deploy.dependency_levels(spec) == [["storage", "queue"], ["backend", "shepherd", "pruner"], ["frontend"]]
+    assert deploy.dependency_levels(spec) == [
+        ["storage", "queue"], ["backend", "shepherd", "pruner"], ["frontend"], ["edge"]
+    ]
 
 
 def test_dependency_levels_without_depends_on_keep_component_order_and_refuse_cycles():
@@ -162,7 +165,8 @@ def test_real_templates_roll_the_backend_side_by_side_unless_its_port_is_publish
             spec.setdefault(name, {}).update(service or {})
     steps = {s.service: s.strategy for s in deploy.service_strategies(spec)}
     assert steps["backend"] == backend
-    assert steps["frontend"] == "recreate"  # it holds the public port
+    assert steps["frontend"] == "start-first"  # the edge in front of it holds the public port
+    assert steps["edge"] == "recreate"  # kept running when its image is unchanged (see unchanged_services)
 
 
 def test_old_backend_outlives_the_frontends_dns_cache():
@@ -172,6 +176,17 @@ def test_old_backend_outlives_the_frontends_dns_cache():
     valid = re.search(r"resolver 127\.0\.0\.11 valid=(\d+)s", conf)
     assert valid, "the frontend must resolve the backend through Docker's DNS with a short valid="
     assert int(valid.group(1)) < deploy.RESOLVER_TTL_S
+    assert "proxy_next_upstream error timeout http_502 http_503;" in conf
+
+
+def test_old_frontend_outlives_the_edges_dns_cache():
+    import re
+
+    conf = (Path(deploy.__file__).parents[2] / "services" / "edge" / "nginx.conf").read_text()
+    valid = re.search(r"resolver 127\.0\.0\.11 valid=(\d+)s", conf)
+    assert valid, "the edge must resolve the frontend through Docker's DNS with a short valid="
+    assert int(valid.group(1)) < deploy.RESOLVER_TTL_S
+    assert "set $frontend http://frontend:8080;" in conf and "proxy_pass $frontend;" in conf  # resolved per request
     assert "proxy_next_upstream error timeout http_502 http_503;" in conf
 
 

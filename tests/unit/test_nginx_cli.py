@@ -21,7 +21,8 @@ def _config(tmp_path: Path, **extra: object) -> Path:
 
 
 def test_render_nginx_uses_the_instance_settings(tmp_path: Path) -> None:
-    result = CliRunner().invoke(main, ["--config", str(_config(tmp_path)), "-i", "prod", "render", "nginx"])
+    config = _config(tmp_path, publish_api_port=True)
+    result = CliRunner().invoke(main, ["--config", str(config), "-i", "prod", "render", "nginx"])
     assert result.exit_code == 0, result.output
     assert "server 127.0.0.1:9080;" in result.output
     assert "server 127.0.0.1:9081;" in result.output
@@ -29,8 +30,8 @@ def test_render_nginx_uses_the_instance_settings(tmp_path: Path) -> None:
     assert "server_name islets.example.org;" in result.output
 
 
-def test_render_nginx_sends_api_to_the_frontend_when_the_backend_port_is_not_published(tmp_path: Path) -> None:
-    config = _config(tmp_path, publish_api_port=False)
+def test_render_nginx_sends_api_to_the_public_port_when_the_backend_port_is_not_published(tmp_path: Path) -> None:
+    config = _config(tmp_path)  # publish_api_port: false is the default
     result = CliRunner().invoke(main, ["--config", str(config), "-i", "prod", "render", "nginx"])
     assert result.exit_code == 0, result.output
     assert "127.0.0.1:9081" not in result.output

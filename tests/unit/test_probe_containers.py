@@ -11,11 +11,12 @@ import pytest
 from isletops.config import InstanceConfig, SiteConfig
 from isletops.docker_engine import ContainerState
 from isletops.errors import DockerError
+from isletops.release import COMPONENTS
 from monitors import probes
 from monitors.probes import containers
 from monitors.result import ProbeContext, Status
 
-SERVICES = ("storage", "queue", "backend", "shepherd", "pruner", "frontend")
+SERVICES = COMPONENTS  # the probe expects every component of a release
 
 
 def state(service: str, status: str = "running", health: str | None = "healthy", restarts: int = 0,
@@ -47,8 +48,8 @@ def healthy() -> list[ContainerState]:
 
 def test_all_running_and_healthy(tmp_path: Path) -> None:
     result = run(tmp_path, healthy())
-    assert result.status is Status.OK and result.value == 6.0
-    assert result.message == "6/6 services running and healthy"
+    assert result.status is Status.OK and result.value == len(SERVICES)
+    assert result.message == f"{len(SERVICES)}/{len(SERVICES)} services running and healthy"
 
 
 @pytest.mark.parametrize(
@@ -67,7 +68,7 @@ def test_bad_container_states(tmp_path: Path, bad: ContainerState, status: Statu
     states = [s for s in healthy() if s.service != "shepherd"] + [bad]
     result = run(tmp_path, states)
     assert result.status is status and phrase in result.message
-    assert result.message.startswith("1 of 6 services not ok: ") and result.value == 5.0
+    assert result.message.startswith(f"1 of {len(SERVICES)} services not ok: ") and result.value == len(SERVICES) - 1
 
 
 def test_rising_restart_count_is_a_restart_loop(tmp_path: Path) -> None:
