@@ -240,7 +240,8 @@ def parse_config(raw: Any, source: Path | None = None) -> SiteConfig:
     name = str(source) if source else "config"
     if not isinstance(raw, dict):
         raise ConfigError(f"{name} must be a mapping at the top level.")
-    allowed = {"registry", "registry_username", "retain_releases", "instances_root", "default_instance", "instances", "monitoring", "mail"}
+    allowed = {"registry", "registry_username", "retain_releases",
+               "instances_root", "default_instance", "instances", "monitoring", "mail"}
     unknown = sorted(set(raw) - allowed)
     if unknown:
         raise ConfigError(
