@@ -34,11 +34,13 @@ from pathlib import Path
 from typing import IO, Any
 
 import docker
+import docker.auth
 import docker.errors
 import docker.utils.build
 import requests
 
 from isletops.errors import DockerError, RegistryError
+from isletops.registry import RegistryCredentials, credentials_for, refused_credentials
 
 log = logging.getLogger(__name__)
 
@@ -241,6 +243,7 @@ class DockerEngine:
 
     def __init__(self, client: docker.DockerClient | None = None) -> None:
         self._client = client
+        self._logged_in: set[str] = set()  # registry hosts this engine's client has logged in to
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -461,11 +464,37 @@ class DockerEngine:
     def push_image(self, ref: str, progress: Progress | None = None) -> None:
         repository, tag = split_image_ref(ref)
         self._image(ref)  # a clear error when there is nothing to push
+        self._login_for(repository)
         self._registry_stream("Pushing", ref, self.client.api.push, repository, tag, progress)
 
     def pull_image(self, ref: str, progress: Progress | None = None) -> None:
         repository, tag = split_image_ref(ref)
+        self._login_for(repository)
         self._registry_stream("Pulling", ref, self.client.api.pull, repository, tag, progress)
+
+    def login(self, registry: str, credentials: RegistryCredentials) -> None:
+        """`docker login REGISTRY` for this engine's later pushes and pulls. The daemon checks the
+        credentials now (a wrong password fails here, before anything changes); the SDK keeps
+        them in this process's memory: nothing is written to ~/.docker/config.json."""
+        try:
+            # reauth: a matching entry in ~/.docker/config.json must not stand in for this check.
+            self.client.login(username=credentials.username, password=credentials.password, registry=registry,
+                              reauth=True)
+        except docker.errors.APIError as exc:
+            if exc.status_code == 401 or "unauthorized" in _short(exc).lower():
+                raise refused_credentials(registry, credentials.username) from None
+            raise RegistryError(f"Logging in to registry {registry} failed: {_short(exc)}.",
+                                _registry_hint(f"{registry}/x")) from None
+        self._logged_in.add(registry)
+
+    def _login_for(self, repository: str) -> None:
+        """Log in once to the registry of `repository` when credentials are set for it."""
+        registry, _name = docker.auth.resolve_repository_name(repository)
+        if registry in self._logged_in or registry == docker.auth.INDEX_NAME:
+            return
+        credentials = credentials_for(registry)
+        if credentials is not None:
+            self.login(registry, credentials)
 
     def _registry_stream(
         self, verb: str, ref: str, call: Callable[..., Any], repository: str, tag: str, progress: Progress | None

@@ -4,14 +4,24 @@ A registry is named the way Docker names it: `host[:port][/path-prefix]`, e.g. `
 or `registry.example.org/isletnet`. Loopback registries are spoken to over plain HTTP (as Docker
 Engine does); others over HTTPS unless an explicit `http://`/`https://` scheme is given.
 Every failure becomes a `RegistryError` whose message says which registry and what to do.
+
+Authentication works as with `docker login`: a registry that answers 401 with
+`WWW-Authenticate: Basic ...` gets the user and password (HTTP basic auth); one that answers
+`WWW-Authenticate: Bearer realm=...,service=...,scope=...` (Docker's token flow) gets them sent
+to the realm, which issues a bearer token for that scope. Credentials are the site's
+`registry_username` (or $ISLETOPS_REGISTRY_USERNAME) with $ISLETOPS_REGISTRY_PASSWORD, made known
+for one registry host with `use_credentials`; every `RegistryClient` and `DockerEngine` of the
+process then uses them for that host only. The password is never printed, logged or stored.
 """
 
 from __future__ import annotations
 
+import base64
+import os
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass
-from urllib.parse import urljoin
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urljoin, urlsplit
 
 import requests
 
@@ -30,7 +40,80 @@ MANIFEST_ACCEPT = ", ".join(
 )
 _LINK_NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
 _LOOPBACK_HOSTS = ("127.", "localhost", "[::1]")
+_CHALLENGE_PARAM = re.compile(r'(\w+)\s*=\s*(?:"([^"]*)"|([^\s,]*))')
 PAGE_SIZE = 100
+USERNAME_ENV_VAR = "ISLETOPS_REGISTRY_USERNAME"
+PASSWORD_ENV_VAR = "ISLETOPS_REGISTRY_PASSWORD"  # noqa: S105 - the name of the variable, not a password  # nosec B105
+
+
+@dataclass(frozen=True)
+class RegistryCredentials:
+    """A registry user and password; the password stays out of repr() and so out of logs."""
+
+    username: str
+    password: str = field(repr=False)
+
+    def basic_authorization(self) -> str:
+        """The `Authorization` header value for HTTP basic auth."""
+        pair = f"{self.username}:{self.password}".encode()
+        return "Basic " + base64.b64encode(pair).decode("ascii")
+
+
+def credentials_from_env(username: str = "", environ: Mapping[str, str] | None = None) -> RegistryCredentials | None:
+    """The credentials the site gives: `username` (the config's `registry_username`, else
+    $ISLETOPS_REGISTRY_USERNAME) with $ISLETOPS_REGISTRY_PASSWORD; None when neither is set."""
+    env = os.environ if environ is None else environ
+    username = username or env.get(USERNAME_ENV_VAR, "")
+    password = env.get(PASSWORD_ENV_VAR, "")
+    if not username and not password:
+        return None
+    if not password:
+        raise RegistryError(
+            f"A registry user ({username}) is configured but ${PASSWORD_ENV_VAR} is empty.",
+            f"Export the password in ${PASSWORD_ENV_VAR} (it is never read from a file we write).",
+        )
+    if not username:
+        raise RegistryError(
+            f"${PASSWORD_ENV_VAR} is set but no registry user is configured.",
+            f"Set 'registry_username:' in the site config or ${USERNAME_ENV_VAR}.",
+        )
+    return RegistryCredentials(username, password)
+
+
+# Registry host (`host[:port]`) -> the credentials to use there; what `docker login` keeps in
+# ~/.docker/config.json, kept in this process's memory only.
+_CREDENTIALS: dict[str, RegistryCredentials] = {}
+
+
+def use_credentials(registry: str, credentials: RegistryCredentials | None) -> None:
+    """Use `credentials` (None: none) for every later request to `registry`'s host."""
+    host = RegistryAddress.parse(registry).host
+    if credentials is None:
+        _CREDENTIALS.pop(host, None)
+    else:
+        _CREDENTIALS[host] = credentials
+
+
+def credentials_for(registry: str) -> RegistryCredentials | None:
+    """The credentials `use_credentials` set for `registry`'s host, if any."""
+    return _CREDENTIALS.get(RegistryAddress.parse(registry).host)
+
+
+def refused_credentials(registry: str, username: str) -> RegistryError:
+    """The one sentence for a wrong user or password (used for API reads and `docker login`)."""
+    return RegistryError(
+        f"Registry {registry} refused the credentials for user {username}.",
+        f"Check 'registry_username' in the site config and the password in ${PASSWORD_ENV_VAR}; "
+        "nothing was changed.",
+    )
+
+
+def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
+    """`Bearer realm="https://a/token",service="reg",scope="repository:x:pull"` ->
+    (`bearer`, {realm, service, scope}); ("", {}) for an empty header."""
+    scheme, _, rest = (header or "").strip().partition(" ")
+    params = {key.lower(): quoted or bare for key, quoted, bare in _CHALLENGE_PARAM.findall(rest)}
+    return scheme.lower(), params
 
 
 @dataclass(frozen=True)
@@ -40,6 +123,11 @@ class RegistryAddress:
     name: str  # as the user wrote it, without scheme: used in image references
     base_url: str  # scheme://host[:port]
     prefix: str  # path before `isletnet-<component>`, e.g. `team`
+
+    @property
+    def host(self) -> str:
+        """`host[:port]`: what credentials are kept for (as `docker login HOST` does)."""
+        return urlsplit(self.base_url).netloc
 
     @classmethod
     def parse(cls, registry: str) -> RegistryAddress:
@@ -66,21 +154,34 @@ class RegistryAddress:
 
 
 class RegistryClient:
-    """Reads a registry: which repositories and tags exist, and whether a manifest exists."""
+    """Reads a registry: which repositories and tags exist, and whether a manifest exists.
 
-    def __init__(self, registry: str, timeout_s: float = 10.0, session: requests.Session | None = None) -> None:
+    `credentials` default to those `use_credentials` set for the registry's host.
+    """
+
+    def __init__(
+        self,
+        registry: str,
+        timeout_s: float = 10.0,
+        session: requests.Session | None = None,
+        credentials: RegistryCredentials | None = None,
+    ) -> None:
         self.address = RegistryAddress.parse(registry)
         self.timeout_s = timeout_s
         self.session = session or requests.Session()
+        self.credentials = credentials or credentials_for(registry)
+        self._authorization = ""  # the Authorization header that worked last (basic or bearer)
 
     @property
     def name(self) -> str:
         return self.address.name
 
-    def _request(self, method: str, path: str, **kwargs) -> requests.Response:
-        url = path if path.startswith("http") else urljoin(self.address.base_url + "/", path.lstrip("/"))
+    def _send(self, method: str, url: str, headers: dict[str, str] | None = None, **kwargs) -> requests.Response:
+        headers = dict(headers or {})
+        if self._authorization:
+            headers["Authorization"] = self._authorization
         try:
-            response = self.session.request(method, url, timeout=self.timeout_s, **kwargs)
+            return self.session.request(method, url, timeout=self.timeout_s, headers=headers, **kwargs)
         except requests.exceptions.SSLError:
             raise RegistryError(
                 f"Registry {self.name} did not complete a TLS handshake.",
@@ -92,13 +193,81 @@ class RegistryClient:
                 f"Registry {self.name} is unreachable ({reason}).",
                 "Check the address ('registry:' in the config or --registry) and that the registry runs.",
             ) from None
+
+    def _request(self, method: str, path: str, headers: dict[str, str] | None = None, **kwargs) -> requests.Response:
+        url = path if path.startswith("http") else urljoin(self.address.base_url + "/", path.lstrip("/"))
+        response = self._send(method, url, headers, **kwargs)
+        if response.status_code == 401:
+            # The registry says how to authenticate; a bearer token is per scope (repository), so
+            # a token that worked for one repository gets a 401 and a new challenge for the next.
+            scheme, params = parse_challenge(response.headers.get("WWW-Authenticate", ""))
+            authorization = self._authorize(scheme, params)
+            if authorization:
+                self._authorization = authorization
+                response = self._send(method, url, headers, **kwargs)
+                # Basic auth has no other reason to fail; a token can be valid yet not grant
+                # this repository, which the message below says.
+                if response.status_code == 401 and scheme == "basic" and self.credentials is not None:
+                    raise refused_credentials(self.name, self.credentials.username)
         if response.status_code in (401, 403):
+            who = f" user {self.credentials.username}" if self.credentials else " anonymous requests"
             raise RegistryError(
                 f"Registry {self.name} refused access ({response.status_code} "
-                f"{'Unauthorized' if response.status_code == 401 else 'Forbidden'}).",
-                f"Log in with 'docker login {self.name}' or use a registry that allows this host.",
+                f"{'Unauthorized' if response.status_code == 401 else 'Forbidden'}) to{who}.",
+                f"Set 'registry_username:' in the site config and export ${PASSWORD_ENV_VAR}, "
+                "or use a registry that allows this host."
+                if self.credentials is None
+                else "Ask the registry's owner for read access for this user.",
             )
         return response
+
+    def _authorize(self, scheme: str, params: dict[str, str]) -> str:
+        """The Authorization header that answers a 401 challenge ("" when we have none)."""
+        if scheme == "basic":
+            return self.credentials.basic_authorization() if self.credentials else ""
+        if scheme == "bearer" and params.get("realm"):
+            token = self._token(params)
+            return f"Bearer {token}" if token else ""
+        return ""
+
+    def _token(self, params: dict[str, str]) -> str:
+        """A bearer token from the challenge's realm (Docker's token flow), asked for with the
+        credentials (basic auth) or anonymously without; "" when an anonymous request is refused."""
+        realm = params["realm"]
+        parts = urlsplit(realm)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise RegistryError(f"Registry {self.name} named a token service that is not a URL ({realm}).")
+        if self.credentials and parts.scheme == "http" and not parts.netloc.startswith(_LOOPBACK_HOSTS):
+            raise RegistryError(
+                f"Registry {self.name} asks for the password to be sent over plain HTTP to {parts.netloc}.",
+                "Refused; the token service must use HTTPS (or run on this host).",
+            )
+        query = {key: params[key] for key in ("service", "scope") if params.get(key)}
+        auth_header = {"Authorization": self.credentials.basic_authorization()} if self.credentials else {}
+        try:
+            response = self.session.get(realm, params=query, headers=auth_header, timeout=self.timeout_s)
+        except (requests.ConnectionError, requests.Timeout):
+            raise RegistryError(
+                f"The token service of registry {self.name} ({parts.netloc}) is unreachable.",
+                "Check that the registry's auth service runs.",
+            ) from None
+        if response.status_code in (401, 403):
+            if self.credentials is None:
+                return ""
+            raise refused_credentials(self.name, self.credentials.username)
+        if response.status_code != 200:
+            raise RegistryError(
+                f"The token service of registry {self.name} answered {response.status_code}.",
+                "Check the registry's auth service logs.",
+            )
+        try:
+            body = response.json()
+            token = body.get("token") or body.get("access_token")
+        except (ValueError, AttributeError):
+            token = None
+        if not isinstance(token, str) or not token:
+            raise RegistryError(f"The token service of registry {self.name} sent no token.")
+        return token
 
     def _check(self, response: requests.Response, what: str) -> None:
         if response.status_code >= 400:

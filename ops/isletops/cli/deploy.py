@@ -13,6 +13,7 @@ from isletops.cli import Context, pass_context
 from isletops.errors import ConfigError, ExitStatus, LockError
 from isletops.history import History, deployed_tags, last_attempt_notice
 from isletops.lock import InstanceLock, LockDetails
+from isletops.registry import RegistryAddress, credentials_from_env, use_credentials
 
 # Modules that plug deploy hooks in (each exposes `register(register_hook)`), loaded if present.
 HOOK_PLUGINS: tuple[str, ...] = ("monitors.deploy_hooks",)
@@ -30,11 +31,19 @@ def _load_hook_plugins() -> None:
 
 
 def _registry(ctx: Context, option: str | None) -> str:
+    """The registry to use, with the site's credentials made known for it (see `isletops.registry`)."""
     registry = option or ctx.config.registry
     if not registry:
         raise ConfigError(
             "No registry is configured.", "Set 'registry:' in the site config or pass --registry HOST:PORT."
         )
+    credentials = credentials_from_env(ctx.config.registry_username)
+    home = ctx.config.registry or registry
+    if credentials is not None and RegistryAddress.parse(home).host != RegistryAddress.parse(registry).host:
+        # The password is for the site's registry: never hand it to another host named by --registry.
+        _say(f"not sending the registry credentials to {registry}: they are for {home}")
+        credentials = None
+    use_credentials(registry, credentials)
     return registry
 
 
