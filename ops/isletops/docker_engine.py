@@ -453,6 +453,23 @@ class DockerEngine:
                     tags.add(tag)
         return sorted(tags)
 
+    def image_refs(self, repository: str) -> list[tuple[str, str]]:
+        """(`repository:tag`, image id) for every local tag of `repository`."""
+        try:
+            images = self.client.images.list(name=repository)
+        except docker.errors.APIError as exc:
+            raise DockerError(f"Cannot list images of {repository}: {_short(exc)}.") from None
+        return sorted(
+            (ref, image.id) for image in images for ref in image.tags if split_image_ref(ref)[0] == repository
+        )
+
+    def container_image_ids(self) -> set[str]:
+        """Ids of the images every container on this host (running or not) was created from."""
+        try:
+            return {c.get("ImageID", "") for c in self.client.api.containers(all=True)} - {""}
+        except docker.errors.APIError as exc:
+            raise DockerError(f"Cannot list containers: {_short(exc)}.") from None
+
     def tag_image(self, source: str, target: str) -> None:
         repository, tag = split_image_ref(target)
         try:

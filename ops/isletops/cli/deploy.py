@@ -9,8 +9,10 @@ import json
 import click
 
 from isletops import deploy as core
+from isletops import image_prune
 from isletops.cli import Context, pass_context
-from isletops.errors import ConfigError, ExitStatus, LockError
+from isletops.docker_engine import DockerEngine
+from isletops.errors import ConfigError, ExitStatus, IsletOpsError, LockError
 from isletops.history import History, deployed_tags, last_attempt_notice
 from isletops.lock import InstanceLock, LockDetails
 from isletops.registry import RegistryAddress, credentials_from_env, use_credentials
@@ -30,13 +32,18 @@ def _load_hook_plugins() -> None:
         module.register(core.register_hook)
 
 
-def _registry(ctx: Context, option: str | None) -> str:
-    """The registry to use, with the site's credentials made known for it (see `isletops.registry`)."""
+def _registry_name(ctx: Context, option: str | None) -> str:
     registry = option or ctx.config.registry
     if not registry:
         raise ConfigError(
             "No registry is configured.", "Set 'registry:' in the site config or pass --registry HOST:PORT."
         )
+    return registry
+
+
+def _registry(ctx: Context, option: str | None) -> str:
+    """The registry to use, with the site's credentials made known for it (see `isletops.registry`)."""
+    registry = _registry_name(ctx, option)
     credentials = credentials_from_env(ctx.config.registry_username)
     home = ctx.config.registry or registry
     if credentials is not None and RegistryAddress.parse(home).host != RegistryAddress.parse(registry).host:
@@ -88,6 +95,23 @@ def _run_deploy(ctx: Context, options: core.DeployOptions, to: str | None = None
         f"(was {result.plan.from_tag or 'nothing'}).",
         fg="green",
     )
+    _prune_after_deploy(ctx, options.registry)
+
+
+def _prune_after_deploy(ctx: Context, registry: str) -> None:
+    """Kamal-style retain policy: after a good deploy, drop release images older than the newest
+    `retain_releases` (0: never). A failure here is a note: the deploy itself succeeded."""
+    keep = ctx.config.retain_releases
+    if keep < 1:
+        return
+    try:
+        pruned = image_prune.prune_images(ctx.config, registry, keep, DockerEngine())
+    except IsletOpsError as error:
+        _print_notes([f"pruning old release images failed ({error}); the deploy itself succeeded."])
+        return
+    if pruned.removed:
+        _say(f"removed {len(pruned.removed)} image(s) of releases older than the newest {keep} (retain_releases)")
+    _print_notes([f"could not remove {ref}: {why}" for ref, why in pruned.failed.items()])
 
 
 _deploy_options = [
@@ -117,6 +141,7 @@ def register(main: click.Group) -> None:
     main.add_command(rollback_command)
     main.add_command(history_command)
     main.add_command(lock_group)
+    main.add_command(prune_group)
 
 
 @click.command("release")
@@ -347,3 +372,46 @@ def lock_release(ctx: Context) -> None:
         lock.release(only_if_owned=False)
     held = found.details.describe() if found.details else found.problem
     click.echo(f"Released the lock of '{instance.name}' ({held}).")
+
+
+@click.group("prune")
+def prune_group() -> None:
+    """Remove what old releases leave on this host.
+
+    \b
+    Example:
+      isletops prune images --dry-run
+    """
+
+
+@prune_group.command("images")
+@click.option("--keep", type=click.IntRange(min=1), metavar="N",
+              help=f"Newest releases to keep. Default: 'retain_releases' from the config ({image_prune.DEFAULT_KEEP}).")
+@click.option("--registry", metavar="HOST[:PORT][/PREFIX]", help="Whose release images. Default: config 'registry'.")
+@click.option("--dry-run", is_flag=True, help="List what would be removed and what is kept, and why; remove nothing.")
+@pass_context
+def prune_images_command(ctx: Context, keep: int | None, registry: str | None, dry_run: bool) -> None:
+    """Remove local images of releases older than the newest N.
+
+    Never removes the deployed or previous tag of any instance, nor an image a container uses;
+    only release tags of the registry's isletnet-* images are considered. Deploys do this by
+    themselves afterwards (set retain_releases: 0 in the config to stop that).
+
+    \b
+    Examples:
+      isletops prune images --dry-run
+      isletops prune images --keep 3
+    """
+    keep = keep or ctx.config.retain_releases or image_prune.DEFAULT_KEEP
+    result = image_prune.prune_images(ctx.config, _registry_name(ctx, registry), keep, DockerEngine(),
+                                      dry_run=dry_run, progress=_say)
+    if dry_run:
+        for line in result.plan.lines():
+            click.echo(line)
+        click.echo(f"would remove {len(result.plan.remove)} image(s), keep {len(result.plan.keep)}.")
+        return
+    for ref, why in result.failed.items():
+        click.secho(f"isletops: warning: could not remove {ref}: {why}", fg="yellow", err=True)
+    click.echo(f"removed {len(result.removed)} image(s), kept {len(result.plan.keep)}.")
+    if result.failed:
+        click.get_current_context().exit(int(ExitStatus.WARNING))
