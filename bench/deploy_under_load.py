@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import threading
 import time
@@ -48,6 +49,9 @@ class LoadReport:
     failed: int = 0
     longest_outage_s: float = 0.0
     errors: dict[str, int] = field(default_factory=dict)
+    # The host's 1-minute load average when the operation ended: other work on a shared host
+    # slows health checks and deploys, so figures are only comparable at a similar load.
+    load_average: float = 0.0
 
 
 class Load:
@@ -98,7 +102,7 @@ class Load:
             self.stop.set()
             for thread in threads:
                 thread.join(timeout=self.timeout_s + 1)
-        report = LoadReport(name, round(duration, 1), len(self.results))
+        report = LoadReport(name, round(duration, 1), len(self.results), load_average=round(os.getloadavg()[0], 2))
         outage_start = None
         for at, ok, kind in sorted(self.results):
             if not ok:
@@ -165,11 +169,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps([asdict(r) for r in reports], indent=2))
         return 0
-    print(f"{'operation':<40} {'duration':>9} {'failed/total':>13} {'longest outage':>15}  errors")
+    print(f"{'operation':<40} {'duration':>9} {'failed/total':>13} {'longest outage':>15} {'load':>5}  errors")
     for r in reports:
         errors = ", ".join(f"{k} x{v}" for k, v in sorted(r.errors.items())) or "-"
         counts = f"{r.failed}/{r.total}"
-        print(f"{r.operation:<40} {r.duration_s:>8.1f}s {counts:>13} {r.longest_outage_s:>14.1f}s  {errors}")
+        print(f"{r.operation:<40} {r.duration_s:>8.1f}s {counts:>13} {r.longest_outage_s:>14.1f}s "
+              f"{r.load_average:>5.2f}  {errors}")
+    print(f"host: {os.cpu_count()} cores; load = 1-minute load average at the end of each operation")
     return 0
 
 

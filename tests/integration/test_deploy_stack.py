@@ -1,11 +1,11 @@
 """Deploy, upgrade, automatic rollback of a broken release, rollback, and Ctrl-C mid-switch — on
 the real stack (H3's `service_images`/`stack_instance`), pulling from a real registry.
 
-Three releases are pushed. T1 is the real images. T2 has the same storage and queue images (so a
-deploy must leave them running) and new images for the other four (the real ones plus a label,
-so their image ids differ). T3's backend is a variant FROM the real one that dies at start with a
-message, so its health gate fails and the deploy must roll back by itself, explaining why with the
-backend's own log line.
+Three releases are pushed. T1 is the real images. T2 has the same storage, queue and edge images
+(so a deploy must leave them running: the edge holds the public port) and new images for the other
+four (the real ones plus a label, so their image ids differ). T3's backend is a variant FROM the
+real one that dies at start with a message, so its health gate fails and the deploy must roll back
+by itself, explaining why with the backend's own log line.
 """
 
 import json
@@ -62,10 +62,11 @@ def releases(service_images, registry_url, tmp_path_factory):
 
 
 def runs_release(made, registry: str, tag: str) -> bool:
-    """Every service runs, healthy, the very image (by id) that release `tag` names for it."""
+    """Every service runs one container, healthy, the very image (by id) that release `tag` names."""
     engine = DockerEngine()
     states = engine.project_containers(made.project, COMPONENTS)
     assert all(s.is_ready for s in states), [s.describe() for s in states]
+    assert sorted(s.service for s in states) == sorted(COMPONENTS), [s.describe() for s in states]
     return all(engine.image_id(s.image) == engine.image_id(image_name(s.service, tag, registry)) for s in states)
 
 
@@ -108,14 +109,16 @@ def test_deploy_upgrade_broken_release_rolls_back_by_itself_then_rollback(stack_
     assert first.exit_code == 0, first.output
     assert "end-to-end gate: job" in first.output
     assert runs_release(made, releases, T1)
-    data_services = {service: started(made, service) for service in ("storage", "queue")}
+    kept_services = {service: started(made, service) for service in ("storage", "queue", "edge")}
 
     job_id = submit_job(made)  # queued right before the deploy: it must still finish
     second = cli("deploy", "--tag", T2, "--no-e2e")
     assert second.exit_code == 0, second.output
     assert runs_release(made, releases, T2)
     assert "storage, queue: same image as running, kept running" in second.output
-    assert {service: started(made, service) for service in ("storage", "queue")} == data_services
+    assert "edge: same image as running, kept running" in second.output
+    assert "frontend: starting a new container beside" in second.output  # behind the edge: side by side
+    assert {service: started(made, service) for service in ("storage", "queue", "edge")} == kept_services
     assert wait_job(made, job_id)["state"] == "done"
 
     broken = cli("deploy", "--tag", T3, "--no-e2e", "--health-timeout", "90")
@@ -147,6 +150,8 @@ def test_deploy_upgrade_broken_release_rolls_back_by_itself_then_rollback(stack_
 
 
 def test_ctrl_c_mid_switch_restores_the_previous_release(stack_instance, releases):
+    """Ctrl-C after the new backend was started beside the old one: exactly one container per
+    service is left, all on T1 (`runs_release`), the lock is released and the history says so."""
     made = stack_instance("h4sigint", up=False)
     deployed = CliRunner().invoke(
         main, ["--config", str(made.config_path), "deploy", "--tag", T1, "--no-e2e", "--registry", releases]
@@ -162,14 +167,18 @@ def test_ctrl_c_mid_switch_restores_the_previous_release(stack_instance, release
     reader = threading.Thread(target=lambda: lines.extend(iter(process.stderr.readline, "")), daemon=True)
     reader.start()
     deadline = time.monotonic() + 180
-    while not any("updating" in line or "beside" in line for line in lines):  # mid-switch: level 2
+    # Mid-switch on level 2: shepherd and pruner were recreated on T2, and the new backend is being
+    # started beside the old one (the signal is raised when that compose call ends: after the scale-up).
+    while not any("backend: starting a new container beside" in line for line in lines):
         assert process.poll() is None, "".join(lines)
         assert time.monotonic() < deadline, "".join(lines)
         time.sleep(0.2)
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=400) == 130, "".join(lines)
     reader.join(timeout=5)
-    assert "interrupted" in "".join(lines)
+    output = "".join(lines)
+    assert "interrupted" in output
+    assert "backend: removing the new container" in output, output  # not left beside the old one
 
     assert runs_release(made, releases, T1)
     assert not (made.instance.state_dir / "lock").exists()

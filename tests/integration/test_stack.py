@@ -1,4 +1,4 @@
-"""The whole stack for real: six images built from this tree, started by `isletops.stack` with
+"""The whole stack for real: seven images built from this tree, started by `isletops.stack` with
 the real compose CLI, one synthetic DTZ image through the REST API, and the CLI commands an
 admin uses (`up`, `ps`, `status --json`, `logs`, `restart`, `down`). Two instances run side by
 side on one host."""

@@ -93,8 +93,8 @@ def build_command(ctx: Context, components: tuple[str, ...], tag: str | None, ba
 
     \b
     Examples:
-      isletops build                  all six images, tagged e.g. 2026-11-23_01
-      isletops build backend shepherd rebuild two; the release tag covers all six
+      isletops build                  all seven images, tagged e.g. 2026-11-23_01
+      isletops build backend shepherd rebuild two; the release tag covers all seven
     """
     with progress_reporter("building images", ctx.verbose) as report:
         result = core.build_images(components or None, tag=tag, progress=report.step, output=report.output,
