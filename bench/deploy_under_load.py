@@ -1,8 +1,9 @@
-"""Do users notice a deploy? Requests through the frontend while the release changes under them.
+"""Do users notice a deploy? Requests to the public port while the release changes under them.
 
-A bounded stream of loopback requests (`GET /`, `/api/jobs`, `/api/models` through the
-frontend's nginx, as a browser would) runs during each operation, and the script prints, side by
-side, how many failed and for how long the service was out:
+A bounded stream of loopback requests (`GET /`, `/api/jobs`, `/api/models` on the instance's
+`http_port`: the edge, then the frontend's nginx, as a browser would) runs during each operation,
+and the script prints, side by side, how many failed, for how long the service was out, and the
+host's load average:
 
   0. nothing changes for 30 s          (the noise floor of this host under this load)
   1. `isletops deploy --tag TO`       (the health-gated rollover)

@@ -6,6 +6,7 @@ side on one host."""
 from __future__ import annotations
 
 import json
+import secrets
 import shutil
 import subprocess
 import time
@@ -75,12 +76,28 @@ def test_the_stack_comes_up_healthy_as_non_root_on_loopback_only(running):
         assert container.labels["org.isletnet.test"] == "1"
         for bindings in (container.attrs["HostConfig"]["PortBindings"] or {}).values():
             assert all(binding["HostIp"] == "127.0.0.1" for binding in bindings), service
+        # Only the edge holds a host port (publish_api_port is off by default): the frontend and
+        # backend behind it can run twice side by side during a deploy.
+        assert bool(container.attrs["HostConfig"]["PortBindings"]) == (service == "edge"), service
     health = requests.get(f"{running.api_url}/api/health", timeout=10)
     assert health.status_code == 200 and health.json()["status"] == "ok"
     # The frontend serves the UI and proxies /api/ to the backend.
     page = requests.get(running.frontend_url, timeout=10)
     assert page.status_code == 200 and "<html" in page.text.lower()
     assert requests.get(f"{running.frontend_url}/api/health", timeout=10).json()["status"] == "ok"
+
+
+def test_the_edge_image_id_is_the_same_when_its_recipe_is_unchanged(service_images):
+    """Deploys keep the edge running because a new release's edge image has the same id: a
+    rebuild of an unchanged recipe (no per-build labels, its own narrow build context) gives it."""
+    engine = DockerEngine()
+    rebuilt = f"itest-edge-rebuild:{secrets.token_hex(3)}"
+    try:
+        image_id = engine.build_image(stack.PROJECT_ROOT, stack.PROJECT_ROOT / "services" / "edge" / "Dockerfile",
+                                      rebuilt, build_args={"BASE_IMAGE": stack.BASE_IMAGE})
+        assert image_id == engine.image_id(service_images["edge"])
+    finally:
+        engine.remove_image(rebuilt)
 
 
 def test_a_synthetic_image_gives_the_known_count_and_ieq(running):
