@@ -10,8 +10,8 @@ say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
 # 1. Debian packages (host side): debootstrap for the base image, the real registry, nginx and
 #    chromium for tests, PostgreSQL for the service tests that run without Docker, openssl for
-#    test certificates.
-apt_packages=(debootstrap docker-registry nginx chromium postgresql openssl openssh-client ca-certificates)
+#    test certificates, pebble (a real ACME server) for the provisioning tests' certbot run.
+apt_packages=(debootstrap docker-registry nginx chromium postgresql openssl openssh-client ca-certificates pebble)
 missing=()
 for package in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
