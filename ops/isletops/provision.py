@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -26,6 +28,13 @@ DEFAULT_PLAYBOOK = "site.yml"
 KNOWN_TAGS: tuple[str, ...] = ("docker", "instance", "nginx", "certbot", "monitoring")
 DOCKER_RESTART_HANDLERS = ("Restart Docker Engine", "Record that Docker Engine must be restarted by its owner")
 ARTIFACTS_KEPT = 30
+# The folder of the service images' wheels (scripts/build-wheelhouse.sh): reused so installing
+# isletops on a host downloads only what is not there yet.
+SERVICE_WHEELHOUSE = PROJECT_ROOT / "build" / "wheelhouse"
+# Wheels built with a fixed date are byte-identical for the same sources, so a second provisioning
+# run copies nothing and reinstalls nothing.
+WHEEL_SOURCE_DATE_EPOCH = "315532800"  # 1980-01-01, the oldest date a zip file can hold
+WHEEL_SOURCES = ("pyproject.toml", "README.md", "ops", "monitors", "services")  # what pyproject.toml packages
 
 
 def default_state_dir() -> Path:
@@ -85,6 +94,76 @@ class ProvisionResult:
         return self.errors[0].rstrip(".") + extra + "."
 
 
+def default_wheels_dir() -> Path:
+    """Where the wheels installed on hosts are gathered: next to the run files."""
+    return default_state_dir().parent / "wheels"
+
+
+def _pip(args: list[str], what: str, env: dict[str, str] | None = None) -> None:
+    done = subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", *args],
+                          capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        lines = [line.strip() for line in (done.stderr + done.stdout).splitlines() if line.strip()]
+        # pip's first ERROR line is the cause (e.g. a wheel it could not find); later ones are consequences
+        reason = next((line.removeprefix("ERROR: ") for line in lines if line.startswith("ERROR:")),
+                      lines[-1] if lines else "no output")
+        raise ProvisionError(
+            f"Cannot {what} to install isletops on the hosts ({_one_line(reason)}).",
+            "Check that pip reaches its package index (pip config list), or set isletops_install: false in the "
+            "inventory.",
+        )
+
+
+def build_project_wheel(wheel_dir: Path) -> Path:
+    """isletops as a wheel, built from a fresh copy of its sources: setuptools' build/lib in the
+    checkout may hold files of modules deleted since, and other builds may be using it."""
+    with tempfile.TemporaryDirectory(prefix="isletops-wheel-") as scratch:
+        source = Path(scratch) / "isletops"
+        source.mkdir()
+        skip = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "node_modules")
+        for name in WHEEL_SOURCES:
+            origin = PROJECT_ROOT / name
+            if origin.is_dir():
+                shutil.copytree(origin, source / name, ignore=skip)
+            else:
+                shutil.copy2(origin, source / name)
+        _pip(["wheel", "--quiet", "--no-deps", "--wheel-dir", str(wheel_dir), str(source)],
+             "build the isletops wheel", env={**os.environ, "SOURCE_DATE_EPOCH": WHEEL_SOURCE_DATE_EPOCH})
+    return next(wheel_dir.glob("isletops-*.whl"))
+
+
+def prepare_isletops_wheels(wheels_dir: Path | None = None) -> Path:
+    """Gather isletops and every dependency as wheels in one folder, for `pip install --no-index`
+    on hosts (which may reach no index). The versions are this controller's own, so a host runs
+    what was tested here. Only the wheels of the current set are kept."""
+    wheels_dir = wheels_dir or default_wheels_dir()
+    staging = wheels_dir.with_name(wheels_dir.name + ".new")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        project_wheel = build_project_wheel(staging)
+        frozen = subprocess.run([sys.executable, "-m", "pip", "freeze", "--exclude-editable", "--all"],
+                                capture_output=True, text=True, check=False).stdout
+        constraints = staging / "constraints.txt"
+        constraints.write_text("".join(line + "\n" for line in frozen.splitlines()
+                                       if "==" in line and not line.lower().startswith("isletops==")))
+        sources = [option for folder in (wheels_dir, SERVICE_WHEELHOUSE) if folder.is_dir()
+                   for option in ("--find-links", str(folder))]
+        wheel_args = ["wheel", "--quiet", "--prefer-binary", *sources, "--constraint", str(constraints),
+                      "--wheel-dir", str(staging), str(project_wheel)]
+        try:  # everything is usually at hand already: no index needed
+            _pip(["--no-input", *wheel_args[:1], "--no-index", *wheel_args[1:]], "gather the wheels")
+        except ProvisionError:
+            _pip(wheel_args, "download the wheels")
+        constraints.unlink()
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    shutil.rmtree(wheels_dir, ignore_errors=True)
+    staging.rename(wheels_dir)
+    return wheels_dir
+
+
 def resolve_inventory(inventory: str | Path) -> Path:
     """The inventory path, checked before ansible is started."""
     path = Path(inventory).expanduser()
@@ -128,6 +207,7 @@ def run_provision(
     playbook: str = DEFAULT_PLAYBOOK,
     verbose: bool = False,
     timeout_s: int | None = None,
+    wheels_dir: Path | None = None,
 ) -> ProvisionResult:
     """Run the provisioning playbook against `inventory` and summarise it. Never raises for a
     failed play (the result says so); raises `ProvisionError` when ansible cannot start at all."""
@@ -142,6 +222,14 @@ def run_provision(
     private_dir.mkdir(parents=True, exist_ok=True)
     ident = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
     cmdline = " ".join(option for option, wanted in (("--check", check), ("--diff", diff)) if wanted)
+    extra_vars = dict(extra_vars or {})
+    if "isletops_wheels_dir" not in extra_vars and (not wanted_tags or "monitoring" in wanted_tags):
+        # The monitoring part installs isletops on the host (for the probe cron job) from these.
+        # A failure is the playbook's to report: it matters only where isletops_install is true.
+        try:
+            extra_vars["isletops_wheels_dir"] = str(prepare_isletops_wheels(wheels_dir))
+        except ProvisionError as error:
+            extra_vars["isletops_wheels_error"] = str(error)
     runner = ansible_runner.run(
         private_data_dir=str(private_dir),
         project_dir=str(PLAYBOOK_DIR),

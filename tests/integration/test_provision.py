@@ -1,12 +1,10 @@
 """The provisioning playbook against a real target container (isletnet-target, reached over ssh
-on a loopback port), checked with pytest-testinfra. One container for the whole module; the
-tests run in order: --check on the fresh host, first run, idempotent second run, GPU branch,
-certbot failure, invalid daemon.json. Fast bad-input cases (missing variable, unreachable host)
-go through the real CLI.
-
-Docker Engine itself is not installed in the target (an engine cannot run in this unprivileged
-container): the inventory says docker_engine_managed: false, so the restart handler records the
-pending restart instead of restarting a service; the daemon.json merge is real.
+on a loopback port), checked with pytest-testinfra. One container for the whole module, with
+systemd as PID 1 and Docker Engine installed but stopped and disabled; the tests run in order:
+--check on the fresh host, first run (engine started, isletops installed), idempotent second
+run, a changed daemon.json (exactly one engine restart), the GPU branch with an engine managed
+by someone else, certbot failure, certbot success against a real ACME server (pebble), invalid
+daemon.json. Fast bad-input cases (missing variable, unreachable host) go through the real CLI.
 """
 
 from __future__ import annotations
@@ -38,7 +36,7 @@ EXISTING_DAEMON_JSON = {
 }
 BASE_VARS = {
     "isletnet_instance": "prod",
-    "docker_engine_managed": False,
+    "docker_engine_managed": True,
     "docker_data_root": "/srv/docker",
     "isletnet_env": {"API_URL": "https://islets.test/api"},
     "isletops_mail": {"smtp_host": "mail.hospital.lan", "smtp_port": 25, "sender": "isletops@hospital.lan",
@@ -88,6 +86,29 @@ def daemon_json(host) -> dict:
     return json.loads(host.file("/etc/docker/daemon.json").content_string)
 
 
+def engine_pid(host) -> int:
+    return int(host.check_output("systemctl show docker.service -p MainPID --value"))
+
+
+def engine_starts(host) -> int:
+    """How many times systemd has started Docker Engine since the target booted."""
+    return int(host.run("journalctl -u docker.service -o cat | grep -c '^Started docker.service'").stdout.strip())
+
+
+def engine_info(host) -> dict:
+    return json.loads(host.check_output("docker info --format '{{json .}}'"))
+
+
+def container_log_config(host, name: str) -> dict:
+    """The log settings Docker gives a new container (created, never started: no image needed
+    beyond an empty one)."""
+    host.run(f"docker rm -f {name}")
+    if host.run("docker image inspect isletnet-empty:1").rc != 0:
+        host.check_output("tar -cf - -T /dev/null | docker import - isletnet-empty:1")
+    host.check_output(f"docker create --name {name} isletnet-empty:1 /none")
+    return json.loads(host.check_output(f"docker inspect -f '{{{{json .HostConfig.LogConfig}}}}' {name}"))
+
+
 def test_check_mode_on_a_fresh_host_changes_nothing(workdir: Path, target: Target, host) -> None:
     before = host.file("/etc/docker/daemon.json").content_string
     result = provision(workdir, target, "check", check=True, diff=True)
@@ -98,6 +119,8 @@ def test_check_mode_on_a_fresh_host_changes_nothing(workdir: Path, target: Targe
     assert not host.file("/etc/cron.d/isletops-probe-prod").exists
     assert not host.file("/etc/nginx/conf.d/isletnet.conf").exists
     assert not host.user("isletnet").exists
+    assert not host.file("/opt/isletops").exists
+    assert not host.service("docker").is_running and not host.service("docker").is_enabled
     stdout = (result.artifacts_dir / "stdout").read_text()
     assert '"data-root": "/srv/docker"' in stdout  # --diff shows the daemon.json change
 
@@ -108,7 +131,21 @@ def test_first_run_provisions_the_host(workdir: Path, target: Target, host) -> N
     assert result.hosts[HOST].changed > 0
     assert result.hosts[HOST].docker_restarts == 1  # daemon.json changed: one restart, however many keys
     assert (result.artifacts_dir / "status").read_text() == "successful"
-    assert any("restart it to apply" in warning for warning in result.warnings)
+    assert result.warnings == []
+
+    # Docker Engine: enabled, running, and running with daemon.json's settings
+    assert host.service("docker").is_enabled and host.service("docker").is_running
+    info = engine_info(host)
+    assert info["DockerRootDir"] == "/srv/docker"
+    assert info["LoggingDriver"] == "json-file"
+    assert info["RegistryConfig"]["Mirrors"] == ["https://mirror.hospital.lan/"]  # a key we do not own, kept
+    assert container_log_config(host, "log-check") == {
+        "Type": "json-file", "Config": {"compress": "true", "max-file": "3", "max-size": "10m"}}
+    host.check_output("docker network create pool-check")
+    subnet = host.check_output("docker network inspect -f '{{(index .IPAM.Config 0).Subnet}}' pool-check")
+    assert subnet.startswith("172.30.") and subnet.endswith("/24")  # default-address-pools in effect
+    host.check_output("docker network rm pool-check")
+    assert not host.file("/var/lib/isletops/docker-restart-required").exists
 
     settings = daemon_json(host)
     for key, value in EXISTING_DAEMON_JSON.items():
@@ -120,7 +157,6 @@ def test_first_run_provisions_the_host(workdir: Path, target: Target, host) -> N
     assert settings["log-opts"] == {"compress": "true", "max-size": "10m", "max-file": "3"}
     assert "default-runtime" not in settings and "runtimes" not in settings  # no GPU here
     assert host.file("/etc/docker/daemon.json").mode == 0o644
-    assert host.file("/var/lib/isletops/docker-restart-required").exists
 
     user = host.user("isletnet")
     assert user.uid == 10001 and user.home == "/home/isletnet"
@@ -140,7 +176,14 @@ def test_first_run_provisions_the_host(workdir: Path, target: Target, host) -> N
     assert cron.mode == 0o644 and cron.user == "root"
     assert ("*/3 * * * * isletnet /opt/isletops/bin/isletops --config /home/isletnet/prod/isletops.yml "
             "--instance prod probe >> /home/isletnet/prod/logs/probe.log 2>&1") in cron.content_string
-    assert host.process.filter(comm="cron")
+    assert host.service("cron").is_enabled and host.service("cron").is_running
+    # isletops itself, where the cron entry looks for it, runnable by the cron job's user
+    assert host.file("/opt/isletops/bin/isletops").mode & 0o111
+    probe_help = host.run("runuser -u isletnet -- /opt/isletops/bin/isletops --config /home/isletnet/prod/isletops.yml "
+                          "--instance prod probe --help")
+    assert probe_help.rc == 0 and "Usage:" in probe_help.stdout, probe_help.stderr
+    installed = host.check_output("/opt/isletops/bin/pip list --format json")
+    assert any(package["name"] == "isletops" for package in json.loads(installed))
 
     site = host.file("/etc/nginx/conf.d/isletnet.conf")
     assert "proxy_pass http://isletnet_backend;" in site.content_string
@@ -157,17 +200,40 @@ def test_first_run_provisions_the_host(workdir: Path, target: Target, host) -> N
 
 def test_second_run_changes_nothing(workdir: Path, target: Target, host) -> None:
     before = host.file("/etc/docker/daemon.json").content_string
+    pid, starts = engine_pid(host), engine_starts(host)
     result = provision(workdir, target, "first")
     assert result.succeeded, result.error_sentence()
     assert result.hosts[HOST].changed == 0, result.changed_tasks
     assert result.hosts[HOST].docker_restarts == 0  # unchanged daemon.json: no restart
     assert host.file("/etc/docker/daemon.json").content_string == before
+    assert (engine_pid(host), engine_starts(host)) == (pid, starts)  # the engine was not touched
+
+
+def test_changed_daemon_json_restarts_docker_once(workdir: Path, target: Target, host) -> None:
+    pid, starts = engine_pid(host), engine_starts(host)
+    result = provision(workdir, target, "log-files", tags=["docker"], docker_log_max_file="5",
+                       docker_address_pools=[{"base": "172.31.0.0/16", "size": 26}])
+    assert result.succeeded, result.error_sentence()
+    assert result.hosts[HOST].docker_restarts == 1  # two keys changed, one restart
+    assert engine_starts(host) == starts + 1
+    assert engine_pid(host) != pid
+    assert container_log_config(host, "log-check")["Config"]["max-file"] == "5"
+    host.check_output("docker network create pool-check")
+    subnet = host.check_output("docker network inspect -f '{{(index .IPAM.Config 0).Subnet}}' pool-check")
+    assert subnet.startswith("172.31.") and subnet.endswith("/26")
+    host.check_output("docker network rm pool-check")
 
 
 def test_gpu_from_inventory_adds_the_nvidia_runtime(workdir: Path, target: Target, host) -> None:
-    result = provision(workdir, target, "gpu", tags=["docker"], gpu=True)
+    # The engine belongs to someone else here (docker_engine_managed: false): the change is
+    # recorded and reported, the running engine is left alone (it has no nvidia runtime to start with).
+    pid, starts = engine_pid(host), engine_starts(host)
+    result = provision(workdir, target, "gpu", tags=["docker"], gpu=True, docker_engine_managed=False)
     assert result.succeeded, result.error_sentence()
     assert result.hosts[HOST].docker_restarts == 1
+    assert any("restart it to apply" in warning for warning in result.warnings), result.warnings
+    assert host.file("/var/lib/isletops/docker-restart-required").exists
+    assert (engine_pid(host), engine_starts(host)) == (pid, starts)
     settings = daemon_json(host)
     assert settings["default-runtime"] == "nvidia"
     assert settings["runtimes"] == {"nvidia": {"path": "nvidia-container-runtime", "args": []}}
@@ -200,7 +266,6 @@ def test_certbot_failure_keeps_the_site_served(workdir: Path, target: Target, ho
     assert "ssl_certificate /etc/ssl/isletnet/isletnet.crt;" in site  # still the self-signed one
     assert host.run("nginx -t").rc == 0
     assert host.file("/etc/letsencrypt/renewal-hooks/deploy/isletnet-reload-nginx").mode == 0o755
-    assert host.file("/etc/cron.d/certbot").exists  # renewal without systemd (Debian's certbot cron job)
     page = requests.get(f"https://127.0.0.1:{target.https_port}/", verify=False, timeout=10,
                         headers={"Host": "islets.test"})
     assert page.status_code == 200 and "islet-frontend-page" in page.text
@@ -209,9 +274,48 @@ def test_certbot_failure_keeps_the_site_served(workdir: Path, target: Target, ho
     assert served == ssl.PEM_cert_to_DER_cert(host.file("/etc/ssl/isletnet/isletnet.crt").content_string)
 
 
+def test_certbot_gets_a_certificate_from_an_acme_server(workdir: Path, target: Target, host, acme_server) -> None:
+    acme = acme_server(target)
+    acme_vars = {"nginx_server_name": "islets.test", "certbot_email": "ops@hospital.lan",
+                 "certbot_server": acme.directory_url, "certbot_ca_bundle": str(acme.ca_bundle)}
+    result = provision(workdir, target, "acme", tags=["nginx", "certbot"], **acme_vars)
+    assert result.succeeded, result.error_sentence()
+    assert result.warnings == []
+    site = host.file("/etc/nginx/conf.d/isletnet.conf").content_string
+    assert "ssl_certificate /etc/letsencrypt/live/islets.test/fullchain.pem;" in site
+    assert host.run("nginx -t").rc == 0
+
+    # nginx serves the issued certificate, and it chains to pebble's root for the name islets.test
+    served = _served_certificate(target.https_port)
+    issuer = subprocess.run(["openssl", "x509", "-noout", "-issuer"], input=served, capture_output=True,
+                            text=True, check=True).stdout
+    assert "Pebble Intermediate CA" in issuer
+    context = ssl.create_default_context(cadata=acme.issuing_root())
+    with socket.create_connection(("127.0.0.1", target.https_port), timeout=5) as raw, \
+            context.wrap_socket(raw, server_hostname="islets.test") as tls:
+        assert tls.version() in ("TLSv1.2", "TLSv1.3")
+    page = requests.get(f"https://127.0.0.1:{target.https_port}/", verify=False, timeout=10,
+                        headers={"Host": "islets.test"})
+    assert page.status_code == 200 and "islet-frontend-page" in page.text
+
+    # renewals: Debian's timer, enabled by the playbook, with the CA bundle in certbot.service
+    timer = host.service("certbot.timer")
+    assert timer.is_enabled and timer.is_running
+    environment = host.check_output("systemctl show certbot.service -p Environment --value")
+    assert "REQUESTS_CA_BUNDLE=/etc/letsencrypt/isletnet-acme-ca.pem" in environment
+    # --dry-run would swap a default server for Let's Encrypt's staging one: name pebble again
+    renewal = host.run(f"{environment} certbot renew --dry-run --no-random-sleep-on-renew "
+                       f"--server {acme.directory_url}")
+    assert renewal.rc == 0, renewal.stderr
+
+    again = provision(workdir, target, "acme", tags=["nginx", "certbot"], **acme_vars)
+    assert again.succeeded and again.hosts[HOST].changed == 0, again.changed_tasks
+
+
 def test_invalid_daemon_json_stops_and_is_left_untouched(workdir: Path, target: Target, host) -> None:
     broken = '{"data-root": "/var/lib/docker",\n  "debug": true,,\n}\n'
     target.write("/etc/docker/daemon.json", broken)
+    pid = engine_pid(host)
     result = provision(workdir, target, "broken", tags=["docker"])
     assert not result.succeeded
     sentence = result.error_sentence()
@@ -220,6 +324,7 @@ def test_invalid_daemon_json_stops_and_is_left_untouched(workdir: Path, target: 
     assert "\n" not in sentence
     assert host.file("/etc/docker/daemon.json").content_string == broken
     assert result.hosts[HOST].docker_restarts == 0
+    assert engine_pid(host) == pid
 
 
 def _cli(*args: str) -> tuple[int, str]:
@@ -238,6 +343,25 @@ def test_missing_inventory_variable_is_named(workdir: Path, target: Target, host
         "e.g. prod); add it to the inventory and run again."
     ]
     assert host.file("/etc/cron.d/isletops-probe-prod").content_string == before
+
+
+def test_wheels_that_cannot_be_gathered_are_named(workdir: Path, target: Target, host,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # An offline controller: nothing listens on port 9, so pip cannot fetch the build backend.
+    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
+    monkeypatch.setenv("PIP_RETRIES", "0")
+    before = host.file("/etc/cron.d/isletops-probe-prod").content_string
+    inventory = write_inventory(workdir / "no-index", target)
+    code, output = _cli("provision", "--inventory", str(inventory), "--state-dir", str(workdir / "state"),
+                        "--tags", "monitoring")
+    assert code == 2, output
+    error = [line for line in output.splitlines() if line.startswith("isletops: error:")]
+    assert len(error) == 1, output
+    assert error[0].startswith(f"isletops: error: Host {HOST}: Cannot build the isletops wheel to install isletops "
+                               "on the hosts (")
+    assert error[0].endswith("or set isletops_install: false in the inventory.")
+    assert host.file("/etc/cron.d/isletops-probe-prod").content_string == before
+    assert host.run("/opt/isletops/bin/isletops --help").rc == 0  # the installed one is left as it was
 
 
 def test_unreachable_host_is_named(workdir: Path, target: Target) -> None:
