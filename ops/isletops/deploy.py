@@ -519,14 +519,17 @@ def _remove_new_containers(
     with _signals_held():
         for service, old in old_by_service.items():
             kept = {state.name for state in old}
-            with contextlib.suppress(Exception):
-                for state in _service_containers(engine, project, service):
-                    if state.name not in kept:
-                        progress(f"{service}: removing the new container {state.name}; {', '.join(kept)} stays")
-                        try:
-                            engine.remove_container(state.name, stop_timeout_s=drain_s)
-                        except Exception as error:  # noqa: BLE001 - reported; the restore converges
-                            progress(f"{service}: could not remove {state.name}: {error}")
+            try:
+                new = [s.name for s in _service_containers(engine, project, service) if s.name not in kept]
+            except Exception as error:  # noqa: BLE001 - reported; the restore converges
+                progress(f"{service}: could not list its containers to remove the new one: {error}")
+                continue
+            for name in new:
+                progress(f"{service}: removing the new container {name}; {', '.join(sorted(kept))} stays")
+                try:
+                    engine.remove_container(name, stop_timeout_s=drain_s)
+                except Exception as error:  # noqa: BLE001 - reported; the restore converges
+                    progress(f"{service}: could not remove {name}: {error}")
 
 
 def dependency_levels(compose_spec: dict[str, Any], services: tuple[str, ...] = COMPONENTS) -> list[list[str]]:

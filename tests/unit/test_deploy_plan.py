@@ -212,3 +212,52 @@ def test_data_root_and_container_removal_go_through_the_engine(tmp_path):
     engine = _Engine()
     deploy._remove_container(engine, "prod-backend-1", drain_s=7)
     assert engine.removed == [("prod-backend-1", 7)]
+
+
+class _SideBySideEngine:
+    """Containers of one project in memory; `compose up --scale` adds one. The proof on real
+    Docker is test_ctrl_c_mid_switch_restores_the_previous_release; this pins the clean-up rule."""
+
+    def __init__(self, backends: int, interrupt_on_scale: bool = False) -> None:
+        from isletops.docker_engine import ContainerState
+
+        self.state = ContainerState
+        self.containers = [self._backend(n) for n in range(1, backends + 1)]
+        self.interrupt_on_scale = interrupt_on_scale
+        self.calls: list[list[str]] = []
+        self.removed: list[str] = []
+
+    def _backend(self, number: int):
+        return self.state("backend", f"p-backend-{number}", "running", "healthy", 0, None, "b:new", None, "")
+
+    def project_containers(self, project, expected=()):
+        return list(self.containers)
+
+    def compose(self, project, files, args, env=None, capture=False):
+        self.calls.append(args)
+        scale = int(args[args.index("--scale") + 1].split("=")[1])
+        while len(self.containers) < scale:
+            self.containers.append(self._backend(len(self.containers) + 1))
+        if self.interrupt_on_scale:
+            raise KeyboardInterrupt
+
+    def remove_container(self, name, stop_timeout_s=10):
+        self.removed.append(name)
+        self.containers = [s for s in self.containers if s.name != name]
+
+
+def test_an_interrupt_after_the_scale_up_removes_the_new_container_and_keeps_the_old():
+    engine = _SideBySideEngine(backends=1, interrupt_on_scale=True)
+    with pytest.raises(KeyboardInterrupt):
+        deploy._roll_level(engine, "p", [], [deploy.ServiceStep("backend", "start-first")], 5, lambda _l: None, 7,
+                           None)
+    assert engine.removed == ["p-backend-2"]
+    assert [s.name for s in engine.containers] == ["p-backend-1"]
+
+
+def test_leftover_containers_converge_to_one(monkeypatch):
+    monkeypatch.setattr(deploy, "RESOLVER_TTL_S", 0)
+    engine = _SideBySideEngine(backends=2)  # e.g. left by a crash mid-switch
+    deploy._roll_level(engine, "p", [], [deploy.ServiceStep("backend", "start-first")], 5, lambda _l: None, 7, None)
+    assert "backend=3" in engine.calls[0]  # one new container, not one per old one
+    assert [s.name for s in engine.containers] == ["p-backend-3"]
