@@ -1,9 +1,9 @@
 """Do users notice a deploy? Requests to the public port while the release changes under them.
 
-A bounded stream of loopback requests (`GET /`, `/api/jobs`, `/api/models` on the instance's
-`http_port`: the edge, then the frontend's nginx, as a browser would) runs during each operation,
-and the script prints, side by side, how many failed, for how long the service was out, and the
-host's load average:
+A bounded stream of loopback requests (`GET /`, `/api/jobs`, `/api/models` and an image-less
+`POST /api/jobs` that the backend refuses with 400, on the instance's `http_port`: the edge, then
+the frontend's nginx, as a browser would) runs during each operation, and the script prints,
+side by side, how many failed, for how long the service was out, and the host's load average:
 
   0. nothing changes for 30 s          (the noise floor of this host under this load)
   1. `isletops deploy --tag TO`       (the health-gated rollover)
@@ -37,8 +37,10 @@ from isletops.config import load_config, read_env_file
 from isletops.docker_engine import DockerEngine
 from isletops.release import COMPONENTS
 
-# What a browser does while a user works: the page, polling the job list, the model list.
-PATHS = ("/", "/api/jobs", "/api/models")
+# What a browser does while a user works: the page, polling the job list, the model list, and a
+# POST to the job endpoint (without an image: the backend answers 400 and stores nothing), so the
+# non-idempotent path through both proxies is measured without filling the queue.
+REQUESTS = (("GET", "/"), ("GET", "/api/jobs"), ("GET", "/api/models"), ("POST", "/api/jobs"))
 STEADY_S = 30.0
 
 
@@ -75,10 +77,11 @@ class Load:
         n = index
         while not self.stop.is_set():
             started = time.monotonic()
-            path = PATHS[n % len(PATHS)]
+            method, path = REQUESTS[n % len(REQUESTS)]
             n += 1
             try:
-                response = session.get(self.base_url + path, timeout=self.timeout_s)
+                data = {"priority": "0"} if method == "POST" else None
+                response = session.request(method, self.base_url + path, data=data, timeout=self.timeout_s)
                 ok, kind = response.status_code < 500, f"HTTP {response.status_code}"
             except requests.RequestException as exc:
                 ok, kind = False, type(exc).__name__
