@@ -13,8 +13,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import tomllib
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -114,9 +115,23 @@ def _pip(args: list[str], what: str, env: dict[str, str] | None = None) -> None:
         )
 
 
-def build_project_wheel(wheel_dir: Path) -> Path:
+def _build_backend() -> list[str]:
+    """pyproject.toml's build-system.requires (read when needed: installed copies have no pyproject)."""
+    return list(tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["build-system"]["requires"])
+
+
+def _pip_offline_first(args: list[str], sources: Sequence[str], what: str, env: dict[str, str] | None = None) -> None:
+    """`pip ARGS` from the local wheel folders alone; the package index only when they lack something."""
+    try:
+        _pip(["--no-input", args[0], "--no-index", *sources, *args[1:]], what, env)
+    except ProvisionError:
+        _pip([args[0], *sources, *args[1:]], what, env)
+
+
+def build_project_wheel(wheel_dir: Path, sources: Sequence[str] = ()) -> Path:
     """isletops as a wheel, built from a fresh copy of its sources: setuptools' build/lib in the
-    checkout may hold files of modules deleted since, and other builds may be using it."""
+    checkout may hold files of modules deleted since, and other builds may be using it. The build
+    backend (setuptools, wheel) comes from `sources` (--find-links options) when it is there."""
     with tempfile.TemporaryDirectory(prefix="isletops-wheel-") as scratch:
         source = Path(scratch) / "isletops"
         source.mkdir()
@@ -127,34 +142,35 @@ def build_project_wheel(wheel_dir: Path) -> Path:
                 shutil.copytree(origin, source / name, ignore=skip)
             else:
                 shutil.copy2(origin, source / name)
-        _pip(["wheel", "--quiet", "--no-deps", "--wheel-dir", str(wheel_dir), str(source)],
-             "build the isletops wheel", env={**os.environ, "SOURCE_DATE_EPOCH": WHEEL_SOURCE_DATE_EPOCH})
+        _pip_offline_first(["wheel", "--quiet", "--no-deps", "--wheel-dir", str(wheel_dir), str(source)], sources,
+                           "build the isletops wheel", env={**os.environ, "SOURCE_DATE_EPOCH": WHEEL_SOURCE_DATE_EPOCH})
     return next(wheel_dir.glob("isletops-*.whl"))
 
 
 def prepare_isletops_wheels(wheels_dir: Path | None = None) -> Path:
     """Gather isletops and every dependency as wheels in one folder, for `pip install --no-index`
     on hosts (which may reach no index). The versions are this controller's own, so a host runs
-    what was tested here. Only the wheels of the current set are kept."""
+    what was tested here. Only the wheels of the current set are kept, plus the build backend so
+    the next isletops build needs no index either."""
     wheels_dir = wheels_dir or default_wheels_dir()
     staging = wheels_dir.with_name(wheels_dir.name + ".new")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
+    sources = [option for folder in (wheels_dir, SERVICE_WHEELHOUSE) if folder.is_dir()
+               for option in ("--find-links", str(folder))]
     try:
-        project_wheel = build_project_wheel(staging)
+        project_wheel = build_project_wheel(staging, sources)
         frozen = subprocess.run([sys.executable, "-m", "pip", "freeze", "--exclude-editable", "--all"],
                                 capture_output=True, text=True, check=False).stdout
         constraints = staging / "constraints.txt"
-        constraints.write_text("".join(line + "\n" for line in frozen.splitlines()
-                                       if "==" in line and not line.lower().startswith("isletops==")))
-        sources = [option for folder in (wheels_dir, SERVICE_WHEELHOUSE) if folder.is_dir()
-                   for option in ("--find-links", str(folder))]
-        wheel_args = ["wheel", "--quiet", "--prefer-binary", *sources, "--constraint", str(constraints),
-                      "--wheel-dir", str(staging), str(project_wheel)]
-        try:  # everything is usually at hand already: no index needed
-            _pip(["--no-input", *wheel_args[:1], "--no-index", *wheel_args[1:]], "gather the wheels")
-        except ProvisionError:
-            _pip(wheel_args, "download the wheels")
+        # The controller's own versions, except the build tools: the build backend is the one
+        # pyproject.toml asks for, not whatever made this virtualenv.
+        constraints.write_text("".join(
+            line + "\n" for line in frozen.splitlines()
+            if "==" in line and line.split("==")[0].lower() not in ("isletops", "pip", "setuptools", "wheel")))
+        _pip_offline_first(["wheel", "--quiet", "--prefer-binary", "--constraint", str(constraints),
+                            "--wheel-dir", str(staging), str(project_wheel), *_build_backend()], sources,
+                           "gather the wheels")
         constraints.unlink()
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -76,10 +76,15 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("provision")
 
 
-def provision(workdir: Path, target: Target, name: str, *, tags=(), check=False, diff=False,
+def provision(workdir: Path, target: Target, name: str, *, tags=(), check=False, diff=False, gather=False,
               **overrides) -> ProvisionResult:
+    """One run. `gather`: isletops provision gathers the isletops wheels itself (into this module's
+    folder); otherwise the run reuses that set, so other work on this checkout between runs (a
+    changed source file is a new isletops wheel) cannot make a second run install a new build."""
     inventory = write_inventory(workdir / name, target, **overrides)
-    return run_provision(inventory, check=check, diff=diff, tags=tags, state_dir=workdir / "state")
+    wheels = workdir / "wheels"
+    return run_provision(inventory, check=check, diff=diff, tags=tags, state_dir=workdir / "state",
+                         wheels_dir=wheels, extra_vars=None if gather else {"isletops_wheels_dir": str(wheels)})
 
 
 def daemon_json(host) -> dict:
@@ -111,7 +116,7 @@ def container_log_config(host, name: str) -> dict:
 
 def test_check_mode_on_a_fresh_host_changes_nothing(workdir: Path, target: Target, host) -> None:
     before = host.file("/etc/docker/daemon.json").content_string
-    result = provision(workdir, target, "check", check=True, diff=True)
+    result = provision(workdir, target, "check", check=True, diff=True, gather=True)
     assert result.succeeded, result.error_sentence()
     assert result.hosts[HOST].changed > 0  # it reports what it would do ...
     assert host.file("/etc/docker/daemon.json").content_string == before  # ... and does nothing
@@ -126,7 +131,7 @@ def test_check_mode_on_a_fresh_host_changes_nothing(workdir: Path, target: Targe
 
 
 def test_first_run_provisions_the_host(workdir: Path, target: Target, host) -> None:
-    result = provision(workdir, target, "first")
+    result = provision(workdir, target, "first", gather=True)
     assert result.succeeded, result.error_sentence()
     assert result.hosts[HOST].changed > 0
     assert result.hosts[HOST].docker_restarts == 1  # daemon.json changed: one restart, however many keys
@@ -222,6 +227,37 @@ def test_changed_daemon_json_restarts_docker_once(workdir: Path, target: Target,
     subnet = host.check_output("docker network inspect -f '{{(index .IPAM.Config 0).Subnet}}' pool-check")
     assert subnet.startswith("172.31.") and subnet.endswith("/26")
     host.check_output("docker network rm pool-check")
+
+
+def test_interrupted_isletops_install_is_redone(workdir: Path, target: Target, host) -> None:
+    # As if pip had been killed half-way: the wheels are copied, the package is gone, no stamp.
+    host.check_output("rm -rf /opt/isletops/installed-wheel.sha256 /opt/isletops/lib/python3*/site-packages/isletops")
+    assert host.run("/opt/isletops/bin/isletops --help").rc != 0
+    result = provision(workdir, target, "first", tags=["monitoring"])
+    assert result.succeeded, result.error_sentence()
+    assert "Put this build of isletops in place" in result.changed_tasks[HOST]
+    assert host.run("/opt/isletops/bin/isletops probe --help").rc == 0
+    assert host.file("/opt/isletops/installed-wheel.sha256").exists
+
+
+def test_engine_that_ignores_daemon_json_is_reported(workdir: Path, target: Target, host) -> None:
+    # A host whose Docker reads another file (dockerd --config-file in a systemd drop-in): the
+    # restart succeeds, but the engine does not run with what was written.
+    dropin = "/etc/systemd/system/docker.service.d/elsewhere.conf"
+    target.write(dropin, "[Service]\nExecStart=\nExecStart=/usr/sbin/dockerd -H fd:// "
+                         "--containerd=/run/containerd/containerd.sock --config-file /etc/docker/elsewhere.json\n")
+    target.write("/etc/docker/elsewhere.json", "{}\n")
+    host.check_output("systemctl daemon-reload")
+    try:
+        result = provision(workdir, target, "elsewhere", tags=["docker"], docker_log_max_file="4")
+        assert not result.succeeded
+        assert result.hosts[HOST].docker_restarts == 1
+        assert result.error_sentence() == (
+            f"Host {HOST}: Docker Engine runs with data root /var/lib/docker and log driver json-file, not "
+            "/srv/docker and json-file from /etc/docker/daemon.json; see journalctl -u docker.")
+    finally:
+        host.run(f"rm -f {dropin} /etc/docker/elsewhere.json && systemctl daemon-reload && systemctl restart docker")
+    assert engine_info(host)["DockerRootDir"] == "/srv/docker"
 
 
 def test_gpu_from_inventory_adds_the_nvidia_runtime(workdir: Path, target: Target, host) -> None:
@@ -347,7 +383,9 @@ def test_missing_inventory_variable_is_named(workdir: Path, target: Target, host
 
 def test_wheels_that_cannot_be_gathered_are_named(workdir: Path, target: Target, host,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    # An offline controller: nothing listens on port 9, so pip cannot fetch the build backend.
+    # An offline controller that never gathered wheels: an empty state folder, and nothing listens
+    # on port 9, so pip can fetch neither the build backend nor the dependencies.
+    monkeypatch.setenv("XDG_STATE_HOME", str(workdir / "fresh-controller"))
     monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
     monkeypatch.setenv("PIP_RETRIES", "0")
     before = host.file("/etc/cron.d/isletops-probe-prod").content_string
