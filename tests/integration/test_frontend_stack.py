@@ -1,6 +1,6 @@
-"""Issue 8 on the real stack (the six images under Docker compose, H3's `stack_instance`): the
+"""Issue 8 on the real stack (the seven images under Docker compose, H3's `stack_instance`): the
 frontend image in headless Chromium drives a job through the real shepherd; the pruner container
-with retention 0 prunes the plain job but keeps the training one, reports through its
+with a 15 s retention prunes the plain job but keeps the training one, reports through its
 healthcheck, lists with --dry-run; `isletops training export` downloads the training images.
 One stack for all of it (bringing it up is the expensive part)."""
 
@@ -43,7 +43,9 @@ def test_frontend_pruner_and_training_export_on_the_real_stack(stack_instance, t
     playwright_api = pytest.importorskip("playwright.sync_api")
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    made = stack_instance("h7issue8", up=False, retention_days=0)
+    # Retention 15 s, not 0: the page polls every 2 s and must see the result before the pruner
+    # (every 3 s) deletes it; with 0 the pruner often won that race.
+    made = stack_instance("h7issue8", up=False, retention_days=15 / 86400)
     stack.update_env_values(made.instance, {"PRUNE_INTERVAL_SECONDS": "3"})
     made.up()
 
@@ -69,7 +71,7 @@ def test_frontend_pruner_and_training_export_on_the_real_stack(stack_instance, t
         finally:
             browser.close()
 
-    # A training job through the API; retention 0 and a 3 s schedule prune the plain one soon.
+    # A training job through the API; retention 15 s and a 3 s schedule prune the plain one soon.
     with image.open("rb") as handle:
         created = requests.post(f"{made.api_url}/api/jobs", files={"images": ("kept.png", handle, "image/png")},
                                 data={"training": "true"}, timeout=60)
@@ -94,7 +96,7 @@ def test_frontend_pruner_and_training_export_on_the_real_stack(stack_instance, t
     record = wait_for(healthy_record, 90, "a healthy pruner whose record counts the training job")
     assert record["last_success_at"] and record["training_images"] == 1 and record["training_bytes"] > 0
     dry_run = made.compose("exec", "-T", "pruner", "python", "-m", "services.pruner", "--dry-run")
-    assert "dry run: 0 jobs past 0 s retention" in dry_run.stdout
+    assert "dry run: 0 jobs past 15 s retention" in dry_run.stdout
     assert "1 training jobs" in dry_run.stdout
 
     out = tmp_path / "training.zip"
