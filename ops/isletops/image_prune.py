@@ -1,6 +1,6 @@
 """Removing old release images from this host (Kamal's `prune images` and retain policy).
 
-Every deploy pulls six images; without pruning, Docker's data root fills up release by release
+Every deploy pulls one image per component; without pruning, Docker's data root fills up release by release
 (the disk probe then mails). After a successful deploy, and on `isletops prune images`, the local
 images `<registry>/isletnet-<component>:<release tag>` of releases older than the newest N are
 removed, except:
