@@ -59,7 +59,9 @@ def config(backend: Backend, tmp_path: Path) -> Path:
     path = tmp_path / "isletops.yml"
     path.write_text(yaml.safe_dump({
         "instances_root": str(tmp_path / "instances"),
-        "instances": {"lab": {"api_port": backend.port, "http_port": free_port()}},
+        # The API port is not published by default: the CLI reaches /api/ through the public port,
+        # where this test's backend stands in for the edge.
+        "instances": {"lab": {"http_port": backend.port, "api_port": free_port()}},
     }))
     return path
 
