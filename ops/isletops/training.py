@@ -65,7 +65,8 @@ def export_training(api_url: str, output: Path | None = None, include_exported: 
     except requests.RequestException as error:
         raise TrainingExportError(
             f"The backend at {api_url} cannot be reached ({type(error).__name__}).",
-            "Check that the instance runs ('isletops status') and that --url or the instance's api_port is right.",
+            "Check that the instance runs ('isletops status') and that --url or the instance's http_port "
+            "(api_port with publish_api_port: true) is right.",
         ) from None
     with response:
         if response.status_code == 204:
