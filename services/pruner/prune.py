@@ -84,14 +84,20 @@ class Orphan:
         return f"orphaned files of job {self.job_id} (no job row): {len(self.objects)} objects, {self.size} bytes"
 
 
+def job_id_of(key: str) -> str | None:
+    """The job id of a key shaped `jobs/<job id>/...`; None for any other key (never ours to sweep)."""
+    parts = key.split("/", 2)
+    return parts[1] if len(parts) == 3 and parts[0] == "jobs" and is_job_id(parts[1]) else None
+
+
 def orphans_among(objects: list[ObjectInfo], known_ids: set[str], older_than: datetime) -> list[Orphan]:
     """Group `jobs/` objects by job id; keep groups with no row whose newest object is older than
     `older_than` (one recent object means the upload may still be going on)."""
     groups: dict[str, list[ObjectInfo]] = {}
     for item in objects:
-        parts = item.key.split("/", 2)
-        if len(parts) == 3 and parts[0] == "jobs" and is_job_id(parts[1]):
-            groups.setdefault(parts[1], []).append(item)
+        job_id = job_id_of(item.key)
+        if job_id is not None:
+            groups.setdefault(job_id, []).append(item)
     return [
         Orphan(job_id, tuple(items))
         for job_id, items in sorted(groups.items())
@@ -185,8 +191,7 @@ class Pruner:
     def plan_orphans(self, now: datetime | None = None) -> list[Orphan]:
         """Files under `jobs/` whose job has no row, all older than the grace period."""
         objects = self.store.list_objects("jobs/")
-        candidates = sorted({item.key.split("/")[1] for item in objects if item.key.count("/") >= 2})
-        known = self.jobs.known_job_ids([job_id for job_id in candidates if is_job_id(job_id)])
+        known = self.jobs.known_job_ids(sorted({job_id for item in objects if (job_id := job_id_of(item.key))}))
         older_than = (now or datetime.now(UTC)) - timedelta(seconds=self.settings.orphan_grace_s)
         return orphans_among(objects, known, older_than)
 
