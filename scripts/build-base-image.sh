@@ -47,6 +47,7 @@ fi
 
 include=$(grep -v '^\s*#' "$packages_file" | grep -v '^\s*$' | paste -sd, -)
 rootfs=$(mktemp -d /var/tmp/isletnet-rootfs.XXXXXX)
+chmod 755 "$rootfs"  # mktemp makes it 0700: the image's / and the chroot's must be readable by every user
 cleanup() {
   umount "$rootfs/proc" 2>/dev/null || true
   rm -rf "$rootfs"
@@ -66,8 +67,8 @@ chmod 755 "$rootfs/usr/sbin/policy-rc.d"
 cp /etc/resolv.conf "$rootfs/etc/resolv.conf"
 mount -t proc proc "$rootfs/proc"
 echo "applying bookworm-updates and bookworm-security (index $stamp)"
-chroot "$rootfs" apt-get -qq update
-DEBIAN_FRONTEND=noninteractive chroot "$rootfs" apt-get -y -qq -o Dpkg::Options::=--force-confold upgrade >/dev/null
+chroot "$rootfs" apt-get -qq -o APT::Sandbox::User=root update
+DEBIAN_FRONTEND=noninteractive chroot "$rootfs" apt-get -y -qq -o APT::Sandbox::User=root -o Dpkg::Options::=--force-confold upgrade >/dev/null
 umount "$rootfs/proc"
 rm -f "$rootfs/usr/sbin/policy-rc.d" "$rootfs/etc/resolv.conf"
 # Keep the image small: package lists and caches are of no use inside it.
