@@ -22,7 +22,7 @@ from isletops.cli import main
 from isletops.docker_engine import DockerEngine
 from isletops.lock import LockDetails
 from isletops.release import COMPONENTS, image_name
-from tests.fixtures.registry import free_port
+from tests.fixtures.servers import free_port
 
 pytestmark = pytest.mark.integration
 

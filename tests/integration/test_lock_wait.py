@@ -22,7 +22,7 @@ from click.testing import CliRunner
 
 from isletops.cli import main
 from isletops.lock import InstanceLock, LockDetails
-from tests.fixtures.registry import free_port
+from tests.fixtures.servers import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,8 @@ import pytest
 import requests
 
 from isletops.nginx import NginxSite, render_site
-from tests.fixtures.provision import free_port, nginx_check, nginx_test_config
+from tests.fixtures.provision import nginx_check, nginx_test_config
+from tests.fixtures.servers import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -23,7 +23,8 @@ from click.testing import CliRunner
 
 from isletops.cli import main
 from isletops.provision import ProvisionResult, run_provision
-from tests.fixtures.provision import Target, free_port
+from tests.fixtures.provision import Target
+from tests.fixtures.servers import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 
