@@ -11,12 +11,14 @@ demo: bootstrap
 
 test: bootstrap
 	.venv/bin/ruff check .
+	.venv/bin/mypy ops monitors
 	.venv/bin/bandit -q -ll -r ops monitors services -x '*/tests/*'
 	bash scripts/audit.sh
 	.venv/bin/pytest -p no:cacheprovider tests services
 
 lint: bootstrap
 	.venv/bin/ruff check .
+	.venv/bin/mypy ops monitors
 	.venv/bin/bandit -q -r ops monitors services -x '*/tests/*'
 	bash scripts/audit.sh
 

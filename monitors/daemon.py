@@ -21,7 +21,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from isletops.config import InstanceConfig, SiteConfig
 from isletops.errors import IsletOpsError
 from monitors import notify, probes, runner, silences
-from monitors.result import Status, worst
+from monitors.result import ProbeEngine, Status, worst
 from monitors.state import read_json
 
 log = logging.getLogger(__name__)
@@ -36,10 +36,10 @@ class MonitorDaemon:
     """Scheduler + status server for one instance. `start()` returns; `stop()` ends both."""
 
     def __init__(
-        self, config: SiteConfig, instance: InstanceConfig, port: int | None = None, **overrides: Any
+        self, config: SiteConfig, instance: InstanceConfig, port: int | None = None, engine: ProbeEngine | None = None
     ) -> None:
         probes.validate(config.monitoring)
-        self.config, self.instance, self.overrides = config, instance, overrides
+        self.config, self.instance, self.engine = config, instance, engine
         self.port = config.monitoring.status_port if port is None else port
         self.enabled = runner.default_probes(config, instance)
         self.scheduler = BackgroundScheduler(timezone="UTC")
@@ -54,7 +54,7 @@ class MonitorDaemon:
 
     def run_probe(self, name: str) -> None:
         """One scheduled probe run: result, alerts, mail."""
-        results = runner.run_probes(self.config, self.instance, [name], **self.overrides)
+        results = runner.run_probes(self.config, self.instance, [name], engine=self.engine)
         runner.save_results(self.instance, results)
         self._probes_ran.set()
         notifications = runner.update_alerts(self.config, self.instance, results, set(self.enabled), time.time())
@@ -82,7 +82,7 @@ class MonitorDaemon:
         jobs = {job.id: job for job in self.scheduler.get_jobs()} if self.scheduler.running else {}
         probe_entries = {}
         for name in self.enabled:
-            entry = latest[name].to_dict() if name in latest else {"name": name, "status": "PENDING"}
+            entry: dict[str, Any] = latest[name].to_dict() if name in latest else {"name": name, "status": "PENDING"}
             job = jobs.get(f"probe:{name}")
             entry["next_run_at"] = job.next_run_time.timestamp() if job and job.next_run_time else None
             entry["firing"] = bool((state.get("probes") or {}).get(name, {}).get("firing"))

@@ -8,12 +8,24 @@ context, so unit tests hand them fakes and integration tests real things.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from isletops.config import InstanceConfig, SiteConfig
+
+if TYPE_CHECKING:
+    from isletops.docker_engine import ContainerState
+
+
+class ProbeEngine(Protocol):
+    """What the probes read from the container engine (`isletops.docker_engine.DockerEngine` has it)."""
+
+    def project_containers(self, project: str, expected: Iterable[str] = ()) -> list[ContainerState]: ...
+
+    def data_root(self) -> Path | None: ...
 
 
 class Status(IntEnum):
@@ -79,7 +91,7 @@ class ProbeContext:
     instance: InstanceConfig
     options: dict[str, Any] = field(default_factory=dict)
     now: float = field(default_factory=time.time)
-    engine: Any = None  # an isletops.docker_engine.DockerEngine (or a fake in unit tests)
+    engine: ProbeEngine | None = None  # None: a DockerEngine on first use (unit tests pass a fake)
     nvml: Any = None  # the pynvml module (or a fake in unit tests)
 
     @property
@@ -87,7 +99,7 @@ class ProbeContext:
         """Where probes keep what they compare against next time (restart counts, disk samples)."""
         return self.instance.state_dir / "probes"
 
-    def docker(self) -> Any:
+    def docker(self) -> ProbeEngine:
         """The Docker engine wrapper, created on first use (probes that need no Docker never import it)."""
         if self.engine is None:
             from isletops.docker_engine import DockerEngine

@@ -20,7 +20,7 @@ import requests
 from isletops.config import InstanceConfig, SiteConfig
 from isletops.errors import IsletOpsError
 from monitors import alerts, notify, probes, silences
-from monitors.result import ProbeContext, ProbeResult, Status, worst
+from monitors.result import ProbeContext, ProbeEngine, ProbeResult, Status, worst
 from monitors.state import locked, read_json, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -44,8 +44,13 @@ def alerts_path(instance: InstanceConfig) -> Path:
     return instance.state_dir / "alerts.json"
 
 
-def base_context(config: SiteConfig, instance: InstanceConfig, **overrides: Any) -> ProbeContext:
-    return ProbeContext(config=config, instance=instance, **overrides)
+def base_context(
+    config: SiteConfig,
+    instance: InstanceConfig,
+    options: dict[str, Any] | None = None,
+    engine: ProbeEngine | None = None,
+) -> ProbeContext:
+    return ProbeContext(config=config, instance=instance, options=options or {}, engine=engine)
 
 
 def default_probes(config: SiteConfig, instance: InstanceConfig) -> list[str]:
@@ -90,12 +95,19 @@ def run_probe(name: str, context: ProbeContext) -> ProbeResult:
     return result
 
 
-def run_probes(config: SiteConfig, instance: InstanceConfig, names: list[str], **overrides: Any) -> list[ProbeResult]:
-    """Run `names` in order, sharing one Docker engine / NVML handle between them."""
-    context = base_context(config, instance, **overrides)
+def run_probes(
+    config: SiteConfig,
+    instance: InstanceConfig,
+    names: list[str],
+    now: float | None = None,
+    engine: ProbeEngine | None = None,
+) -> list[ProbeResult]:
+    """Run `names` in order, sharing one Docker engine / NVML handle between them.
+    `now` fixes the clock (tests); `engine` replaces the Docker engine."""
+    context = base_context(config, instance, engine=engine)
     results = []
     for name in names:
-        context.now = overrides.get("now", time.time())
+        context.now = time.time() if now is None else now
         results.append(run_probe(name, context))
     return results
 
@@ -151,18 +163,20 @@ def monitor_pass(
     instance: InstanceConfig,
     only: list[str] | None = None,
     send_alerts: bool = True,
-    **overrides: Any,
+    now: float | None = None,
+    engine: ProbeEngine | None = None,
 ) -> PassReport:
     """Run probes (all default ones, or `only`), save results, alert, mail, heartbeat."""
     probes.validate(config.monitoring)
     enabled = default_probes(config, instance)
     names = only or enabled
-    results = run_probes(config, instance, names, **overrides)
+    results = run_probes(config, instance, names, now=now, engine=engine)
     save_results(instance, results)
     if not send_alerts:
         return PassReport(results, [], None, "off")
-    now = overrides.get("now", time.time())
-    notifications = update_alerts(config, instance, results, set(enabled) | set(names), now)
+    notifications = update_alerts(
+        config, instance, results, set(enabled) | set(names), time.time() if now is None else now
+    )
     delivery = notify.deliver(notifications, instance, config.monitoring, config.mail)
     # The heartbeat says "the monitor works and every alert got out"; mail stuck in the outbox
     # withholds it, so the outside watcher notices what our own mail cannot tell.

@@ -174,8 +174,8 @@ def run(context: ProbeContext) -> ProbeResult:
     if big_logs:
         listed = ", ".join(f"{entry['name']} {_gib(entry['bytes'])}" for entry in big_logs[:3])
         extra.append((Status.WARNING, f"container logs too big: {listed} (log rotation off?)"))
-    record = pruner.last_record(context)
-    training_bytes = (record or {}).get("training_bytes")
+    record = pruner.last_record(context) or {}
+    training_bytes = record.get("training_bytes")
     if isinstance(training_bytes, int | float) and training_bytes > float(options["training_warning_gb"]) * 2**30:
         images = record.get("training_images", "?")
         extra.append((Status.WARNING, f"training images take {_gib(training_bytes)} ({images} images): export them"))

@@ -193,7 +193,8 @@ def monitor_group(click_ctx: click.Context, port: int | None) -> None:
         return
     from monitors.daemon import MonitorDaemon
 
-    ctx: Context = click_ctx.find_object(Context)
+    ctx = click_ctx.find_object(Context)
+    assert ctx is not None  # main() always sets it
     daemon = MonitorDaemon(ctx.config, ctx.instance(), port=port)
     daemon.start()
     click.echo(

@@ -98,8 +98,10 @@ def register(main: click.Group) -> None:
         if result.warnings:
             raise SystemExit(int(ExitStatus.WARNING))
 
-    render = main.commands.get("render")
-    if not isinstance(render, click.Group):
+    existing = main.commands.get("render")
+    if isinstance(existing, click.Group):
+        render = existing
+    else:
 
         @main.group("render")
         def render() -> None:
