@@ -7,6 +7,7 @@ context, so unit tests hand them fakes and integration tests real things.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from isletops.config import InstanceConfig, SiteConfig
+from isletops.errors import IsletOpsError
+from monitors.metrics import Measurement
 
 if TYPE_CHECKING:
     from isletops.docker_engine import ContainerState
@@ -58,6 +61,7 @@ class ProbeResult:
     details: dict[str, Any] = field(default_factory=dict)
     checked_at: float = 0.0
     duration_s: float = 0.0
+    measurements: list[Measurement] = field(default_factory=list)  # perfdata and Prometheus samples
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -68,6 +72,7 @@ class ProbeResult:
             "details": self.details,
             "checked_at": self.checked_at,
             "duration_s": round(self.duration_s, 3),
+            "measurements": [measurement.to_dict() for measurement in self.measurements],
         }
 
     @classmethod
@@ -80,7 +85,17 @@ class ProbeResult:
             details=data.get("details") or {},
             checked_at=float(data.get("checked_at") or 0.0),
             duration_s=float(data.get("duration_s") or 0.0),
+            measurements=_measurements(data.get("measurements") or []),
         )
+
+
+def _measurements(raw: list[dict[str, Any]]) -> list[Measurement]:
+    """Stored measurements; one of a quantity no longer catalogued (older state) is left out."""
+    kept = []
+    for data in raw:
+        with contextlib.suppress(IsletOpsError, TypeError):
+            kept.append(Measurement.from_dict(data))
+    return kept
 
 
 @dataclass

@@ -10,6 +10,7 @@ from typing import Any
 
 from isletops.errors import IsletOpsError
 from isletops.release import COMPONENTS
+from monitors.metrics import Measurement
 from monitors.result import ProbeContext, ProbeResult, Status, worst
 from monitors.state import read_json, write_json_atomic
 
@@ -71,4 +72,12 @@ def run(context: ProbeContext) -> ProbeResult:
         message = f"{ready}/{len(services)} services running and healthy"
     else:
         message = f"{len(problems)} of {len(services)} services not ok: " + "; ".join(problems)
-    return ProbeResult(NAME, status, float(ready), message, details)
+    measurements = [
+        Measurement("services_ready", float(ready), minimum=0.0, maximum=float(len(services))),
+        Measurement("services_expected", float(len(services))),
+    ] + [
+        Measurement("service_restarts", float(container.restart_count), {"service": container.service})
+        for container, _status, _phrase in verdicts
+        if container.state != "missing"
+    ]
+    return ProbeResult(NAME, status, float(ready), message, details, measurements=measurements)

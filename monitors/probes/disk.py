@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from isletops.errors import IsletOpsError
+from monitors.metrics import Measurement
 from monitors.probes import pruner
 from monitors.result import ProbeContext, ProbeResult, Status, worst
 from monitors.state import read_json, write_json_atomic
@@ -197,4 +198,23 @@ def run(context: ProbeContext) -> ProbeResult:
         "container_logs": logs[:10],
         "training": {k: v for k, v in (record or {}).items() if k.startswith("training")},
     }
-    return ProbeResult(NAME, status, fullest["percent"], message, details)
+    measurements = [m for outcome in outcomes for m in _measurements(outcome, options)]
+    if isinstance(training_bytes, int | float):
+        measurements.append(
+            Measurement("training_images", float(training_bytes), warn=float(options["training_warning_gb"]) * 2**30)
+        )
+    return ProbeResult(NAME, status, fullest["percent"], message, details, measurements=measurements)
+
+
+def _measurements(outcome: dict[str, Any], options: dict[str, Any]) -> list[Measurement]:
+    """Used ratio, free bytes and (when known) the forecast of one file system."""
+    where = {"path": outcome["path"]}
+    found = [
+        Measurement("disk_used", outcome["percent"] / 100, where, warn=float(options["warning_percent"]) / 100,
+                    crit=float(options["critical_percent"]) / 100),
+        Measurement("disk_free", float(outcome["available"]), where, minimum=0.0, maximum=float(outcome["total"])),
+    ]  # fmt: skip
+    if outcome["full_in_s"] is not None:
+        warn, crit = float(options["forecast_warning_s"]), float(options["forecast_critical_s"])
+        found.append(Measurement("disk_full_in", float(outcome["full_in_s"]), where, warn=warn, crit=crit))
+    return found

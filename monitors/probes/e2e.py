@@ -20,6 +20,7 @@ from typing import Any
 import requests
 
 from isletops.errors import ProbeError
+from monitors.metrics import Measurement
 from monitors.probes.http import reason
 from monitors.result import ProbeContext, ProbeResult, Status
 
@@ -92,7 +93,23 @@ def _error(response: requests.Response) -> str:
 def run(
     context: ProbeContext, sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic
 ) -> ProbeResult:
-    return check(base_url(context), context.options, sleep, clock)
+    result = check(base_url(context), context.options, sleep, clock)
+    result.measurements = measurements(result, context.options)
+    return result
+
+
+def measurements(result: ProbeResult, options: dict[str, Any]) -> list[Measurement]:
+    """The job's duration (when it was submitted) and the queue as last sampled."""
+    found = []
+    if result.value is not None:
+        found.append(Measurement("e2e_duration", float(result.value), crit=float(options["deadline_s"]), minimum=0.0))
+    queue = result.details.get("queue") or {}
+    for state in ("queued", "running"):
+        if isinstance(queue.get(state), int | float):
+            found.append(Measurement("queue_jobs", float(queue[state]), {"state": state}, minimum=0.0))
+    if isinstance(queue.get("oldest_queued_age_s"), int | float):
+        found.append(Measurement("queue_oldest_queued_age", float(queue["oldest_queued_age_s"]), minimum=0.0))
+    return found
 
 
 def run_synthetic_job(base_url: str, timeout_s: float) -> str:

@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from monitors.metrics import Measurement
 from monitors.result import ProbeContext, ProbeResult, Status, worst
 from monitors.state import read_json, write_json_atomic
 
@@ -253,4 +254,15 @@ def _check_devices(context: ProbeContext, nvml: Any, options: dict[str, Any], mu
         message = f"{count} GPU{'s' if count != 1 else ''} healthy{hottest}"
         if count == 0:
             status, message = Status.UNKNOWN, "NVML works but sees no GPU; set monitoring.gpu_expected if it should"
-    return ProbeResult(NAME, status, float(max(temperatures)) if temperatures else None, message, details)
+    measurements = [Measurement("gpus", float(count), minimum=0.0)]
+    for device in devices:
+        gpu = {"gpu": str(device.index)}
+        if "temperature_c" in device.info:
+            measurements.append(Measurement("gpu_temperature", float(device.info["temperature_c"]), gpu,
+                                            warn=float(options["temperature_warning_c"]),
+                                            crit=float(options["temperature_critical_c"])))  # fmt: skip
+        if "memory_percent" in device.info:
+            measurements.append(Measurement("gpu_memory_used", device.info["memory_used"] / device.info["memory_total"],
+                                            gpu, warn=float(options["memory_warning_percent"]) / 100))  # fmt: skip
+    temperature = float(max(temperatures)) if temperatures else None
+    return ProbeResult(NAME, status, temperature, message, details, measurements=measurements)

@@ -12,6 +12,7 @@ from typing import Any
 
 import requests
 
+from monitors.metrics import Measurement
 from monitors.result import ProbeContext, ProbeResult, Status, worst
 
 NAME = "http"
@@ -89,4 +90,9 @@ def run(context: ProbeContext) -> ProbeResult:
     problems = [outcome["phrase"] for outcome in outcomes if outcome["status"] is not Status.OK]
     message = "; ".join(problems) if problems else f"{len(outcomes)} URLs ok, slowest {slowest:.2f} s"
     details = {"unit": "s", "checks": [{**o, "status": o["status"].name} for o in outcomes]}
-    return ProbeResult(NAME, status, slowest, message, details)
+    measurements = [
+        Measurement("http_response_duration", outcome["seconds"], {"path": check["path"]},
+                    warn=float(context.options["slow_s"]), crit=float(context.options["timeout_s"]), minimum=0.0)
+        for check, outcome in zip(checks, outcomes, strict=True)
+    ]  # fmt: skip
+    return ProbeResult(NAME, status, slowest, message, details, measurements=measurements)

@@ -15,6 +15,7 @@ import json
 from typing import Any
 
 from isletops.errors import IsletOpsError
+from monitors.metrics import Measurement
 from monitors.result import ProbeContext, ProbeResult, Status
 
 NAME = "pruner"
@@ -91,14 +92,22 @@ def run(context: ProbeContext) -> ProbeResult:
         return ProbeResult(NAME, Status.UNKNOWN, None, "pruner has published no last-run record yet", details)
     age = max(0.0, context.now - success_at)
     value = round(age / 3600, 2)
+    measurements = [
+        Measurement("pruner_last_success", success_at),
+        Measurement("pruner_last_success_age", round(age, 1), warn=float(options["warning_age_s"]),
+                    crit=float(options["critical_age_s"]), minimum=0.0),
+    ]  # fmt: skip
     error = record.get("last_error")
     suffix = f"; last error: {str(error)[:160]}" if error else ""
     if age > float(options["critical_age_s"]):
-        return ProbeResult(NAME, Status.CRITICAL, value, f"no successful prune for {_age(age)}{suffix}", details)
+        message = f"no successful prune for {_age(age)}{suffix}"
+        return ProbeResult(NAME, Status.CRITICAL, value, message, details, measurements=measurements)
     if age > float(options["warning_age_s"]) or container.health == "unhealthy":
-        return ProbeResult(NAME, Status.WARNING, value, f"last successful prune {_age(age)} ago{suffix}", details)
+        message = f"last successful prune {_age(age)} ago{suffix}"
+        return ProbeResult(NAME, Status.WARNING, value, message, details, measurements=measurements)
     deleted = record.get("deleted_jobs")
     tail = f", deleted {deleted} jobs" if deleted is not None else ""
     if record.get("ok") is False and error:  # one failed pass after a recent success: say so, no alarm
         tail += f"; the latest pass failed: {str(error)[:160]}"
-    return ProbeResult(NAME, Status.OK, value, f"last successful prune {_age(age)} ago{tail}", details)
+    message = f"last successful prune {_age(age)} ago{tail}"
+    return ProbeResult(NAME, Status.OK, value, message, details, measurements=measurements)

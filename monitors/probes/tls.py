@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from cryptography import x509
 
+from monitors.metrics import Measurement
 from monitors.result import ProbeContext, ProbeResult, Status
 
 NAME = "tls"
@@ -75,13 +76,21 @@ def run(context: ProbeContext) -> ProbeResult:
     }
     when = certificate.not_valid_after_utc.strftime("%Y-%m-%d %H:%M UTC")
     value = round(days, 2)
+    options = context.options
+    measurements = [
+        Measurement("tls_certificate_expiry", expires),
+        Measurement("tls_certificate_remaining", round(expires - context.now),
+                    warn=float(options["warning_days"]) * 86400, crit=float(options["critical_days"]) * 86400),
+    ]  # fmt: skip
     if days <= 0:
-        return ProbeResult(NAME, Status.CRITICAL, value, f"certificate of {host} expired on {when}", details)
+        message = f"certificate of {host} expired on {when}"
+        return ProbeResult(NAME, Status.CRITICAL, value, message, details, measurements=measurements)
     if problem:
-        return ProbeResult(NAME, Status.CRITICAL, value, f"{host}: {problem}", details)
+        return ProbeResult(NAME, Status.CRITICAL, value, f"{host}: {problem}", details, measurements=measurements)
     remaining = f"certificate of {host} expires in {days:.1f} days ({when})"
     if days < float(context.options["critical_days"]):
-        return ProbeResult(NAME, Status.CRITICAL, value, remaining, details)
+        return ProbeResult(NAME, Status.CRITICAL, value, remaining, details, measurements=measurements)
     if days < float(context.options["warning_days"]):
-        return ProbeResult(NAME, Status.WARNING, value, remaining + ": is certbot renewing?", details)
-    return ProbeResult(NAME, Status.OK, value, remaining, details)
+        message = remaining + ": is certbot renewing?"
+        return ProbeResult(NAME, Status.WARNING, value, message, details, measurements=measurements)
+    return ProbeResult(NAME, Status.OK, value, remaining, details, measurements=measurements)

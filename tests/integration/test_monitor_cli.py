@@ -4,6 +4,7 @@ against a real config file, real state files and a temporary crontab file."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -45,7 +46,12 @@ def test_probe_exit_code_is_the_worst_status(tmp_path: Path, thresholds, code: i
     config = write_config(tmp_path, **thresholds)
     result = isletops(config, "probe")
     assert result.exit_code == code, result.output
-    (line,) = [line for line in result.output.splitlines() if not line.startswith(("mail:", "isletops:"))]
+    first, line = [line for line in result.output.splitlines() if not line.startswith(("mail:", "isletops:"))]
+    summary, perfdata = first.split(" | ")
+    assert summary.startswith(f"ISLETNET {word} - disk: ")
+    number = r"\d+(\.\d+)?"
+    used = rf"'disk_used [^']+'={number}%;{number};{number};0;100"
+    assert re.fullmatch(rf"{used} 'disk_free [^']+'=\d+B;;;0;\d+", perfdata), perfdata
     assert line.startswith(f"{word:<8} disk       ")
     saved = json.loads((tmp_path / "instances" / "h5cli" / "state" / "probes" / "disk.json").read_text())
     assert saved["status"] == word
@@ -75,18 +81,54 @@ def test_alert_mail_waits_in_outbox_and_alerts_shows_it(tmp_path: Path) -> None:
     assert quiet.exit_code == 2 and "CRITICAL" not in quiet.output.replace("Cannot", "")
 
 
-def test_bad_probe_name_is_one_line(tmp_path: Path) -> None:
-    result = isletops(write_config(tmp_path), "probe", "--only", "disk,banana")
+def test_the_first_line_has_the_worst_state_not_the_first_probes(tmp_path: Path) -> None:
+    config = write_config(tmp_path, warning_percent=0.0, critical_percent=0.0)
+    result = isletops(config, "probe", "--only", "gpu,disk", "--no-alert")  # gpu: UNKNOWN here (no driver)
+    lines = result.output.splitlines()
     assert result.exit_code == 2
+    assert lines[0].startswith("ISLETNET CRITICAL - 2 of 2 probes not OK: disk CRITICAL: ")
+    assert lines[1].startswith("UNKNOWN  gpu ") and lines[2].startswith("CRITICAL disk ")
+
+
+def test_bad_probe_name_is_unknown_on_one_line(tmp_path: Path) -> None:
+    result = isletops(write_config(tmp_path), "probe", "--only", "disk,banana")
+    assert result.exit_code == 3
     assert result.output.strip().splitlines() == [
-        "isletops: error: 'banana' is not a probe. Probes: containers, http, e2e, disk, gpu, tls, pruner."
+        "ISLETNET UNKNOWN - 'banana' is not a probe. Probes: containers, http, e2e, disk, gpu, tls, pruner."
     ]
 
 
-def test_bad_probe_setting_is_one_line(tmp_path: Path) -> None:
+def test_bad_probe_setting_is_unknown_on_one_line(tmp_path: Path) -> None:
     result = isletops(write_config(tmp_path, warnign_percent=50), "probe")
-    assert result.exit_code == 2
-    assert result.output.startswith("isletops: error: monitoring.probes.disk has unknown setting(s): warnign_percent.")
+    assert result.exit_code == 3
+    assert result.output.startswith(
+        "ISLETNET UNKNOWN - monitoring.probes.disk has unknown setting(s): warnign_percent."
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--config", "{tmp}/missing.yml", "probe"], "Config file {tmp}/missing.yml does not exist."),
+        (["--config", "{tmp}/broken.yml", "probe"], "Config file {tmp}/broken.yml is not valid YAML at line 3."),
+        (["--config", "{tmp}/isletops.yml", "--instance", "No_Such", "probe"], "'No_Such' is not a valid instance name."),
+        (["--config", "{tmp}/isletops.yml", "probe", "--colour"], "No such option '--colour'."),
+        (["--config", "{tmp}/isletops.yml", "probe", "--only"], "Option '--only' requires an argument."),
+    ],
+)
+def test_probe_usage_and_config_errors_are_unknown_on_stdout(tmp_path: Path, args: list[str], message: str) -> None:
+    write_config(tmp_path)
+    (tmp_path / "broken.yml").write_text("instances:\n  x: [unclosed\n")
+    argv = [arg.format(tmp=tmp_path) for arg in args]
+    result = CliRunner().invoke(main, argv, catch_exceptions=False)
+    assert result.exit_code == 3, result.output
+    assert result.stdout.startswith(f"ISLETNET UNKNOWN - {message.format(tmp=tmp_path)}")
+    assert len(result.stdout.splitlines()) == 1 and result.stderr == ""
+
+
+def test_other_commands_keep_their_exit_code_for_config_errors(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["--config", str(tmp_path / "missing.yml"), "alerts"])
+    assert result.exit_code == 2 and result.output.startswith("isletops: error: Config file ")
 
 
 def test_silence_list_unsilence(tmp_path: Path) -> None:

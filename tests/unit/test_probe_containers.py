@@ -87,3 +87,13 @@ def test_docker_unreachable_is_critical_with_the_reason(tmp_path: Path) -> None:
     result = run(tmp_path, DockerError("Docker Engine is not reachable (connection refused)."))
     assert result.status is Status.CRITICAL
     assert result.message == "cannot read container state: Docker Engine is not reachable (connection refused)."
+
+
+def test_restart_counts_and_ready_services_are_measured(tmp_path: Path) -> None:
+    states = [state(s, restarts=3 if s == "shepherd" else 0) for s in SERVICES if s != "edge"]
+    result = run(tmp_path, states + [state("edge", "missing", None)])
+    measured = {(m.quantity, tuple(m.labels.values())): m.value for m in result.measurements}
+    assert measured[("services_ready", ())] == len(SERVICES) - 1
+    assert measured[("services_expected", ())] == len(SERVICES)
+    assert measured[("service_restarts", ("shepherd",))] == 3
+    assert ("service_restarts", ("edge",)) not in measured  # a missing container has no count

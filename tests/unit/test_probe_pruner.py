@@ -80,3 +80,12 @@ def test_the_pruners_own_healthcheck_output(tmp_path) -> None:
     result = run(tmp_path, "healthy", "The last pass failed.\n" + failed_once)
     assert result.status is Status.OK
     assert result.message == "last successful prune 50 min ago, deleted 0 jobs; the latest pass failed: S3 timeout"
+
+
+def test_the_last_success_is_a_timestamp_for_prometheus_and_an_age_for_nagios(tmp_path) -> None:
+    result = run(tmp_path, "healthy", record(8))
+    measured = {m.quantity: m for m in result.measurements}
+    assert measured["pruner_last_success"].value == (NOW - dt.timedelta(hours=8)).timestamp()
+    age = measured["pruner_last_success_age"]
+    assert (age.value, age.warn, age.crit) == (8 * 3600, 6 * 3600, 48 * 3600)
+    assert run(tmp_path, "healthy", "ok").measurements == []  # nothing measured, nothing reported

@@ -9,12 +9,13 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any, NoReturn
 
 import click
 
 from isletops.cli import Context, pass_context
-from isletops.errors import ConfigError, ExitStatus
-from monitors import alerts, cron, notify, probes, runner, silences
+from isletops.errors import ConfigError, ExitStatus, IsletOpsError
+from monitors import alerts, cron, nagios, notify, probes, runner, silences
 from monitors.result import ProbeResult, Status
 
 COLOURS = {Status.OK: "green", Status.WARNING: "yellow", Status.CRITICAL: "red", Status.UNKNOWN: "magenta"}
@@ -30,7 +31,32 @@ def _result_line(result: ProbeResult) -> str:
     return f"{result.status.name:<8} {result.name:<10} {result.message} ({result.duration_s:.1f} s)"
 
 
-@click.command("probe")
+class PluginCommand(click.Command):
+    """A command that keeps the Nagios plugin conventions when it cannot run: a usage or
+    configuration error prints `ISLETNET UNKNOWN - <why>` on stdout and exits 3 (UNKNOWN), never
+    2, which would page as CRITICAL."""
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as error:
+            _exit_unknown(error.format_message())
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except IsletOpsError as error:
+            _exit_unknown(str(error))
+
+
+def _exit_unknown(reason: str) -> NoReturn:
+    click.echo(nagios.unknown_line(reason))
+    sys.exit(int(ExitStatus.UNKNOWN))
+
+
+@click.command("probe", cls=PluginCommand)
 @click.option("--only", metavar="A,B", help=f"Run only these probes ({', '.join(probes.NAMES)}).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.option("--no-alert", is_flag=True, help="Only check: no alert state change, no mail.")
@@ -40,11 +66,15 @@ def probe_command(ctx: Context, only: str | None, as_json: bool, no_alert: bool,
     """One monitoring pass: run the probes, alert by mail, exit with the worst status.
 
     \b
-    Exit codes (Nagios): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN. Results are kept in
-    <instance>/state/probes/; alert mails that SMTP did not take wait in state/outbox/.
+    Output and exit codes follow the Nagios plugin guidelines: the first line is
+    'ISLETNET <STATE> - <summary> | <perfdata>' with the worst state, then one line per probe;
+    exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (also for bad arguments or configuration).
+    Results are kept in <instance>/state/probes/; alert mails that SMTP did not take wait in
+    state/outbox/.
     \b
     Examples:
       isletops probe                       all probes that apply to this host
+      isletops probe --only disk           one Nagios/Icinga service check per probe
       isletops probe --only e2e,containers --json
       */5 * * * * isletops -i prod probe -q   (what 'isletops monitor install-cron' writes)
     """
@@ -61,6 +91,7 @@ def probe_command(ctx: Context, only: str | None, as_json: bool, no_alert: bool,
         }
         click.echo(json.dumps(document, indent=2, default=str))
     elif not quiet:
+        click.echo(nagios.status_line(report.results))
         for result in report.results:
             click.secho(_result_line(result), fg=COLOURS[result.status])
         for notification in report.notifications:
