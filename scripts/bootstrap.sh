@@ -10,8 +10,10 @@ say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
 # 1. Debian packages (host side): debootstrap for the base image, the real registry, nginx and
 #    chromium for tests, PostgreSQL for the service tests that run without Docker, openssl for
-#    test certificates, pebble (a real ACME server) for the provisioning tests' certbot run.
-apt_packages=(debootstrap docker-registry nginx chromium postgresql openssl openssh-client ca-certificates pebble)
+#    test certificates, pebble (a real ACME server) for the provisioning tests' certbot run,
+#    nagios4-core and prometheus (promtool too) that run `isletops probe` and scrape the monitor.
+apt_packages=(debootstrap docker-registry nginx chromium postgresql openssl openssh-client ca-certificates pebble
+              nagios4-core prometheus)
 missing=()
 for package in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
