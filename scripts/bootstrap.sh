@@ -25,7 +25,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # The Debian packages install services we start ourselves, on loopback, only in tests.
-for unit in docker-registry nginx postgresql; do
+for unit in docker-registry nginx postgresql nagios4 prometheus; do
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$unit" 2>/dev/null; then
     systemctl stop "$unit" || true
   fi
