@@ -13,15 +13,18 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
+from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import Metric as PrometheusFamily
 
 from isletops.config import InstanceConfig, SiteConfig
 from isletops.errors import IsletOpsError
-from monitors import notify, probes, runner, silences
-from monitors.result import ProbeEngine, Status, worst
+from monitors import metrics, notify, probes, runner, silences
+from monitors.result import ProbeEngine, worst
 from monitors.state import read_json
 
 log = logging.getLogger(__name__)
@@ -49,6 +52,8 @@ class MonitorDaemon:
         self.started_at = time.time()
         self.last_heartbeat = "not yet"
         self._probes_ran = threading.Event()  # set by each probe run, cleared by each heartbeat
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self)
 
     # -- jobs -----------------------------------------------------------------------------
 
@@ -100,40 +105,24 @@ class MonitorDaemon:
             "heartbeat": self.last_heartbeat,
         }
 
-    def metrics_text(self) -> str:
-        document = self.status_document()
-        instance = _label(self.instance.name)
-        lines = [
-            "# HELP isletops_probe_status Probe status: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
-            "# TYPE isletops_probe_status gauge",
-        ]
-        values, durations, timestamps, firing = [], [], [], []
-        for name, entry in document["probes"].items():
-            labels = f'instance="{instance}",probe="{_label(name)}"'
-            if entry["status"] in Status.__members__:
-                lines.append(f"isletops_probe_status{{{labels}}} {Status[entry['status']].value}")
-                durations.append(f"isletops_probe_duration_seconds{{{labels}}} {entry['duration_s']}")
-                timestamps.append(f"isletops_probe_last_run_timestamp_seconds{{{labels}}} {entry['checked_at']}")
-                if isinstance(entry.get("value"), int | float):
-                    values.append(f"isletops_probe_value{{{labels}}} {entry['value']}")
-            firing.append(f"isletops_alert_firing{{{labels}}} {int(entry['firing'])}")
-        sections = [
-            ("isletops_probe_value", "The probe's measured value (unit in /status).", values),
-            ("isletops_probe_duration_seconds", "How long the probe took.", durations),
-            ("isletops_probe_last_run_timestamp_seconds", "When the probe last ran (Unix time).", timestamps),
-            ("isletops_alert_firing", "1 while the probe's alert fires.", firing),
-        ]
-        for metric, help_text, samples in sections:
-            lines += [f"# HELP {metric} {help_text}", f"# TYPE {metric} gauge", *samples]
-        singles = [
-            ("isletops_incident_open", "1 while an incident is open.", int(document["incident"] is not None)),
-            ("isletops_outbox_messages", "Alert mails waiting for SMTP.", document["outbox_pending"]),
-            ("isletops_silences_active", "Silences now in force or planned.", len(document["silences"])),
-        ]
-        for metric, help_text, value in singles:
-            sample = f'{metric}{{instance="{instance}"}} {value}'
-            lines += [f"# HELP {metric} {help_text}", f"# TYPE {metric} gauge", sample]
-        return "\n".join(lines) + "\n"
+    def exposition(self) -> bytes:
+        """The Prometheus exposition: probe states and every measurement (monitors/metrics.py)."""
+        return generate_latest(self.registry)
+
+    def collect(self) -> Iterator[PrometheusFamily]:
+        """prometheus_client's collector interface: families built from the latest results."""
+        latest = runner.latest_results(self.instance)
+        results = [latest[name] for name in self.enabled if name in latest]
+        state = read_json(runner.alerts_path(self.instance), {}) or {}
+        firing = {name: bool(entry.get("firing")) for name, entry in (state.get("probes") or {}).items()}
+        yield from metrics.probe_families(self.instance.name, results, firing)
+        yield from metrics.families(self.instance.name, [m for result in results for m in result.measurements])
+        yield from metrics.monitor_families(
+            self.instance.name,
+            incident_open=state.get("open") is not None,
+            outbox_messages=len(notify.pending(self.instance)),
+            silences_active=len(silences.list_silences(self.instance.state_dir)),
+        )
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -178,9 +167,6 @@ def _now_utc() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
-
 
 def _handler(daemon: MonitorDaemon) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
@@ -190,7 +176,7 @@ def _handler(daemon: MonitorDaemon) -> type[BaseHTTPRequestHandler]:
                 body = json.dumps(daemon.status_document(), default=str, indent=2).encode()
                 self._reply(200, "application/json", body)
             elif path == "/metrics":
-                self._reply(200, "text/plain; version=0.0.4; charset=utf-8", daemon.metrics_text().encode())
+                self._reply(200, CONTENT_TYPE_PLAIN_0_0_4, daemon.exposition())
             else:
                 self._reply(404, "application/json", b'{"error": "Only /status and /metrics are served."}')
 

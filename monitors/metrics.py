@@ -11,12 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric as PrometheusFamily
 
 from isletops.errors import IsletOpsError
+
+if TYPE_CHECKING:
+    from monitors.result import ProbeResult
 
 PREFIX = "isletops_"
 INSTANCE_LABEL = "isletnet_instance"  # never `instance`/`job`: the scrape owns those
@@ -150,6 +153,49 @@ def perfdata(measurements: Iterable[Measurement]) -> str:
 
 
 # -- Prometheus ----------------------------------------------------------------------------------
+
+# Metrics of the probes themselves and of the monitor (not measurements): name -> help.
+PROBE_METRICS = {
+    "isletops_probe_state": "Probe state: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
+    "isletops_probe_duration_seconds": "How long the probe's last run took.",
+    "isletops_probe_last_run_timestamp_seconds": "When the probe last ran.",
+    "isletops_alert_firing": "1 while the probe's alert fires.",
+}
+MONITOR_METRICS = {
+    "isletops_incident_open": "1 while an incident is open.",
+    "isletops_outbox_messages": "Alert mails waiting for SMTP.",
+    "isletops_silences_active": "Silences now in force or planned.",
+}
+
+
+def metric_names() -> set[str]:
+    """Every metric name the exposition may carry (counters with their `_total`)."""
+    measured = {metric.name for metric in _CATALOGUE if metric.prometheus}
+    return measured | set(PROBE_METRICS) | set(MONITOR_METRICS)
+
+
+def probe_families(
+    instance: str, results: Iterable[ProbeResult], firing: dict[str, bool]
+) -> Iterator[PrometheusFamily]:
+    """State, duration, last run and alert of each probe that has a result."""
+    labels = [INSTANCE_LABEL, "probe"]
+    state, duration, last_run, alert = (GaugeMetricFamily(name, text, labels=labels)
+                                        for name, text in PROBE_METRICS.items())  # fmt: skip
+    for result in results:
+        key = [instance, result.name]
+        state.add_metric(key, int(result.status))
+        duration.add_metric(key, result.duration_s)
+        last_run.add_metric(key, result.checked_at)
+        alert.add_metric(key, int(firing.get(result.name, False)))
+    yield from (state, duration, last_run, alert)
+
+
+def monitor_families(instance: str, **values: float) -> Iterator[PrometheusFamily]:
+    """The monitor's own gauges, `values` named as in MONITOR_METRICS without the prefix."""
+    for name, text in MONITOR_METRICS.items():
+        family = GaugeMetricFamily(name, text, labels=[INSTANCE_LABEL])
+        family.add_metric([instance], float(values[name.removeprefix(PREFIX)]))
+        yield family
 
 
 def families(instance: str, measurements: Iterable[Measurement]) -> Iterator[PrometheusFamily]:

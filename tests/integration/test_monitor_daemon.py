@@ -40,10 +40,10 @@ def test_status_and_metrics_and_mail(tmp_path: Path, smtp_server) -> None:
         metrics = requests.get(f"http://127.0.0.1:{daemon.port}/metrics", timeout=5)
         assert metrics.headers["Content-Type"].startswith("text/plain; version=0.0.4")
         text = metrics.text
-        assert 'isletops_probe_status{instance="h5daemon",probe="disk"} 2' in text
-        assert 'isletops_alert_firing{instance="h5daemon",probe="disk"} 1' in text
-        assert 'isletops_incident_open{instance="h5daemon"} 1' in text
-        assert "# TYPE isletops_probe_value gauge" in text
+        assert 'isletops_probe_state{isletnet_instance="h5daemon",probe="disk"} 2.0' in text
+        assert 'isletops_alert_firing{isletnet_instance="h5daemon",probe="disk"} 1.0' in text
+        assert 'isletops_incident_open{isletnet_instance="h5daemon"} 1.0' in text
+        assert f'isletops_disk_used_ratio{{isletnet_instance="h5daemon",path="{tmp_path}"}} ' in text
         missing = requests.get(f"http://127.0.0.1:{daemon.port}/other", timeout=5)
         assert missing.status_code == 404
         assert len(smtp_server.messages) == 1  # runs keep coming; no second mail for the same incident
