@@ -111,7 +111,7 @@ def test_bad_probe_setting_is_unknown_on_one_line(tmp_path: Path) -> None:
     [
         (["--config", "{tmp}/missing.yml", "probe"], "Config file {tmp}/missing.yml does not exist."),
         (["--config", "{tmp}/broken.yml", "probe"], "Config file {tmp}/broken.yml is not valid YAML at line 3."),
-        (["--config", "{tmp}/isletops.yml", "--instance", "No_Such", "probe"], "'No_Such' is not a valid instance name."),
+        (["--config", "{tmp}/isletops.yml", "-i", "No_Such", "probe"], "'No_Such' is not a valid instance name."),
         (["--config", "{tmp}/isletops.yml", "probe", "--colour"], "No such option '--colour'."),
         (["--config", "{tmp}/isletops.yml", "probe", "--only"], "Option '--only' requires an argument."),
     ],
