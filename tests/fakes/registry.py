@@ -1,7 +1,8 @@
 """`FakeRegistry`: an in-memory stand-in for `isletops.registry.RegistryClient`.
 
-It holds repositories, their tags and each manifest's size; names and references come from the
-real `RegistryAddress`, so they are exactly what the real client would produce. `reachable=False`
+It holds repositories, their tags and each manifest's size and answers the client's reads from
+them; names, references and the methods built on those reads (`missing_images`, ...) are the
+real client's code, so they are exactly what the real client would produce. `reachable=False`
 makes every call fail the way an unreachable registry does (a `RegistryError`).
 """
 
@@ -10,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from isletops.errors import RegistryError
-from isletops.registry import RegistryAddress
-from isletops.release import COMPONENTS, image_name
+from isletops.registry import RegistryAddress, RegistryClient
+from isletops.release import COMPONENTS
 
 DEFAULT_SIZE = 10 * 1024 * 1024
 
@@ -37,9 +38,7 @@ class FakeRegistry:
             self.push(component, tag, size)
 
     # -- the RegistryClient interface ----------------------------------------------------------
-    @property
-    def name(self) -> str:
-        return self.address.name
+    name = RegistryClient.name
 
     def _answer(self, method: str) -> None:
         self.calls.append(method)
@@ -60,9 +59,6 @@ class FakeRegistry:
         self._answer("tags")
         return sorted(self.repositories.get(repository, {}))
 
-    def component_tags(self, components: Iterable[str] = COMPONENTS) -> dict[str, list[str]]:
-        return {component: self.tags(self.address.repository(component)) for component in components}
-
     def manifest_exists(self, repository: str, tag: str) -> bool:
         self._answer("manifest_exists")
         return tag in self.repositories.get(repository, {})
@@ -74,12 +70,7 @@ class FakeRegistry:
         except KeyError:
             raise RegistryError(f"Registry {self.name} has no image {repository}:{tag}.") from None
 
-    def missing_images(self, tag: str, components: Iterable[str] = COMPONENTS) -> list[str]:
-        return [
-            image_name(component, tag, self.address.name)
-            for component in components
-            if not self.manifest_exists(self.address.repository(component), tag)
-        ]
-
-    def image_ref(self, component: str, tag: str) -> str:
-        return image_name(component, tag, self.address.name)
+    # What the real client derives from the calls above is the real client's own code.
+    component_tags = RegistryClient.component_tags
+    missing_images = RegistryClient.missing_images
+    image_ref = RegistryClient.image_ref
