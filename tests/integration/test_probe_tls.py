@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import ssl
+import time
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,11 @@ def test_expiry_thresholds(tmp_path: Path, tls_server, days: float, status: Stat
     result = check(tmp_path, url, ca_file)
     assert result.status is status and phrase in result.message, result.message
     assert result.value == pytest.approx(days, abs=0.01)
+    expiry, remaining = result.measurements  # a timestamp for Prometheus, seconds left for Nagios
+    assert expiry.quantity == "tls_certificate_expiry"
+    assert expiry.value == pytest.approx(time.time() + days * 86400, abs=120)
+    assert remaining.quantity == "tls_certificate_remaining"
+    assert (remaining.warn, remaining.crit) == (14 * 86400, 3 * 86400)
 
 
 def test_untrusted_certificate_is_critical_and_still_reports_expiry(tmp_path: Path, tls_server) -> None:

@@ -109,3 +109,15 @@ def test_big_container_logs_of_this_project_are_named(tmp_path: Path) -> None:
     assert result.status is Status.WARNING
     assert "container logs too big: h5disk-backend-1 3 MiB (log rotation off?)" in result.message
     assert "other" not in result.message
+
+
+def test_used_share_free_bytes_and_forecast_are_measured_per_file_system(tmp_path: Path) -> None:
+    real = seed(tmp_path, 0)
+    seed(tmp_path, real["available"] / (6 * 3600))
+    result = disk.run(context(tmp_path, warning_percent=80.0, critical_percent=90.0))
+    measured = {m.quantity: m for m in result.measurements}
+    assert set(measured) == {"disk_used", "disk_free", "disk_full_in"}
+    used = measured["disk_used"]
+    assert used.labels == {"path": str(tmp_path.absolute())} and (used.warn, used.crit) == (0.8, 0.9)
+    assert used.value == pytest.approx(result.value / 100)
+    assert measured["disk_full_in"].value == pytest.approx(6 * 3600, rel=0.02)

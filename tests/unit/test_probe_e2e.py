@@ -167,3 +167,12 @@ def test_queue_progress_signals() -> None:
     assert e2e.queue_progressed([base, {**base, "queued": 4}])
     assert e2e.queue_progressed([base, {**base, "oldest_queued_age_s": 20.0}])
     assert not e2e.queue_progressed([base])
+
+
+def test_duration_and_queue_are_measured_in_seconds_and_jobs(api: Api) -> None:
+    api.queue = lambda n: {"queued": 40, "running": 2, "oldest_queued_age_s": 600.0, "done_last_hour": n}
+    result = e2e.check(api.url, OPTIONS)
+    measured = {(m.quantity, m.labels.get("state")): m.value for m in e2e.measurements(result, OPTIONS)}
+    assert measured[("e2e_duration", None)] == result.value
+    assert measured[("queue_jobs", "queued")] == 40 and measured[("queue_jobs", "running")] == 2
+    assert measured[("queue_oldest_queued_age", None)] == 600.0

@@ -203,3 +203,12 @@ def test_enabled_only_where_a_gpu_is_expected_or_present(tmp_path: Path) -> None
     assert gpu.enabled(ctx) is False
     ctx = ProbeContext(SiteConfig(source=None, monitoring=MonitoringConfig(gpu_expected=True)), instance)
     assert gpu.enabled(ctx) is True
+
+
+def test_temperature_and_memory_are_measured_per_gpu(tmp_path: Path) -> None:
+    nvml = FakeNvml([FakeGpu("GPU-a", temperature=61, used=4, total=16), FakeGpu("GPU-b", temperature=48)])
+    measured = {(m.quantity, m.labels.get("gpu")): m for m in gpu.run(context(tmp_path, nvml)).measurements}
+    assert measured[("gpus", None)].value == 2
+    temperature = measured[("gpu_temperature", "0")]
+    assert (temperature.value, temperature.warn, temperature.crit) == (61, 85, 95)
+    assert measured[("gpu_memory_used", "0")].value == 0.25 and measured[("gpu_memory_used", "1")].value == 0.125
