@@ -59,6 +59,9 @@ def test_all_answer(tmp_path: Path, site: Site) -> None:
     result = check(tmp_path, site.url)
     assert result.status is Status.OK and result.message.startswith("3 URLs ok, slowest ")
     assert [c["code"] for c in result.details["checks"]] == [200, 200, 200]
+    timed = {m.labels["path"]: m for m in result.measurements if m.quantity == "http_response_duration"}
+    assert list(timed) == ["/", "/api/health", "/api/statistics/access_statistics.xlsx"]
+    assert max(m.value for m in timed.values()) == result.value and timed["/"].crit == 10.0
 
 
 def test_frontend_error_is_critical(tmp_path: Path, site: Site) -> None:
