@@ -39,6 +39,11 @@ def status_line(results: list[ProbeResult]) -> str:
     return f"{line} | {measured}" if measured else line
 
 
+def probe_line(result: ProbeResult) -> str:
+    """One probe's line of the long output (no `|` either: there it would start perfdata too)."""
+    return f"{result.status.name:<8} {result.name:<10} {_text(result.message)} ({result.duration_s:.1f} s)"
+
+
 def unknown_line(reason: str) -> str:
     """The first line for a pass that could not run (bad arguments or configuration)."""
     return f"{SERVICE} {Status.UNKNOWN.name} - {_text(reason)}"

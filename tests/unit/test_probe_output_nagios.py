@@ -55,6 +55,7 @@ def test_the_status_line_has_the_worst_state_and_lists_the_problems_worst_first(
         ProbeResult("http", Status.OK, 0.1, "3 URLs ok"),
     ]  # fmt: skip
     line = nagios.status_line(results)
+    assert nagios.probe_line(results[2]) == "CRITICAL e2e        test job failed: boom / bang (0.0 s)"
     assert line == (
         "ISLETNET CRITICAL - 3 of 4 probes not OK: e2e CRITICAL: test job failed: boom / bang; "
         "disk WARNING: data dir 85% full; gpu UNKNOWN: no GPU to check | 'disk_used /srv'=85%;80;90;0;100"

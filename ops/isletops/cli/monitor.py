@@ -16,7 +16,7 @@ import click
 from isletops.cli import Context, pass_context
 from isletops.errors import ConfigError, ExitStatus, IsletOpsError
 from monitors import alerts, cron, nagios, notify, probes, runner, silences
-from monitors.result import ProbeResult, Status
+from monitors.result import Status
 
 COLOURS = {Status.OK: "green", Status.WARNING: "yellow", Status.CRITICAL: "red", Status.UNKNOWN: "magenta"}
 
@@ -25,10 +25,6 @@ def _when(timestamp: float | None) -> str:
     if not timestamp:
         return "-"
     return dt.datetime.fromtimestamp(timestamp, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def _result_line(result: ProbeResult) -> str:
-    return f"{result.status.name:<8} {result.name:<10} {result.message} ({result.duration_s:.1f} s)"
 
 
 class PluginCommand(click.Command):
@@ -93,7 +89,7 @@ def probe_command(ctx: Context, only: str | None, as_json: bool, no_alert: bool,
     elif not quiet:
         click.echo(nagios.status_line(report.results))
         for result in report.results:
-            click.secho(_result_line(result), fg=COLOURS[result.status])
+            click.secho(nagios.probe_line(result), fg=COLOURS[result.status])
         for notification in report.notifications:
             click.echo(f"mail: {notification.state_word} {notification.incident} ({notification.kind})")
     if report.delivery and report.delivery.error:
