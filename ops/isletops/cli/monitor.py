@@ -221,7 +221,8 @@ def monitor_group(click_ctx: click.Context, port: int | None) -> None:
     from monitors.daemon import MonitorDaemon
 
     ctx = click_ctx.find_object(Context)
-    assert ctx is not None  # main() always sets it
+    if ctx is None:  # only when called outside `isletops` (main() sets the context)
+        raise click.UsageError("'monitor' runs as a subcommand of isletops.")
     daemon = MonitorDaemon(ctx.config, ctx.instance(), port=port)
     daemon.start()
     click.echo(
