@@ -23,7 +23,7 @@ from prometheus_client.metrics_core import Metric as PrometheusFamily
 
 from isletops.config import InstanceConfig, SiteConfig
 from isletops.errors import IsletOpsError
-from monitors import metrics, notify, probes, runner, silences
+from monitors import metrics, notify, probes, runner, self_heal, silences
 from monitors.result import ProbeEngine, worst
 from monitors.state import read_json
 
@@ -62,8 +62,9 @@ class MonitorDaemon:
         results = runner.run_probes(self.config, self.instance, [name], engine=self.engine)
         runner.save_results(self.instance, results)
         self._probes_ran.set()
+        healed = self_heal.heal(self.config, self.instance, results, engine=self.engine)
         notifications = runner.update_alerts(self.config, self.instance, results, set(self.enabled), time.time())
-        if notifications:
+        if notifications or healed:
             report = notify.deliver(notifications, self.instance, self.config.monitoring, self.config.mail)
             if report.error:
                 log.warning("%s", report.error)

@@ -26,7 +26,7 @@ from email.utils import formatdate
 from pathlib import Path
 
 from isletops.config import InstanceConfig, MailConfig, MonitoringConfig, read_env_file
-from monitors import runbook
+from monitors import healing, runbook
 from monitors.alerts import Notification
 from monitors.state import locked
 
@@ -120,6 +120,15 @@ def _probe_lines(probe: dict, notification: Notification, monitoring: Monitoring
     return lines
 
 
+def _healing_lines(instance: InstanceConfig, notification: Notification) -> list[str]:
+    """What self-healing did around this incident (from an hour before it opened)."""
+    state = healing.load_state(healing.state_path(instance.state_dir))
+    events = healing.events_since(state, notification.opened_at - 3600)
+    if not events:
+        return []
+    return ["Self-healing:"] + [f"  {event['text']}" for event in events]
+
+
 def render(
     notification: Notification, instance: InstanceConfig, monitoring: MonitoringConfig, mail: MailConfig
 ) -> EmailMessage:
@@ -149,6 +158,8 @@ def render(
     plain = [intro, ""]
     for block in blocks:
         plain += block + [""]
+    healed = _healing_lines(instance, notification)
+    plain += healed + ([""] if healed else [])
     plain.append(
         f"Silence while you work on it: isletops -i {instance.name} silence <probe|all> --for 2h --reason '...'"
     )
@@ -164,6 +175,8 @@ def render(
             f"<h3>{html.escape(block[0])}</h3><pre>{body}</pre>"
             f'<p><a href="{html.escape(link, quote=True)}">Runbook: {title}</a></p>'
         )
+    if healed:
+        rows.append(f"<h3>{html.escape(healed[0])}</h3><pre>{html.escape(chr(10).join(healed[1:]))}</pre>")
     message.add_alternative(
         "<html><body>"
         f"<p>{html.escape(intro)}</p>{''.join(rows)}"

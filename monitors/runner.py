@@ -19,7 +19,7 @@ import requests
 
 from isletops.config import InstanceConfig, SiteConfig
 from isletops.errors import IsletOpsError
-from monitors import alerts, notify, probes, silences
+from monitors import alerts, notify, probes, self_heal, silences
 from monitors.result import ProbeContext, ProbeEngine, ProbeResult, Status, worst
 from monitors.state import locked, read_json, write_json_atomic
 
@@ -174,9 +174,9 @@ def monitor_pass(
     save_results(instance, results)
     if not send_alerts:
         return PassReport(results, [], None, "off")
-    notifications = update_alerts(
-        config, instance, results, set(enabled) | set(names), time.time() if now is None else now
-    )
+    now = time.time() if now is None else now
+    self_heal.heal(config, instance, results, now, engine=engine)  # its mails go out below
+    notifications = update_alerts(config, instance, results, set(enabled) | set(names), now)
     delivery = notify.deliver(notifications, instance, config.monitoring, config.mail)
     # The heartbeat says "the monitor works and every alert got out"; mail stuck in the outbox
     # withholds it, so the outside watcher notices what our own mail cannot tell.

@@ -10,6 +10,7 @@ Validation happens here, once, with messages that name the key and the file.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import secrets
@@ -21,6 +22,7 @@ import yaml
 from dotenv import dotenv_values
 
 from isletops.errors import ConfigError
+from isletops.release import COMPONENTS
 
 DEFAULT_CONFIG_PATH = Path("isletops.yml")
 CONFIG_ENV_VAR = "ISLETOPS_CONFIG"
@@ -46,6 +48,22 @@ class MailConfig:
 
 
 @dataclass(frozen=True)
+class SelfHealConfig:
+    """Guarded self-healing (`monitoring.self_heal`): restart a service that stays exited or
+    unhealthy for `after_checks` checks, at most `max_restarts` times per `window_s` seconds;
+    `services` turns it off (false) for single services."""
+
+    enabled: bool = True
+    after_checks: int = 2
+    max_restarts: int = 3
+    window_s: int = 1800
+    services: dict[str, bool] = field(default_factory=dict)
+
+    def applies_to(self, service: str) -> bool:
+        return self.enabled and self.services.get(service, True)
+
+
+@dataclass(frozen=True)
 class MonitoringConfig:
     """Alerting thresholds and per-probe settings (probe name -> its options)."""
 
@@ -62,6 +80,7 @@ class MonitoringConfig:
     flap_window: int = 10  # results looked at to detect flapping
     flap_threshold: int = 5  # pass/fail changes within the window that make a probe "flapping"
     cron_schedule: str = "*/5 * * * *"  # what `isletops monitor install-cron` writes
+    self_heal: SelfHealConfig = field(default_factory=SelfHealConfig)
 
 
 @dataclass(frozen=True)
@@ -267,7 +286,7 @@ def parse_config(raw: Any, source: Path | None = None) -> SiteConfig:
             raise ConfigError(f"{name}: instances.{instance_name}.gpu must be auto, yes or no.")
         instances[str(instance_name)] = instance
     _check_port_clashes(instances, name)
-    monitoring = _build(MonitoringConfig, raw.get("monitoring"), f"{name}: monitoring")
+    monitoring = _build_monitoring(raw.get("monitoring"), name)
     mail = _build(MailConfig, raw.get("mail"), f"{name}: mail")
     if mail.security not in ("none", "starttls", "ssl"):
         raise ConfigError(f"{name}: mail.security must be none, starttls or ssl.")
@@ -287,6 +306,30 @@ def parse_config(raw: Any, source: Path | None = None) -> SiteConfig:
         monitoring=monitoring,
         mail=mail,
     )
+
+
+def _build_monitoring(raw: Any, name: str) -> MonitoringConfig:
+    """`monitoring`, with its nested `self_heal` mapping validated key by key."""
+    if not isinstance(raw, dict):
+        return _build(MonitoringConfig, raw, f"{name}: monitoring")
+    settings = dict(raw)
+    heal_raw = settings.pop("self_heal", None)
+    heal_where = f"{name}: monitoring.self_heal"
+    heal = _build(SelfHealConfig, heal_raw, heal_where)
+    for key in ("after_checks", "max_restarts", "window_s"):
+        if getattr(heal, key) < 1:
+            raise ConfigError(f"{heal_where}.{key} must be at least 1, got {getattr(heal, key)}.")
+    services = heal.services if heal.services is not None else {}
+    if not isinstance(services, dict) or not all(isinstance(v, bool) for v in services.values()):
+        raise ConfigError(
+            f"{heal_where}.services must map service names to true or false.", "Example: services: {queue: false}"
+        )
+    unknown = sorted(str(key) for key in services if key not in COMPONENTS)
+    if unknown:
+        raise ConfigError(f"{heal_where}.services names unknown service(s): {', '.join(unknown)}.",
+                          f"Services: {', '.join(COMPONENTS)}.")
+    monitoring = _build(MonitoringConfig, settings, f"{name}: monitoring")
+    return dataclasses.replace(monitoring, self_heal=dataclasses.replace(heal, services=dict(services)))
 
 
 def _check_port_clashes(instances: dict[str, InstanceConfig], name: str) -> None:
