@@ -23,7 +23,7 @@ from prometheus_client.metrics_core import Metric as PrometheusFamily
 
 from isletops.config import InstanceConfig, SiteConfig
 from isletops.errors import IsletOpsError
-from monitors import metrics, notify, probes, runner, self_heal, silences
+from monitors import metrics, notify, probes, runner, self_heal, silences, status_page
 from monitors.result import ProbeEngine, worst
 from monitors.state import read_json
 
@@ -106,6 +106,9 @@ class MonitorDaemon:
             "heartbeat": self.last_heartbeat,
         }
 
+    def status_page(self) -> str:
+        return status_page.render(self.config, self.instance, self.status_document(), time.time())
+
     def exposition(self) -> bytes:
         """The Prometheus exposition: probe states and every measurement (monitors/metrics.py)."""
         return generate_latest(self.registry)
@@ -173,13 +176,15 @@ def _handler(daemon: MonitorDaemon) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
             path = self.path.split("?")[0]
-            if path == "/status":
+            if path == "/":
+                self._reply(200, "text/html; charset=utf-8", daemon.status_page().encode())
+            elif path == "/status":
                 body = json.dumps(daemon.status_document(), default=str, indent=2).encode()
                 self._reply(200, "application/json", body)
             elif path == "/metrics":
                 self._reply(200, CONTENT_TYPE_PLAIN_0_0_4, daemon.exposition())
             else:
-                self._reply(404, "application/json", b'{"error": "Only /status and /metrics are served."}')
+                self._reply(404, "application/json", b'{"error": "Only /, /status and /metrics are served."}')
 
         def _reply(self, code: int, content_type: str, body: bytes) -> None:
             self.send_response(code)

@@ -19,7 +19,7 @@ import requests
 
 from isletops.config import InstanceConfig, SiteConfig
 from isletops.errors import IsletOpsError
-from monitors import alerts, notify, probes, self_heal, silences
+from monitors import alerts, notify, probes, self_heal, silences, status_page
 from monitors.result import ProbeContext, ProbeEngine, ProbeResult, Status, worst
 from monitors.state import locked, read_json, write_json_atomic
 
@@ -121,6 +121,7 @@ def save_results(instance: InstanceConfig, results: list[ProbeResult]) -> None:
             write_json_atomic(directory / f"{result.name}.json", result.to_dict())
             latest[result.name] = result.to_dict()
         write_json_atomic(last_run, latest)
+    status_page.record(instance, results, time.time())  # since-when and the e2e series for the page
 
 
 def latest_results(instance: InstanceConfig) -> dict[str, ProbeResult]:
