@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "isletops.cli.monitor",
     "isletops.cli.provision",
     "isletops.cli.training",
+    "isletops.cli.doctor",
 )
 
 DEBUG_LOG = Path(tempfile.gettempdir()) / "isletops-debug.log"
