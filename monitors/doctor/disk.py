@@ -113,7 +113,9 @@ def diagnose(context: DoctorContext) -> list[Finding]:
         evidence += [f"{name}/: {human(size)}" for name, size in parts[:5]]
         uploads = _uploads_per_day(context)
         evidence += [f"uploads {day}: {jobs} jobs, {images} images" for day, jobs, images in uploads[:5]]
-        cause = _cause(parts, uploads, training, facts)
+        # Docker's logs and images only fill the filesystem Docker's data root is on.
+        on_docker = disk_probe._existing(root).stat().st_dev == device  # noqa: SLF001
+        cause = _cause(parts, uploads, training, facts if on_docker else {})
         evidence.append(f"likely cause: {cause}")
         findings.append(Finding(severity, "disk", f"{label} is {measured['percent']:.0f}% full ({cause})", evidence,
                                 context.cmd(_FIXES[cause]), "disk-full-free-space-now"))  # fmt: skip
