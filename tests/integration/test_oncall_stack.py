@@ -99,3 +99,40 @@ def wait_for(predicate, timeout_s: float = 60.0) -> None:
 def doctor_json(live, *args: str) -> tuple[int, dict]:
     done = isletops(live, "doctor", "--json", *args)
     return done.exit_code, json.loads(done.stdout)
+
+
+def test_doctor_restarts_an_exited_service_with_fix_after_asking(live) -> None:
+    shepherd = container(live, "shepherd")
+    shepherd.kill()
+    code, document = doctor_json(live, "--area", "containers")
+    (finding,) = [f for f in document["findings"] if f["title"].startswith("shepherd is exited")]
+    assert code == 2 and finding["fix"]["kind"] == "restart"
+    assert "shepherd (exited, exit code 137)" in finding["evidence"][0]
+
+    refused = isletops(live, "doctor", "--area", "containers", "--fix", stdin="n\n")
+    assert "restart shepherd (isletops restart shepherd)? [y/N]" in refused.output
+    shepherd.reload()
+    assert shepherd.status == "exited" and not any("doctor --fix" in line for line in audit_lines(live))
+
+    fixed = isletops(live, "doctor", "--area", "containers", "--fix", "--yes")
+    assert "done: restart shepherd (isletops restart shepherd): shepherd restarted and healthy" in fixed.output
+    shepherd.reload()
+    assert shepherd.status == "running"
+    assert any("doctor --fix: restart shepherd" in line for line in audit_lines(live))
+    code, document = doctor_json(live, "--area", "containers")
+    assert code == 0 and document["findings"] == []
+
+
+def test_doctor_diagnoses_a_crash_looping_service(live) -> None:
+    edge = container(live, "edge")
+    for number in range(3):  # nginx dies on its own (not a `docker stop`): Docker restarts it each time
+        edge.exec_run(["kill", "-TERM", "1"])
+        wait_for(lambda n=number: (edge.reload(), edge.attrs["RestartCount"])[1] > n
+                 and edge.status == "running")  # fmt: skip
+    code, document = doctor_json(live, "--area", "containers")
+    (finding,) = [f for f in document["findings"] if f["area"] == "containers"]
+    assert finding["title"] == "edge is crash-looping" and finding["severity"] == "CRITICAL"
+    assert "restarted 3 times by Docker" in finding["evidence"]
+    assert finding["fix"] is None and "rollback" in finding["command"]
+    assert finding["runbook"] == "docs/runbook.md#a-service-is-crash-looping"
+    assert code == 2
