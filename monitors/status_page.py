@@ -19,7 +19,7 @@ from typing import Any
 import jinja2
 
 from isletops.config import InstanceConfig, SiteConfig
-from monitors import healing, ops_adapter
+from monitors import healing, notify, ops_adapter
 from monitors.result import ProbeResult
 from monitors.state import locked, read_json, write_json_atomic
 
@@ -88,11 +88,7 @@ def ago(timestamp: float | None, now: float) -> str:
 
 
 def value_text(value: Any, unit: str) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        value = f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
-    return f"{value} {unit}".strip()
+    return notify._value(value, unit)  # the mails' way of writing a measured value
 
 
 def chart(series: list[list[Any]], now: float) -> dict[str, Any]:

@@ -4,8 +4,6 @@ up and the disk fills."""
 
 from __future__ import annotations
 
-import datetime as dt
-
 from monitors.doctor import DoctorContext, Finding, Fix, Severity
 from monitors.probes import pruner as pruner_probe
 
@@ -26,7 +24,7 @@ def diagnose(context: DoctorContext) -> list[Finding]:
             return [Finding(Severity.WARNING, "pruner", "the pruner is unhealthy and publishes no record",
                             [f"health check said: {output}"], restart, "alert-pruner", fix)]  # fmt: skip
         return []
-    success = _timestamp(record.get("last_success_at"))
+    success = pruner_probe._timestamp(record.get("last_success_at"))  # the probe's own reading
     error = record.get("last_error")
     evidence = [f"record: last success {record.get('last_success_at') or 'never'}, "
                 f"last error {error or 'none'}, deleted {record.get('deleted_jobs', '?')} jobs"]  # fmt: skip
@@ -42,13 +40,3 @@ def diagnose(context: DoctorContext) -> list[Finding]:
         return [Finding(Severity.INFO, "pruner", "the pruner's latest pass failed (an earlier one succeeded)",
                         [*evidence, f"last error: {str(error)[:200]}"], restart, "pruner-record")]  # fmt: skip
     return []
-
-
-def _timestamp(text: object) -> float | None:
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)).timestamp()

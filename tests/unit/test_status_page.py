@@ -62,4 +62,4 @@ def test_ago_and_values() -> None:
     assert status_page.ago(NOW - 600, NOW) == "10 min"
     assert status_page.ago(NOW - 3 * 3600 - 120, NOW) == "3 h 2 min"
     assert status_page.ago(NOW - 5 * 86400, NOW) == "5 d"
-    assert status_page.value_text(None, "s") == "—" and status_page.value_text(12345.6, "%") == "12346 %"
+    assert status_page.value_text(None, "s") == "n/a" and status_page.value_text(12345.6, "%") == "12346 %"
