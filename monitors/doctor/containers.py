@@ -51,6 +51,9 @@ def _logs(context: DoctorContext, service: str) -> str:
 
 
 def _state_phrase(state: Any) -> str:
+    if state.state != "running":  # Docker keeps the last health status of a stopped container: noise
+        code = f", exit code {state.exit_code}" if state.exit_code is not None else ""
+        return f"{state.service} ({state.state}{code})"
     phrase = state.describe()
     if state.last_health_output and state.health == "unhealthy":
         phrase += f"; health check said: {' '.join(state.last_health_output.split())[:160]}"
@@ -73,7 +76,7 @@ def judge(context: DoctorContext, state: Any, logs: str, lock_holder: str) -> Fi
         command = context.cmd(f"isletops logs {service} --tail 200\nisletops history\nisletops rollback"
                               "                  # when the current release crashes on start")  # fmt: skip
         return Finding(Severity.CRITICAL, "containers", title, evidence, command, "a-service-is-crash-looping")
-    title = f"{service} is {state.state}" + (", unhealthy" if state.health == "unhealthy" else "")
+    title = f"{service} is " + ("unhealthy" if state.state == "running" else state.state)
     title += f": {cause}" if cause else ""
     command = context.cmd(f"isletops restart {service}")
     if anchor == "gpu-fell-off-the-bus-xid-79":
