@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import re
 
-from monitors import probes
+from isletops.errors import IsletOpsError
+from monitors import ops_adapter, probes
 from monitors.doctor import DoctorContext, Finding, Fix, Severity
 from monitors.probes import gpu as gpu_probe
 from monitors.result import ProbeContext, Status
 
+RUNNER_LOG_LINES = 500
 # (pattern in the probe's message, title, command, runbook anchor), most serious first.
 RULES: tuple[tuple[re.Pattern[str], str, str, str], ...] = (
     (re.compile(r"fallen off the bus|GPU is lost|Xid 79\b"), "a GPU has fallen off the bus (Xid 79)",
@@ -30,7 +32,32 @@ RULES: tuple[tuple[re.Pattern[str], str, str, str], ...] = (
 )  # fmt: skip
 
 
+def shepherd_log_findings(context: DoctorContext) -> list[Finding]:
+    """GPU trouble the shepherd (the GPU runner) wrote to its log, even while it still runs (on CPU)."""
+    from monitors.doctor import containers
+
+    shepherd = next((s for s in context.containers() if s.service == "shepherd"), None)
+    if shepherd is None or not shepherd.is_ready:
+        return []  # a stopped or unhealthy shepherd: the containers area quotes its log
+    try:
+        logs = ops_adapter.service_logs(context.instance, "shepherd", RUNNER_LOG_LINES, context.docker())
+    except IsletOpsError:
+        return []
+    lines = containers.interesting_lines(logs, containers.CAUSES[0][0])
+    if not lines:
+        return []
+    fix = Fix("restart", "shepherd", "restart shepherd (isletops restart shepherd)")
+    command = context.cmd("nvidia-smi\nisletops restart shepherd          # it takes the GPU again")
+    evidence = [f"log: {line}" for line in lines]
+    title = "the shepherd's log reports GPU errors"
+    return [Finding(Severity.WARNING, "gpu", title, evidence, command, "gpu-fell-off-the-bus-xid-79", fix)]
+
+
 def diagnose(context: DoctorContext) -> list[Finding]:
+    return shepherd_log_findings(context) + nvml_findings(context)
+
+
+def nvml_findings(context: DoctorContext) -> list[Finding]:
     options = probes.options("gpu", context.config.monitoring)
     probe_context = ProbeContext(context.config, context.instance, options, now=context.now, nvml=context.nvml)
     if context.nvml is None and not gpu_probe.enabled(probe_context):

@@ -151,9 +151,27 @@ def test_pruner_record_stale_failing_and_fine(tmp_path: Path) -> None:
     assert finding.title == "the pruner's record is stale: it has never succeeded"
 
 
-def gpu_context(tmp_path: Path, nvml: FakeNvml) -> doctor.DoctorContext:
+class FakeEngine:
+    def __init__(self, logs: str) -> None:
+        self.logs = logs
+
+    def container_logs(self, project: str, service: str, tail: int = 100) -> str:
+        return self.logs
+
+
+def gpu_context(tmp_path: Path, nvml: FakeNvml, logs: str = "") -> doctor.DoctorContext:
     monitoring = MonitoringConfig(gpu_expected=True, probes={"gpu": {"kmsg_path": "", "xid_wait_ms": 1}})
-    return ctx(tmp_path, config=SiteConfig(source=None, monitoring=monitoring), nvml=nvml)
+    return ctx(tmp_path, [state("shepherd")], config=SiteConfig(source=None, monitoring=monitoring), nvml=nvml,
+               engine=FakeEngine(logs))  # fmt: skip
+
+
+def test_gpu_errors_in_the_runner_log(tmp_path: Path) -> None:
+    logs = "INFO job 3 done\nWARNING worker gpu0: CUDA error: unspecified launch failure; falling back to CPU\n"
+    findings = gpu_area.diagnose(gpu_context(tmp_path, FakeNvml([FakeGpu("GPU-a")]), logs))
+    assert [f.title for f in findings] == ["the shepherd's log reports GPU errors"]
+    assert findings[0].evidence == ["log: WARNING worker gpu0: CUDA error: unspecified launch failure; falling back "
+                                    "to CPU"]  # fmt: skip
+    assert findings[0].fix.target == "shepherd"
 
 
 def test_gpu_fallen_off_the_bus(tmp_path: Path) -> None:
