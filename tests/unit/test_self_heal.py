@@ -103,3 +103,16 @@ def test_incident_mails_list_the_actions(tmp_path: Path, restarts) -> None:
     plain = message.get_body(("plain",)).get_content()
     assert "Self-healing:\n  restarted shepherd at " in plain
     assert "Self-healing" in message.get_body(("html",)).get_content()
+
+
+def test_the_daemon_heals_after_its_containers_run(tmp_path: Path, restarts, monkeypatch) -> None:
+    from monitors import runner
+    from monitors.daemon import MonitorDaemon
+
+    instance = InstanceConfig("h5heal", tmp_path / "h5heal")
+    monkeypatch.setattr(runner, "run_probes", lambda config, inst, names, **kw: [result(EXITED)])
+    daemon = MonitorDaemon(site(), instance, port=0)
+    for _ in range(2):
+        daemon.run_probe("containers")
+    assert restarts == ["shepherd"]
+    assert "self-heal: restarted shepherd" in (instance.state_dir / "audit.log").read_text()
