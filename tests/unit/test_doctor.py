@@ -256,3 +256,27 @@ def test_fix_for_unknown_kind_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(IsletOpsError, match="Unknown fix"):
         fixes.apply(ctx(tmp_path), replace(Fix("restart", "x", "y"), kind="format_disk"))
+
+
+def test_rotate_log_keeps_the_tail_and_truncates(tmp_path: Path) -> None:
+    import gzip
+
+    from monitors.doctor import fixes
+
+    root = tmp_path / "docker"
+    folder = root / "containers" / "abc123"
+    folder.mkdir(parents=True)
+    log = folder / "abc123-json.log"
+    log.write_bytes(b"old line\n" * 1000 + b"last line\n")
+    (folder / "config.v2.json").write_text(json.dumps({"Name": "/h5doc-backend-1", "LogPath": str(log)}))
+    monitoring = MonitoringConfig(probes={"disk": {"docker_root": str(root)}})
+    context = ctx(tmp_path, config=SiteConfig(source=None, monitoring=monitoring))
+    outcome = fixes.apply(context, Fix("rotate_log", "h5doc-backend-1", "rotate"))
+    assert log.stat().st_size == 0
+    assert outcome.startswith("log of h5doc-backend-1 rotated: 8.8 KiB freed, its last 8.8 KiB kept in ")
+    (kept,) = (context.instance.state_dir / "doctor").glob("h5doc-backend-1-*.log.gz")
+    assert gzip.decompress(kept.read_bytes()).endswith(b"last line\n")
+    from isletops.errors import IsletOpsError
+
+    with pytest.raises(IsletOpsError, match="No json log found for container nope"):
+        fixes.apply(context, Fix("rotate_log", "nope", "rotate"))
