@@ -54,7 +54,7 @@ def query(context: DoctorContext, sql: str) -> list[dict[str, Any]]:
     try:
         with psycopg.connect(database_url(context), connect_timeout=5, row_factory=dict_row,
                              options="-c default_transaction_read_only=on -c statement_timeout=10000") as conn:
-            return list(conn.execute(sql).fetchall())  # type: ignore[arg-type]
+            return list(conn.execute(sql).fetchall())
     except psycopg.Error as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise QueueUnreachable(f"Cannot read the job database: {first}.") from None  # fmt: skip
