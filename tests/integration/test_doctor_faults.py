@@ -159,6 +159,8 @@ def test_stuck_lease_and_repeated_failures(tmp_path: Path, postgres_db: str) -> 
     assert repeated["evidence"][0] == "error: ModelError: weights file islets-v3.pt is truncated"
     assert code == 1
     assert queue.get(stuck_id).state == "running"  # the doctor only read
+    stats = queue.queue_stats()  # what /api/queue answers: a job without a live lease is not "running"
+    assert (stats.running, stats.queued) == (0, 1)
 
 
 def test_unreachable_database_is_a_finding(tmp_path: Path) -> None:
