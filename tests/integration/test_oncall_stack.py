@@ -101,6 +101,14 @@ def doctor_json(live, *args: str) -> tuple[int, dict]:
     return done.exit_code, json.loads(done.stdout)
 
 
+def test_doctor_reads_the_real_queue_and_finds_no_drift(live) -> None:
+    # The job database through the queue container's network address and the .env password.
+    code, document = doctor_json(live, "--area", "queue", "--area", "drift", "--area", "pruner")
+    assert (code, document["findings"]) == (0, [])
+    done = isletops(live, "doctor", "--area", "queue", "--area", "drift")
+    assert done.exit_code == 0 and done.output.startswith(f"isletops doctor: instance '{live.project}' looks healthy")
+
+
 def test_doctor_restarts_an_exited_service_with_fix_after_asking(live) -> None:
     shepherd = container(live, "shepherd")
     shepherd.kill()
