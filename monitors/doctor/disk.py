@@ -1,7 +1,8 @@
 """Doctor area `disk`: how full the data directory and Docker's data root are, and *what* fills
 them — uploads per day (from the queue), training images (the pruner's record), the data
 folders, container logs, dangling images and volumes — so the finding names the runbook's
-cause: a burst of uploads, a failing pruner, too many training images, Docker logs."""
+cause: a burst of uploads, a failing pruner, too many training images, Docker logs. Thresholds
+are the disk probe's (`monitoring.probes.disk`), so the doctor and the alerts agree."""
 
 from __future__ import annotations
 
@@ -14,10 +15,6 @@ from monitors.doctor import DoctorContext, Finding, Fix, Severity
 from monitors.probes import disk as disk_probe
 from monitors.probes import pruner as pruner_probe
 
-WARNING_PERCENT = 80.0
-CRITICAL_PERCENT = 90.0
-LOG_WARNING_BYTES = 1024 * 2**20  # one container log above this: rotation is off
-TRAINING_WARNING_BYTES = 50 * 2**30
 DANGLING_WARNING_BYTES = 1 * 2**30
 
 
@@ -56,19 +53,24 @@ def _options(context: DoctorContext) -> dict[str, Any]:
 
 
 def _docker_facts(context: DoctorContext, root: Path) -> dict[str, Any]:
-    """Container logs, dangling images and volumes; {} when Docker cannot be asked."""
+    """Container logs and dangling images; {} when Docker cannot be asked."""
     try:
-        client = context.docker().client
-        dangling = client.images.list(filters={"dangling": True})
-        volumes = client.df().get("Volumes") or []
+        dangling = context.docker().client.images.list(filters={"dangling": True})
+        images_root = Path(context.docker().data_root() or root)
     except Exception:  # Docker down or refusing: the filesystem facts still count
         return {}
     return {
         "logs": disk_probe.container_logs(root, context.instance.project_name),
         "dangling": [(image.short_id, int(image.attrs.get("Size") or 0)) for image in dangling],
-        "volumes": sorted(((v.get("Name", "?"), int((v.get("UsageData") or {}).get("Size") or 0)) for v in volumes),
-                          key=lambda item: -item[1]),
-    }  # fmt: skip
+        "images_device": disk_probe._existing(images_root).stat().st_dev,  # noqa: SLF001
+    }
+
+
+def volume_sizes(root: Path) -> list[tuple[str, int]]:
+    """Docker volumes by size (`<data-root>/volumes/<name>/_data`), biggest first; read from disk,
+    since `docker system df` takes a minute on a host with many images."""
+    sizes = [(folder.parent.name, folder_size(folder)) for folder in sorted((root / "volumes").glob("*/_data"))]
+    return sorted(sizes, key=lambda item: -item[1])
 
 
 def _training(context: DoctorContext) -> dict[str, Any]:
@@ -104,9 +106,10 @@ def diagnose(context: DoctorContext) -> list[Finding]:
             continue
         seen.add(device)
         measured = disk_probe.usage(real)
-        if measured["percent"] < WARNING_PERCENT:
+        if measured["percent"] < float(options["warning_percent"]):
             continue
-        severity = Severity.CRITICAL if measured["percent"] >= CRITICAL_PERCENT else Severity.WARNING
+        critical = measured["percent"] >= float(options["critical_percent"])
+        severity = Severity.CRITICAL if critical else Severity.WARNING
         evidence = [f"{label} {real}: {measured['percent']:.0f}% used, {human(measured['available'])} free "
                     f"of {human(measured['total'])}"]  # fmt: skip
         parts = breakdown(data_dir) if data_dir.exists() and data_dir.stat().st_dev == device else []
@@ -115,14 +118,23 @@ def diagnose(context: DoctorContext) -> list[Finding]:
         evidence += [f"uploads {day}: {jobs} jobs, {images} images" for day, jobs, images in uploads[:5]]
         # Docker's logs and images only fill the filesystem Docker's data root is on.
         on_docker = disk_probe._existing(root).stat().st_dev == device  # noqa: SLF001
-        cause = _cause(parts, uploads, training, facts if on_docker else {})
+        here = dict(facts) if on_docker else {}
+        if facts.get("images_device") != device:  # the images live on another filesystem
+            here.pop("dangling", None)
+        if on_docker:
+            logs = sum(entry["bytes"] for entry in here.get("logs", []))
+            evidence.append(f"container logs of this instance: {human(logs)}")
+            if "dangling" in here:
+                evidence.append(f"dangling images: {human(sum(size for _, size in here['dangling']))}")
+            evidence += [f"volume {name}: {human(size)}" for name, size in volume_sizes(root)[:3] if size > 0]
+        cause = _cause(parts, uploads, training, here)
         evidence.append(f"likely cause: {cause}")
         findings.append(Finding(severity, "disk", f"{label} is {measured['percent']:.0f}% full ({cause})", evidence,
                                 context.cmd(_FIXES[cause]), "disk-full-free-space-now"))  # fmt: skip
-    findings += _logs_findings(context, facts)
+    findings += _logs_findings(context, facts, float(options["log_warning_mb"]) * 2**20)
     findings += _dangling_findings(context, facts)
     training_bytes = training.get("training_bytes")
-    if isinstance(training_bytes, int | float) and training_bytes > TRAINING_WARNING_BYTES:
+    if isinstance(training_bytes, int | float) and training_bytes > float(options["training_warning_gb"]) * 2**30:
         findings.append(Finding(
             Severity.WARNING, "disk", f"training images take {human(training_bytes)}",
             [f"{training.get('training_images', '?')} training images, {human(training_bytes)} (pruner record)"],
@@ -172,8 +184,9 @@ def _cause(parts: list[tuple[str, int]], uploads: list[tuple[str, int, int]], tr
     return "a burst of uploads" if storage else "unknown"
 
 
-def _logs_findings(context: DoctorContext, facts: dict[str, Any]) -> list[Finding]:
-    big = [entry for entry in facts.get("logs", []) if entry["bytes"] > LOG_WARNING_BYTES]
+def _logs_findings(context: DoctorContext, facts: dict[str, Any], limit: float) -> list[Finding]:
+    """Container logs over the disk probe's `log_warning_mb`: rotation is off."""
+    big = [entry for entry in facts.get("logs", []) if entry["bytes"] > limit]
     return [
         Finding(Severity.WARNING, "disk", f"container log of {entry['name']} is {human(entry['bytes'])}",
                 [f"{entry['name']}: {human(entry['bytes'])} of json log (rotation off?)"],
@@ -190,7 +203,6 @@ def _dangling_findings(context: DoctorContext, facts: dict[str, Any]) -> list[Fi
         return []
     severity = Severity.WARNING if total > DANGLING_WARNING_BYTES else Severity.INFO
     evidence = [f"{len(dangling)} dangling image(s), {human(total)}"]
-    evidence += [f"volume {name}: {human(size)}" for name, size in facts.get("volumes", [])[:3] if size > 0]
     fix = Fix("prune_dangling", "", f"remove {len(dangling)} dangling image(s), {human(total)}")
     title = f"{len(dangling)} dangling image(s) take {human(total)}"
     return [Finding(severity, "disk", title, evidence, "docker image prune -f", "dangling-images-and-volumes", fix)]

@@ -21,6 +21,7 @@ from isletops import stack
 from isletops.cli import main
 from isletops.config import parse_config
 from isletops.docker_engine import PROJECT_LABEL, SERVICE_LABEL
+from monitors.doctor.disk import human as disk_human
 from services.common.jobs import JobQueue
 
 pytestmark = pytest.mark.integration
@@ -89,6 +90,44 @@ def test_data_dir_filled_by_uploads(tmp_path: Path, tmpfs: Path) -> None:
     assert text.startswith("isletops doctor: instance 'h5doc-") and "1. CRITICAL [disk] data dir is" in text
 
 
+def test_docker_root_filled_by_a_container_log_and_rotated_with_fix(tmp_path: Path, tmpfs: Path) -> None:
+    """Docker's data root on a small tmpfs; one container of the instance has a 7.6 MiB json log."""
+    config, name = site(tmp_path)
+    raw = yaml.safe_load(config.read_text())
+    raw["monitoring"] = {"probes": {"disk": {"docker_root": str(tmpfs), "log_warning_mb": 1}}}
+    config.write_text(yaml.safe_dump(raw))
+    folder = tmpfs / "containers" / ("ab" * 32)
+    folder.mkdir(parents=True)
+    log = folder / f"{'ab' * 32}-json.log"
+    log.write_bytes(b'{"log":"GET /api/health 200\\n","stream":"stdout"}\n' * 160_000)  # 7.6 MiB of 8
+    (folder / "config.v2.json").write_text(json.dumps({
+        "Name": f"/{name}-backend-1", "LogPath": str(log),
+        "Config": {"Labels": {"com.docker.compose.project": name}},
+    }))  # fmt: skip
+
+    code, document = doctor_json(config, "--area", "disk")
+    by_title = {f["title"]: f for f in document["findings"]}
+    full = next((f for title, f in by_title.items() if title.startswith("docker root is")), None)
+    assert full, document
+    assert full["title"].endswith("full (Docker logs)") and full["severity"] == "CRITICAL" and code == 2
+    assert any(line.startswith("container logs of this instance: 7.") for line in full["evidence"])
+    rotate = by_title[f"container log of {name}-backend-1 is {disk_human(log.stat().st_size)}"]
+    assert rotate["fix"]["kind"] == "rotate_log" and "force-recreate" in rotate["command"]
+
+    # Answer yes only to the log rotation (never prune this shared machine's dangling images).
+    fixable = [f for f in document["findings"] if f["fix"]]
+    answers = "".join("y\n" if f["fix"]["kind"] == "rotate_log" else "n\n" for f in fixable)
+    done = doctor(config, "--area", "disk", "--fix", stdin=answers)
+    assert f"done: rotate the log of {name}-backend-1: log of {name}-backend-1 rotated: 7." in done.output
+    assert log.stat().st_size == 0
+    kept = list((tmp_path / "instances" / name / "state" / "doctor").glob("*.log.gz"))
+    assert len(kept) == 1
+    audit = (tmp_path / "instances" / name / "state" / "audit.log").read_text().splitlines()
+    assert len(audit) == 1 and "doctor --fix: rotate the log of" in audit[0]
+    code, document = doctor_json(config, "--area", "disk")
+    assert not any(f["title"].startswith("docker root is") for f in document["findings"])
+
+
 @pytest.fixture
 def containers():
     client = docker.from_env()
@@ -141,13 +180,13 @@ def test_stuck_lease_and_repeated_failures(tmp_path: Path, postgres_db: str) -> 
     config, _ = site(tmp_path)
     queue = JobQueue(postgres_db)
     queue.ensure_schema()
-    stuck_id = queue.create_job(model="demo", pixel_size_um=1.0, file_names=["a.tif"])
-    claimed = queue.claim("shepherd-dead-worker", lease_s=0.2)
-    assert claimed is not None and claimed.id == stuck_id
     for _ in range(3):
         queue.create_job(model="demo", pixel_size_um=1.0, file_names=["b.tif"])
         job = queue.claim("shepherd-2", lease_s=60)
         queue.fail(job.id, job.token, "ModelError: weights file islets-v3.pt is truncated")
+    stuck_id = queue.create_job(model="demo", pixel_size_um=1.0, file_names=["a.tif"])
+    claimed = queue.claim("shepherd-dead-worker", lease_s=0.3)
+    assert claimed is not None and claimed.id == stuck_id
     time.sleep(1.0)  # the dead worker's lease runs out
 
     code, document = doctor_json(config, "--area", "queue", "--database-url", postgres_db)
