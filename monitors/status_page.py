@@ -152,6 +152,8 @@ def build_view(config: SiteConfig, instance: InstanceConfig, document: dict[str,
     incident = alerts.get("open")
     deploys = list(reversed(ops_adapter.deploy_history(instance)))[:DEPLOYS_SHOWN]
     events = healing.load_state(healing.state_path(instance.state_dir)).get("events", [])[-EVENTS_SHOWN:]
+    lock = ops_adapter.lock_status(instance)
+    holder = (lock.details.describe() if lock.details else lock.problem) if lock.held else ""
     return {
         "instance": instance.name,
         "overall": document.get("status", "UNKNOWN"),
@@ -174,6 +176,7 @@ def build_view(config: SiteConfig, instance: InstanceConfig, document: dict[str,
         "silences": document.get("silences", []),
         "outbox": document.get("outbox_pending", 0),
         "heartbeat": document.get("heartbeat", ""),
+        "lock": holder + (" (stale: its process is gone)" if lock.stale else ""),
     }
 
 

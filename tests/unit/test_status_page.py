@@ -63,3 +63,16 @@ def test_ago_and_values() -> None:
     assert status_page.ago(NOW - 3 * 3600 - 120, NOW) == "3 h 2 min"
     assert status_page.ago(NOW - 5 * 86400, NOW) == "5 d"
     assert status_page.value_text(None, "s") == "n/a" and status_page.value_text(12345.6, "%") == "12346 %"
+
+
+def test_a_held_deploy_lock_is_shown(tmp_path: Path) -> None:
+    from isletops.lock import InstanceLock, LockDetails
+
+    instance = InstanceConfig("h5page", tmp_path / "h5page")
+    document = {"status": "OK", "probes": {}, "silences": [], "outbox_pending": 0, "heartbeat": "sent"}
+    assert "Deploy lock held" not in status_page.render(SiteConfig(source=None), instance, document, NOW)
+    lock = InstanceLock(instance.state_dir, instance.name)
+    lock.acquire(LockDetails.for_this_process("deploy", version="2026-12-04_02", message="<b>release</b>"))
+    html = status_page.render(SiteConfig(source=None), instance, document, NOW)
+    assert "Deploy lock held</strong> by " in html and "deploy 2026-12-04_02" in html
+    assert "&lt;b&gt;release&lt;/b&gt;" in html
