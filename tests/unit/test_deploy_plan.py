@@ -6,6 +6,10 @@ import pytest
 
 from isletops import deploy
 from isletops.config import InstanceConfig
+from isletops.deploy import rollout
+from isletops.deploy.disk import EXTRACTION_FACTOR
+from isletops.engines import compose
+from isletops.engines.base import ServicePlan, ServiceStep, Strategy
 from isletops.errors import DeployError, TagError
 from isletops.history import Deployed
 from isletops.release import COMPONENTS
@@ -25,28 +29,33 @@ def test_strategies_start_first_only_for_stateless_services_without_fixed_names_
         "shepherd": {},
         "storage": {},
     }
-    steps = {s.service: s.strategy for s in deploy.service_strategies(spec)}
-    assert [s.service for s in deploy.service_strategies(spec)] == list(COMPONENTS)
+    steps = {s.service: s.strategy for s in compose.service_strategies(spec)}
+    assert [s.service for s in compose.service_strategies(spec)] == list(COMPONENTS)
     assert steps["backend"] == steps["frontend"] == "start-first"
     assert steps["edge"] == "recreate"  # a fixed host port cannot be bound twice
     assert steps["storage"] == steps["queue"] == steps["shepherd"] == steps["pruner"] == "recreate"
-    assert deploy.service_strategies({"backend": {"container_name": "b"}})[2].strategy == "recreate"
+    assert compose.service_strategies({"backend": {"container_name": "b"}})[2].strategy == "recreate"
 
 
-def test_compose_services_merges_override_files(tmp_path):
-    base = tmp_path / "docker-compose.yml"
-    base.write_text("services:\n  backend:\n    image: a\n  frontend:\n    image: f\n")
-    prod = tmp_path / "docker-compose.production.yml"
-    prod.write_text("services:\n  frontend:\n    ports: ['127.0.0.1:80:8080']\n")
-    merged = deploy.compose_services([base, prod])
+def test_compose_services_merges_override_files():
+    base = "services:\n  backend:\n    image: a\n  frontend:\n    image: f\n"
+    prod = "services:\n  frontend:\n    ports: ['127.0.0.1:80:8080']\n"
+    merged = compose.merged_services([base, prod])
     assert merged["frontend"] == {"image": "f", "ports": ["127.0.0.1:80:8080"]}
     assert merged["backend"] == {"image": "a"}
 
 
-def test_plan_names_every_image_and_the_rollback_target(tmp_path):
+def _plan(from_tag=T1, to_tag=T2, missing=()):
+    services = compose.plan_from_spec({})
+    return deploy.make_plan("deploy", "prod", "compose", from_tag, to_tag, "127.0.0.1:5000", services, services, 60,
+                            missing)
+
+
+def test_plan_names_every_image_and_the_rollback_target():
     missing = (f"127.0.0.1:5000/isletnet-shepherd:{T2}",)
-    plan = deploy.plan_deploy("deploy", instance(tmp_path), T1, T2, "127.0.0.1:5000", {}, missing)
+    plan = _plan(missing=missing)
     assert plan.images["frontend"] == f"127.0.0.1:5000/isletnet-frontend:{T2}"
+    assert plan.restore_images["frontend"] == f"127.0.0.1:5000/isletnet-frontend:{T1}"
     text = "\n".join(plan.lines())
     assert f"{T1} -> {T2}" in text
     assert f"127.0.0.1:5000/isletnet-shepherd:{T2}   MISSING" in text
@@ -54,10 +63,16 @@ def test_plan_names_every_image_and_the_rollback_target(tmp_path):
     assert text.index("storage:") < text.index("backend:") < text.index("frontend:")
 
 
-def test_plan_refuses_malformed_tags(tmp_path):
+def test_a_plan_from_nothing_or_to_the_same_tag_has_no_restore():
+    assert _plan(from_tag="").restore is None
+    assert _plan(from_tag=T2).restore is None
+    assert "nothing to roll back to" in "\n".join(_plan(from_tag="").lines())
+
+
+def test_plan_refuses_malformed_tags():
     for bad in ("2026-13-45_1", "latest", "../x"):
         with pytest.raises(TagError, match="not a release tag"):
-            deploy.plan_deploy("deploy", instance(tmp_path), T1, bad, "r:5000")
+            _plan(to_tag=bad)
 
 
 def test_rollback_target_is_the_previous_good_tag_or_a_clear_refusal():
@@ -72,7 +87,7 @@ def test_rollback_target_is_the_previous_good_tag_or_a_clear_refusal():
 def test_disk_needs_count_extracted_layers_plus_the_margin(tmp_path):
     root = tmp_path / "docker"
     needs = deploy.disk_needs(100 * 2**20, 2**30, root, tmp_path / "prod")
-    assert needs[root] == int(100 * 2**20 * deploy.EXTRACTION_FACTOR) + 2**30
+    assert needs[root] == int(100 * 2**20 * EXTRACTION_FACTOR) + 2**30
     assert needs[tmp_path / "prod"] == 2**30
     assert deploy.disk_needs(0, 5, None, tmp_path) == {tmp_path: 5}
 
@@ -98,23 +113,26 @@ def test_disk_check_adds_needs_on_one_file_system(tmp_path):
 def test_hooks_get_kamal_like_environment_and_script_hooks_run(tmp_path):
     inst = instance(tmp_path)
     seen = []
-    deploy.register_hook("pre-deploy", seen.append)
-    try:
-        hooks = inst.directory / "hooks"
-        hooks.mkdir(parents=True)
-        script = hooks / "pre-deploy"
-        out = tmp_path / "env.txt"
-        script.write_text(f"#!/bin/sh\nenv | grep ^ISLETOPS_ | sort > {out}\n")
-        script.chmod(script.stat().st_mode | stat.S_IXUSR)
-        context = deploy.HookContext("pre-deploy", "rollback", inst, T1, T2, "alice", "2026-11-21T10:00:00+00:00")
-        deploy.run_hooks(context)
-    finally:
-        deploy._HOOKS["pre-deploy"].remove(seen.append)
+    hooks = deploy.Hooks()
+    hooks.add("pre-deploy", seen.append)
+    hooks_dir = inst.directory / "hooks"
+    hooks_dir.mkdir(parents=True)
+    script = hooks_dir / "pre-deploy"
+    out = tmp_path / "env.txt"
+    script.write_text(f"#!/bin/sh\nenv | grep ^ISLETOPS_ | sort > {out}\n")
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    context = deploy.HookContext("pre-deploy", "rollback", inst, T1, T2, "alice", "2026-11-21T10:00:00+00:00")
+    hooks.run(context)
     assert seen == [context]
     env = dict(line.split("=", 1) for line in out.read_text().splitlines())
     assert env["ISLETOPS_COMMAND"] == "rollback" and env["ISLETOPS_VERSION"] == T1
     assert env["ISLETOPS_PREVIOUS_VERSION"] == T2 and env["ISLETOPS_PERFORMER"] == "alice"
     assert env["ISLETOPS_RECORDED_AT"] == "2026-11-21T10:00:00+00:00" and env["ISLETOPS_INSTANCE"] == "prod"
+
+
+def test_unknown_hook_stages_are_refused():
+    with pytest.raises(ValueError, match="unknown hook stage"):
+        deploy.Hooks().add("mid-deploy", print)
 
 
 def test_a_failing_script_hook_stops_with_its_last_line(tmp_path):
@@ -125,7 +143,7 @@ def test_a_failing_script_hook_stops_with_its_last_line(tmp_path):
     script.chmod(0o755)
     context = deploy.HookContext("pre-deploy", "deploy", inst, T1, "", "bob", "now")
     with pytest.raises(DeployError, match="pre-deploy hook .* failed: monitoring says no"):
-        deploy.run_hooks(context)
+        deploy.Hooks().run(context)
 
 
 def test_dependency_levels_from_the_real_compose_templates(tmp_path):
@@ -138,16 +156,16 @@ def test_dependency_levels_from_the_real_compose_templates(tmp_path):
     for text in rendered.values():
         for name, service in (yaml.safe_load(text).get("services") or {}).items():
             spec.setdefault(name, {}).update(service or {})
-    assert deploy.dependency_levels(spec) == [
+    assert compose.dependency_levels(spec) == [
         ["storage", "queue"], ["backend", "shepherd", "pruner"], ["frontend"], ["edge"]
     ]
 
 
 def test_dependency_levels_without_depends_on_keep_component_order_and_refuse_cycles():
-    assert deploy.dependency_levels({}) == [[c] for c in COMPONENTS]
+    assert compose.dependency_levels({}) == [[c] for c in COMPONENTS]
     cycle = {"storage": {"depends_on": ["frontend"]}, "frontend": {"depends_on": {"storage": {}}}}
     with pytest.raises(DeployError, match="dependency cycle"):
-        deploy.dependency_levels(cycle)
+        compose.dependency_levels(cycle)
 
 
 @pytest.mark.parametrize(("publish", "backend"), [(False, "start-first"), (True, "recreate")])
@@ -163,7 +181,7 @@ def test_real_templates_roll_the_backend_side_by_side_unless_its_port_is_publish
     for text in rendered.values():
         for name, service in (yaml.safe_load(text).get("services") or {}).items():
             spec.setdefault(name, {}).update(service or {})
-    steps = {s.service: s.strategy for s in deploy.service_strategies(spec)}
+    steps = {s.service: s.strategy for s in compose.service_strategies(spec)}
     assert steps["backend"] == backend
     assert steps["frontend"] == "start-first"  # the edge in front of it holds the public port
     assert steps["edge"] == "recreate"  # kept running when its image is unchanged (see unchanged_services)
@@ -172,92 +190,25 @@ def test_real_templates_roll_the_backend_side_by_side_unless_its_port_is_publish
 def test_old_backend_outlives_the_frontends_dns_cache():
     import re
 
-    conf = (Path(deploy.__file__).parents[2] / "services" / "frontend" / "nginx.conf").read_text()
+    conf = (Path(deploy.__file__).parents[3] / "services" / "frontend" / "nginx.conf").read_text()
     valid = re.search(r"resolver 127\.0\.0\.11 valid=(\d+)s", conf)
     assert valid, "the frontend must resolve the backend through Docker's DNS with a short valid="
-    assert int(valid.group(1)) < deploy.RESOLVER_TTL_S
+    assert int(valid.group(1)) < rollout.RESOLVER_TTL_S
     assert "proxy_next_upstream error timeout http_502 http_503;" in conf
 
 
 def test_old_frontend_outlives_the_edges_dns_cache():
     import re
 
-    conf = (Path(deploy.__file__).parents[2] / "services" / "edge" / "nginx.conf").read_text()
+    conf = (Path(deploy.__file__).parents[3] / "services" / "edge" / "nginx.conf").read_text()
     valid = re.search(r"resolver 127\.0\.0\.11 valid=(\d+)s", conf)
     assert valid, "the edge must resolve the frontend through Docker's DNS with a short valid="
-    assert int(valid.group(1)) < deploy.RESOLVER_TTL_S
+    assert int(valid.group(1)) < rollout.RESOLVER_TTL_S
     assert "set $frontend http://frontend:8080;" in conf and "proxy_pass $frontend;" in conf  # resolved per request
     assert "proxy_next_upstream error timeout http_502 http_503;" in conf
 
 
-class _Engine:
-    def __init__(self, root=None, error=None):
-        self.root, self.error, self.removed = root, error, []
-
-    def data_root(self):
-        if self.error:
-            raise self.error
-        return self.root
-
-    def remove_container(self, name, stop_timeout_s=10):
-        self.removed.append((name, stop_timeout_s))
-
-
-def test_data_root_and_container_removal_go_through_the_engine(tmp_path):
-    from isletops.errors import DockerError
-
-    assert deploy.docker_data_root(_Engine(root=tmp_path)) == tmp_path
-    assert deploy.docker_data_root(_Engine(root=tmp_path / "absent")) is None
-    assert deploy.docker_data_root(_Engine(error=DockerError("Cannot ask Docker for its data root: down."))) is None
-    engine = _Engine()
-    deploy._remove_container(engine, "prod-backend-1", drain_s=7)
-    assert engine.removed == [("prod-backend-1", 7)]
-
-
-class _SideBySideEngine:
-    """Containers of one project in memory; `compose up --scale` adds one. The proof on real
-    Docker is test_ctrl_c_mid_switch_restores_the_previous_release; this pins the clean-up rule."""
-
-    def __init__(self, backends: int, interrupt_on_scale: bool = False) -> None:
-        from isletops.docker_engine import ContainerState
-
-        self.state = ContainerState
-        self.containers = [self._backend(n) for n in range(1, backends + 1)]
-        self.interrupt_on_scale = interrupt_on_scale
-        self.calls: list[list[str]] = []
-        self.removed: list[str] = []
-
-    def _backend(self, number: int):
-        return self.state("backend", f"p-backend-{number}", "running", "healthy", 0, None, "b:new", None, "")
-
-    def project_containers(self, project, expected=()):
-        return list(self.containers)
-
-    def compose(self, project, files, args, env=None, capture=False):
-        self.calls.append(args)
-        scale = int(args[args.index("--scale") + 1].split("=")[1])
-        while len(self.containers) < scale:
-            self.containers.append(self._backend(len(self.containers) + 1))
-        if self.interrupt_on_scale:
-            raise KeyboardInterrupt
-
-    def remove_container(self, name, stop_timeout_s=10):
-        self.removed.append(name)
-        self.containers = [s for s in self.containers if s.name != name]
-
-
-def test_an_interrupt_after_the_scale_up_removes_the_new_container_and_keeps_the_old():
-    engine = _SideBySideEngine(backends=1, interrupt_on_scale=True)
-    with pytest.raises(KeyboardInterrupt):
-        deploy._roll_level(engine, "p", [], [deploy.ServiceStep("backend", "start-first")], 5, lambda _l: None, 7,
-                           None)
-    assert engine.removed == ["p-backend-2"]
-    assert [s.name for s in engine.containers] == ["p-backend-1"]
-
-
-def test_leftover_containers_converge_to_one(monkeypatch):
-    monkeypatch.setattr(deploy, "RESOLVER_TTL_S", 0)
-    engine = _SideBySideEngine(backends=2)  # e.g. left by a crash mid-switch
-    deploy._roll_level(engine, "p", [], [deploy.ServiceStep("backend", "start-first")], 5, lambda _l: None, 7, None)
-    assert "backend=3" in engine.calls[0]  # one new container, not one per old one
-    assert [s.name for s in engine.containers] == ["p-backend-3"]
+def test_a_service_plan_knows_each_step():
+    plan = ServicePlan((ServiceStep("backend", Strategy.START_FIRST),), (("backend",),))
+    assert plan.step("backend").describe(7).startswith("backend: start the new version beside the old")
+    assert ServiceStep("queue", Strategy.RECREATE).describe(7) == "queue: recreate (stop with 7 s drain), wait healthy"

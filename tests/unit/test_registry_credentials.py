@@ -8,10 +8,9 @@ from isletops.registry import (
     PASSWORD_ENV_VAR,
     USERNAME_ENV_VAR,
     RegistryCredentials,
-    credentials_for,
+    credentials_for_registry,
     credentials_from_env,
     parse_challenge,
-    use_credentials,
 )
 
 
@@ -54,11 +53,9 @@ def test_password_is_not_in_repr_and_basic_header_is_standard():
     assert credentials.basic_authorization() == "Basic ZGVwbG95ZXI6czNjcmV0"  # base64("deployer:s3cret")
 
 
-def test_credentials_are_kept_per_registry_host():
-    use_credentials("http://127.0.0.1:1/prefix", RegistryCredentials("deployer", "s3cret"))
-    try:
-        assert credentials_for("127.0.0.1:1") == RegistryCredentials("deployer", "s3cret")
-        assert credentials_for("127.0.0.1:2") is None
-    finally:
-        use_credentials("127.0.0.1:1", None)
-    assert credentials_for("127.0.0.1:1") is None
+def test_credentials_go_only_to_the_sites_registry_host():
+    site = RegistryCredentials("deployer", "s3cret")
+    assert credentials_for_registry("http://127.0.0.1:1/prefix", "127.0.0.1:1", site) == site
+    assert credentials_for_registry("127.0.0.1:1", "127.0.0.1:2", site) is None
+    assert credentials_for_registry("127.0.0.1:1", "127.0.0.1:1", None) is None
+    assert credentials_for_registry("", "127.0.0.1:2", site) == site  # no site registry: --registry is the home

@@ -7,7 +7,6 @@ options and the one place where `IsletOpsError` becomes a plain sentence and an 
 
 from __future__ import annotations
 
-import importlib
 import logging
 import sys
 import tempfile
@@ -19,16 +18,6 @@ import click
 from isletops import __version__
 from isletops.config import SiteConfig, load_config
 from isletops.errors import ExitStatus, IsletOpsError
-
-# Area modules that register commands on `main`; each exposes `register(main)`.
-COMMAND_MODULES: tuple[str, ...] = (
-    "isletops.cli.stack",
-    "isletops.cli.deploy",
-    "isletops.cli.monitor",
-    "isletops.cli.provision",
-    "isletops.cli.training",
-    "isletops.cli.doctor",
-)
 
 DEBUG_LOG = Path(tempfile.gettempdir()) / "isletops-debug.log"
 
@@ -112,13 +101,10 @@ def main(ctx: click.Context, config_path: str | None, instance: str | None, verb
 
 
 def _register_commands() -> None:
-    for module_name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:  # area not written yet
-                continue
-            raise
+    """Every area module registers its commands (they all ship together: an import error is a bug)."""
+    from isletops.cli import deploy, doctor, monitor, provision, stack, training
+
+    for module in (stack, deploy, monitor, provision, training, doctor):
         module.register(main)
 
 

@@ -1,10 +1,16 @@
-"""`isletops release|releases|deploy|rollback|history|lock`: parse, call `isletops.deploy`, print."""
+"""`isletops release|releases|deploy|rollback|history|lock|prune`: parse, call the core, print.
+
+This is the edge where the instance's engine is picked (`engine_for`) and where what a deploy
+gets from outside `isletops` is injected: the registry credentials, the end-to-end gate and the
+alert-silence hooks of `monitors`.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import json
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -12,24 +18,14 @@ from isletops import deploy as core
 from isletops import image_prune
 from isletops.cli import Context, pass_context
 from isletops.docker_engine import DockerEngine
-from isletops.errors import ConfigError, ExitStatus, IsletOpsError, LockError
-from isletops.history import History, deployed_tags, last_attempt_notice
+from isletops.engines import Engine, engine_for
+from isletops.errors import ConfigError, ExitStatus, LockError
+from isletops.history import History, deployed_tags, failed_tags, last_attempt_notice
 from isletops.lock import InstanceLock, LockDetails
-from isletops.registry import RegistryAddress, credentials_from_env, use_credentials
-
-# Modules that plug deploy hooks in (each exposes `register(register_hook)`), loaded if present.
-HOOK_PLUGINS: tuple[str, ...] = ("monitors.deploy_hooks",)
-
-
-def _load_hook_plugins() -> None:
-    for name in HOOK_PLUGINS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name in (name, name.rpartition(".")[0]):
-                continue
-            raise
-        module.register(core.register_hook)
+from isletops.registry import RegistryClient, RegistryCredentials, credentials_for_registry, credentials_from_env
+from isletops.release import list_releases, plan_release, release
+from monitors import deploy_hooks
+from monitors.probes.e2e import run_synthetic_job
 
 
 def _registry_name(ctx: Context, option: str | None) -> str:
@@ -41,17 +37,19 @@ def _registry_name(ctx: Context, option: str | None) -> str:
     return registry
 
 
-def _registry(ctx: Context, option: str | None) -> str:
-    """The registry to use, with the site's credentials made known for it (see `isletops.registry`)."""
+def _registry(ctx: Context, option: str | None) -> tuple[str, RegistryCredentials | None]:
+    """The registry to use and the site's credentials for it (None when it is another host)."""
     registry = _registry_name(ctx, option)
-    credentials = credentials_from_env(ctx.config.registry_username)
-    home = ctx.config.registry or registry
-    if credentials is not None and RegistryAddress.parse(home).host != RegistryAddress.parse(registry).host:
-        # The password is for the site's registry: never hand it to another host named by --registry.
-        _say(f"not sending the registry credentials to {registry}: they are for {home}")
-        credentials = None
-    use_credentials(registry, credentials)
-    return registry
+    site_credentials = credentials_from_env(ctx.config.registry_username)
+    credentials = credentials_for_registry(ctx.config.registry or registry, registry, site_credentials)
+    if site_credentials is not None and credentials is None:
+        _say(f"not sending the registry credentials to {registry}: they are for {ctx.config.registry}")
+    return registry, credentials
+
+
+def _engine(ctx: Context, registry: str, credentials: RegistryCredentials | None) -> Engine:
+    """The instance's engine (picked once, here), logging in to `registry` with `credentials`."""
+    return engine_for(ctx.config, ctx.instance(), {registry: credentials} if credentials else None)
 
 
 def _say(line: str) -> None:
@@ -63,19 +61,34 @@ def _print_notes(notes: list[str]) -> None:
         click.secho(f"isletops: note: {note}", fg="yellow", err=True)
 
 
-def _run_deploy(ctx: Context, options: core.DeployOptions, to: str | None = None, lock_wait_s: float = 0.0) -> None:
+def _e2e_gate(base_url: str, timeout_s: float) -> str:
+    """The deploy's end-to-end gate: the monitor's synthetic job (one implementation)."""
+    return str(run_synthetic_job(base_url, timeout_s))
+
+
+def _options(ctx: Context, tag: str, registry_option: str | None, command: str, **given: Any) -> core.DeployOptions:
+    """Deploy options as the CLI sets them: credentials, the e2e gate, the alert-silence hooks,
+    the retain policy of the site."""
+    registry, credentials = _registry(ctx, registry_option)
+    hooks = core.Hooks()
+    deploy_hooks.register(hooks.add)
+    no_e2e = given.pop("no_e2e")
+    min_free_mb = given.pop("min_free_mb")
+    return core.DeployOptions(
+        tag=tag, registry=registry, command=command, credentials=credentials, hooks=hooks,
+        gate=None if no_e2e else _e2e_gate, min_free_bytes=int(min_free_mb * 2**20),
+        retain_releases=ctx.config.retain_releases, **given,
+    )
+
+
+def _run_deploy(ctx: Context, options: core.DeployOptions, to: str | None = None) -> None:
     instance = ctx.instance()
-    _load_hook_plugins()
-
-    def attempt() -> core.DeployResult:
-        if options.command == "rollback":
-            return core.rollback(ctx.config, instance, to, options, progress=_say)
-        return core.deploy(ctx.config, instance, options, progress=_say)
-
+    engine = _engine(ctx, options.registry, options.credentials)
     try:
-        # The core takes the lock before it touches anything, so a refusal (LockHeld) leaves
-        # nothing to undo: waiting for the holder and calling it again is safe.
-        result = InstanceLock(instance.state_dir, instance.name).retry_while_held(attempt, lock_wait_s, _say)
+        if options.command == "rollback":
+            result = core.rollback(instance, engine, to, options, progress=_say)
+        else:
+            result = core.deploy(instance, engine, options, progress=_say)
     except core.DeployFailed as failure:
         if failure.details:
             click.echo(failure.details, err=True)
@@ -85,7 +98,7 @@ def _run_deploy(ctx: Context, options: core.DeployOptions, to: str | None = None
         for line in result.plan.lines():
             click.echo(line)
         if result.plan.missing:
-            raise core.DeployError(
+            raise core.DeployFailed(
                 f"Release {result.plan.to_tag} lacks {len(result.plan.missing)} image(s) in {result.plan.registry}.",
                 "A real deploy would stop before changing anything.",
             )
@@ -95,23 +108,6 @@ def _run_deploy(ctx: Context, options: core.DeployOptions, to: str | None = None
         f"(was {result.plan.from_tag or 'nothing'}).",
         fg="green",
     )
-    _prune_after_deploy(ctx, options.registry)
-
-
-def _prune_after_deploy(ctx: Context, registry: str) -> None:
-    """Kamal-style retain policy: after a good deploy, drop release images older than the newest
-    `retain_releases` (0: never). A failure here is a note: the deploy itself succeeded."""
-    keep = ctx.config.retain_releases
-    if keep < 1:
-        return
-    try:
-        pruned = image_prune.prune_images(ctx.config, registry, keep, DockerEngine())
-    except IsletOpsError as error:
-        _print_notes([f"pruning old release images failed ({error}); the deploy itself succeeded."])
-        return
-    if pruned.removed:
-        _say(f"removed {len(pruned.removed)} image(s) of releases older than the newest {keep} (retain_releases)")
-    _print_notes([f"could not remove {ref}: {why}" for ref, why in pruned.failed.items()])
 
 
 _deploy_options = [
@@ -122,13 +118,16 @@ _deploy_options = [
                  help="When another deploy holds the lock, wait up to S seconds for it instead of refusing."),
     click.option("--no-e2e", is_flag=True, help="Skip the end-to-end job gate (healthchecks still gate)."),
     click.option("--health-timeout", type=float, metavar="S", help="Seconds per service to become healthy."),
+    click.option("--failed-checks", type=click.IntRange(min=1), default=core.DEFAULT_FAILED_CHECKS,
+                 show_default=True, metavar="N",
+                 help="Consecutive failed health checks (after the start period) that fail a service at once."),
     click.option("--min-free-mb", type=float, default=core.DEFAULT_MIN_FREE_BYTES / 2**20, show_default=True,
                  help="MiB that must stay free on Docker's data root and the instance folder after the pull."),
     click.option("-m", "--message", default="", help="Why: kept in the lock details and the history."),
 ]
 
 
-def _with_options(func):
+def _with_options(func: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(_deploy_options):
         func = option(func)
     return func
@@ -159,14 +158,15 @@ def release_command(ctx: Context, registry: str | None, build_tag: str, dry_run:
     Example:
       TAG=$(isletops release --registry 127.0.0.1:5000) && isletops deploy --tag "$TAG"
     """
-    registry = _registry(ctx, registry)
+    name, credentials = _registry(ctx, registry)
+    client = RegistryClient(name, credentials=credentials)
     if dry_run:
-        plan = core.plan_release(registry, build_tag)
+        plan = plan_release(client, build_tag)
         for source, target in plan.pushes.values():
             click.echo(f"would push {source} as {target}", err=True)
         click.echo(plan.tag)
         return
-    plan = core.release(registry, build_tag, progress=_say)
+    plan = release(client, _engine(ctx, name, credentials), build_tag, progress=_say)
     click.echo(plan.tag)
 
 
@@ -175,14 +175,17 @@ def release_command(ctx: Context, registry: str | None, build_tag: str, dry_run:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_context
 def releases_command(ctx: Context, registry: str | None, as_json: bool) -> None:
-    """List release tags in the registry, newest first, marking the deployed and previous ones.
+    """List release tags in the registry, newest first, marking the deployed, previous and failed ones.
 
     \b
     Example:
-      isletops releases            # '*' deployed, '-' previous (where 'rollback' goes)
+      isletops releases            # '*' deployed, '-' previous (where 'rollback' goes), '!' failed
     """
-    deployed, notes = core.current_deployment(ctx.instance())
-    rows = core.list_releases(_registry(ctx, registry), deployed)
+    instance = ctx.instance()
+    deployed, notes = core.current_deployment(instance)
+    failed = failed_tags(History(instance.state_dir, instance.name).read().entries)
+    name, credentials = _registry(ctx, registry)
+    rows = list_releases(RegistryClient(name, credentials=credentials), deployed.current, deployed.previous, failed)
     if as_json:
         click.echo(json.dumps([row.__dict__ for row in rows], indent=2))
         return
@@ -190,12 +193,14 @@ def releases_command(ctx: Context, registry: str | None, as_json: bool) -> None:
     if not rows:
         click.echo("No releases in the registry yet; make one with 'isletops release'.")
     for row in rows:
-        mark = "*" if row.deployed else "-" if row.previous else " "
+        mark = "*" if row.deployed else "-" if row.previous else "!" if row.failed else " "
         remarks = []
         if row.deployed:
             remarks.append("deployed")
         if row.previous:
             remarks.append("previous")
+        if row.failed:
+            remarks.append("FAILED: its last deploy failed or was rolled back")
         if not row.complete:
             remarks.append("INCOMPLETE: some component images are missing")
         click.echo(f"{mark} {row.tag}" + (f"   {', '.join(remarks)}" if remarks else ""))
@@ -206,7 +211,8 @@ def releases_command(ctx: Context, registry: str | None, as_json: bool) -> None:
 @_with_options
 @pass_context
 def deploy_command(ctx: Context, tag: str, registry: str | None, dry_run: bool, force: bool, lock_wait: float,
-                   no_e2e: bool, health_timeout: float | None, min_free_mb: float, message: str) -> None:
+                   no_e2e: bool, health_timeout: float | None, failed_checks: int, min_free_mb: float,
+                   message: str) -> None:
     """Deploy release TAG, health-gated; roll back by itself when it is not healthy.
 
     Verifies every image first (nothing changes when one is missing), pulls, renders compose for
@@ -219,11 +225,10 @@ def deploy_command(ctx: Context, tag: str, registry: str | None, dry_run: bool, 
       isletops -i staging deploy --tag 2026-11-23_02 -m "new model"
       isletops deploy --tag 2026-11-23_02 --lock-wait 600   # queue behind a running deploy
     """
-    options = core.DeployOptions(
-        tag=tag, registry=_registry(ctx, registry), force=force, dry_run=dry_run,
-        min_free_bytes=int(min_free_mb * 2**20), health_timeout_s=health_timeout, e2e_gate=not no_e2e, message=message,
-    )
-    _run_deploy(ctx, options, lock_wait_s=lock_wait)
+    options = _options(ctx, tag, registry, "deploy", force=force, dry_run=dry_run, lock_wait_s=lock_wait,
+                       no_e2e=no_e2e, health_timeout_s=health_timeout, failed_checks=failed_checks,
+                       min_free_mb=min_free_mb, message=message)
+    _run_deploy(ctx, options)
 
 
 @click.command("rollback")
@@ -231,8 +236,8 @@ def deploy_command(ctx: Context, tag: str, registry: str | None, dry_run: bool, 
 @_with_options
 @pass_context
 def rollback_command(ctx: Context, to: str | None, registry: str | None, dry_run: bool, force: bool,
-                     lock_wait: float, no_e2e: bool, health_timeout: float | None, min_free_mb: float,
-                     message: str) -> None:
+                     lock_wait: float, no_e2e: bool, health_timeout: float | None, failed_checks: int,
+                     min_free_mb: float, message: str) -> None:
     """Go back to the previous good release (or --to TAG), with the same health gate as deploy.
 
     \b
@@ -240,11 +245,10 @@ def rollback_command(ctx: Context, to: str | None, registry: str | None, dry_run
       isletops rollback
       isletops rollback --to 2026-11-20_01 -m "IEQ regression"
     """
-    options = core.DeployOptions(
-        tag="", registry=_registry(ctx, registry), command="rollback", force=force, dry_run=dry_run,
-        min_free_bytes=int(min_free_mb * 2**20), health_timeout_s=health_timeout, e2e_gate=not no_e2e, message=message,
-    )
-    _run_deploy(ctx, options, to, lock_wait_s=lock_wait)
+    options = _options(ctx, "", registry, "rollback", force=force, dry_run=dry_run, lock_wait_s=lock_wait,
+                       no_e2e=no_e2e, health_timeout_s=health_timeout, failed_checks=failed_checks,
+                       min_free_mb=min_free_mb, message=message)
+    _run_deploy(ctx, options, to)
 
 
 @click.command("history")

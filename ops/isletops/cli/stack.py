@@ -13,8 +13,9 @@ import click
 from isletops import deploy
 from isletops import stack as core
 from isletops.cli import Context, pass_context
-from isletops.docker_engine import ContainerState
+from isletops.engines import ServiceState, engine_for
 from isletops.errors import ConfigError, ExitStatus, IsletOpsError
+from isletops.release import COMPONENTS
 
 
 @dataclass
@@ -58,7 +59,7 @@ def progress_reporter(title: str, verbose: bool = False) -> Iterator[Reporter]:
     yield Reporter(step_on_pipe, output_on_pipe)
 
 
-def _state_rows(states: list[ContainerState]) -> list[tuple[str, ...]]:
+def _state_rows(states: list[ServiceState]) -> list[tuple[str, ...]]:
     rows = []
     for state in states:
         started = state.started_at.strftime("%Y-%m-%d %H:%M:%S") if state.started_at else "-"
@@ -67,7 +68,7 @@ def _state_rows(states: list[ContainerState]) -> list[tuple[str, ...]]:
     return rows
 
 
-def print_states(states: list[ContainerState]) -> None:
+def print_states(states: list[ServiceState]) -> None:
     header = ("SERVICE", "STATE", "HEALTH", "RESTARTS", "STARTED (UTC)", "IMAGE")
     rows = [header, *_state_rows(states)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
@@ -77,7 +78,7 @@ def print_states(states: list[ContainerState]) -> None:
         click.secho(line, fg=None if ready else "red")  # click drops colours on a pipe
 
 
-def _not_ready(states: list[ContainerState]) -> list[ContainerState]:
+def _not_ready(states: list[ServiceState]) -> list[ServiceState]:
     return [state for state in states if not state.is_ready]
 
 
@@ -193,29 +194,35 @@ def logs_command(ctx: Context, service: str | None, tail: int, follow: bool) -> 
 
 def _status(ctx: Context, as_json: bool) -> None:
     instance = ctx.instance()
-    states = core.status(ctx.config, instance)
+    engine = engine_for(ctx.config, instance)
+    states = engine.service_states(COMPONENTS)
     not_ready = _not_ready(states)
+    deployment = None
     try:
-        deployment = deploy.deployment_status(instance)  # history and lock only: no Docker, no registry
+        deployment = deploy.deployment_status(instance, engine)  # the release read from the containers
         deploy_lines, deploy_doc = deployment.lines(), deployment.as_dict()
     except IsletOpsError as exc:  # a broken history file must not hide what runs
         deploy_lines, deploy_doc = [f"deploy history unreadable: {exc}"], {"error": str(exc)}
+    release = deployment.release if deployment else ""
+    mixed = bool(deployment and deployment.mixed)
     if as_json:
         document = {
             "instance": instance.name,
             "project": instance.project_name,
-            "tag": core.current_tag(instance),
-            "healthy": not not_ready,
+            "tag": release or None,
+            "mixed": mixed,
+            "healthy": not not_ready and not mixed,
             "containers": [state.as_dict() for state in states],
             "deployment": deploy_doc,
         }
         click.echo(json.dumps(document, indent=2))
     else:
-        click.echo(f"instance '{instance.name}', release {core.current_tag(instance) or '(none)'}")
+        shown = "MIXED (see below)" if mixed else release or "(none running)"
+        click.echo(f"instance '{instance.name}', release {shown}")
         print_states(states)
         for line in deploy_lines:
             click.echo(f"  {line}")
-    if not_ready:
+    if not_ready or mixed:
         raise SystemExit(int(ExitStatus.CRITICAL))
 
 
