@@ -87,11 +87,15 @@ def test_status_shows_the_release_history_and_the_deploy_lock(site, monkeypatch)
     import json
 
     from isletops.cli import stack as stack_cli
+    from tests.fakes.engine import FakeEngine
 
-    monkeypatch.setattr(stack_cli.core, "status", lambda *_: [])  # no Docker: no containers to show
+    engine = FakeEngine()
+    engine.run_release("2026-11-20_01")
+    monkeypatch.setattr(stack_cli, "engine_for", lambda *_: engine)  # no Docker: the fake's containers
     plain = _run(site, "status")
     assert plain.exit_code == 0, plain.output
-    assert "  release: none recorded (previous good: none)" in plain.stdout.splitlines()
+    assert "instance 'prod', release 2026-11-20_01" in plain.stdout  # read from the containers
+    assert "  history: nothing recorded deployed (previous good: none)" in plain.stdout.splitlines()
     locked = _run(site, "lock", "acquire", "-m", "maintenance")
     assert locked.exit_code == 0, locked.output
     lines = _run(site, "status").stdout.splitlines()
@@ -100,3 +104,22 @@ def test_status_shows_the_release_history_and_the_deploy_lock(site, monkeypatch)
     assert document["deployment"]["deployed"] == ""
     assert document["deployment"]["lock"]["held"] is True
     assert document["deployment"]["lock"]["details"]["message"] == "maintenance"
+
+
+def test_status_calls_a_mixed_release_critical_and_names_who_runs_what(site, monkeypatch):
+    import json
+
+    from isletops.cli import stack as stack_cli
+    from tests.fakes.engine import FakeEngine
+
+    engine = FakeEngine()
+    engine.run_release("2026-11-20_01")
+    engine.run_release("2026-11-21_01", ["backend"])
+    monkeypatch.setattr(stack_cli, "engine_for", lambda *_: engine)
+    shown = _run(site, "status")
+    assert shown.exit_code == 2
+    assert "release MIXED" in shown.stdout
+    assert "MIXED release: backend runs 2026-11-21_01; storage, queue, shepherd, pruner, frontend, edge run " \
+        "2026-11-20_01" in shown.stdout
+    document = json.loads(_run(site, "status", "--json").stdout)
+    assert document["mixed"] is True and document["healthy"] is False and document["tag"] is None

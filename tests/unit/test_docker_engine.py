@@ -162,34 +162,14 @@ def test_container_state_from_inspect_data():
     assert container_state(_container()).is_ready
 
 
-class _FakeContainers:
-    def __init__(self, containers):
-        self.containers = containers
-
-    def list(self, **kwargs):
-        return self.containers
-
-
-def test_wait_healthy_fails_at_once_on_an_unhealthy_service_quoting_its_health_output():
-    client = SimpleNamespace(containers=_FakeContainers([
-        _container(health="unhealthy", log_output="storage: S3 is not reachable")]))
-    engine = DockerEngine(client=client)
-    with pytest.raises(DockerError) as caught:
-        engine.wait_healthy("p", ["backend", "shepherd"], timeout_s=60, poll_s=0.05)
-    assert str(caught.value) == ("Project 'p' has a broken service: backend (running, unhealthy): last health "
-                                 "check said 'storage: S3 is not reachable'. See 'isletops logs backend'.")
-
-
-def test_wait_healthy_at_the_deadline_names_every_service_not_ready():
-    client = SimpleNamespace(containers=_FakeContainers([_container(health="starting", log_output="not yet")]))
-    engine = DockerEngine(client=client)
-    with pytest.raises(DockerError) as caught:
-        engine.wait_healthy("p", ["backend", "shepherd"], timeout_s=0.2, poll_s=0.05)
-    assert str(caught.value) == ("Project 'p' was not healthy after 0 s: backend (running, starting): last health "
-                                 "check said 'not yet'; shepherd (missing). See 'isletops logs backend'.")
-
-
-def test_wait_healthy_returns_when_everything_is_ready():
-    client = SimpleNamespace(containers=_FakeContainers([_container(health="healthy")]))
-    states = DockerEngine(client=client).wait_healthy("p", ["backend"], timeout_s=5)
-    assert [s.service for s in states] == ["backend"] and states[0].is_ready
+def test_container_state_keeps_the_health_checks_and_the_start_period():
+    raw = _container(health="starting", log_output="refused")
+    raw.attrs["State"]["Health"]["Log"] = [
+        {"Start": "2026-11-23T10:00:05Z", "ExitCode": 1, "Output": "refused"},
+        {"Start": "2026-11-23T10:00:10Z", "ExitCode": 0, "Output": "ok"},
+    ]
+    raw.attrs["Config"]["Healthcheck"] = {"StartPeriod": 30_000_000_000}
+    state = container_state(raw)
+    assert state.start_period_s == 30.0
+    assert [(c.exit_code, c.output) for c in state.checks] == [(1, "refused"), (0, "ok")]
+    assert state.checks[0].started_at == datetime(2026, 11, 23, 10, 0, 5, tzinfo=UTC)

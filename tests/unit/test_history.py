@@ -72,8 +72,11 @@ def test_missing_history_is_empty(tmp_path):
 def test_notice_after_an_interrupted_or_rolled_back_attempt():
     ok = entry("deploy", "", T1)
     assert last_attempt_notice([ok]) == ""
-    notice = last_attempt_notice([ok, entry("deploy", T1, T2, "interrupted", user="alice")])
+    restored = entry("deploy", T1, T2, "interrupted", user="alice", message=f"interrupted (Ctrl-C); {T1} restored")
+    notice = last_attempt_notice([ok, restored])
     assert "interrupted" in notice and f"{T1} was restored" in notice and "alice" in notice
+    notice = last_attempt_notice([ok, entry("deploy", T1, T2, "interrupted", message="restoring failed: x")])
+    assert f"{T1} may not have been restored (see 'isletops status')" in notice
     notice = last_attempt_notice([ok, entry("deploy", T1, T2, "rolled_back", message="backend unhealthy")])
     assert f"rolled back to {T1}" in notice and "backend unhealthy" in notice
 
@@ -82,6 +85,7 @@ def test_deployment_status_for_isletops_status(tmp_path):
     from isletops.config import InstanceConfig
     from isletops.deploy import deployment_status
     from isletops.lock import InstanceLock, LockDetails
+    from tests.fakes.engine import FakeEngine
 
     inst = InstanceConfig(name="prod", directory=tmp_path / "prod")
     history = History(inst.state_dir, "prod")
@@ -90,9 +94,12 @@ def test_deployment_status_for_isletops_status(tmp_path):
     history.append(entry("deploy", T2, T3, "interrupted", user="alice"))
     by_hand = LockDetails.for_this_process("manual", message="hands off", hold=False)
     InstanceLock(inst.state_dir, "prod").acquire(by_hand)
-    status = deployment_status(inst)
+    engine = FakeEngine()
+    engine.run_release(T2)
+    status = deployment_status(inst, engine)
     text = "\n".join(status.lines())
-    assert f"release: {T2} (previous good: {T1})" in text
+    assert status.release == T2
+    assert f"history: {T2} deployed (previous good: {T1})" in text
     assert f"last deploy: {T2} -> {T3} interrupted" in text and "by alice" in text
     assert "locked:" in text and "hands off" in text
     assert "note: The last deploy" in text
