@@ -33,9 +33,9 @@ from urllib.parse import urlparse
 import requests
 
 from isletops import deploy, stack
-from isletops.config import load_config, read_env_file
+from isletops.config import load_config
 from isletops.docker_engine import DockerEngine
-from isletops.release import COMPONENTS
+from isletops.engines import engine_for
 
 # What a browser does while a user works: the page, polling the job list, the model list, and a
 # POST to the job endpoint (without an image: the backend answers 400 and stores nothing), so the
@@ -55,6 +55,10 @@ class LoadReport:
     # The host's 1-minute load average when the operation ended: other work on a shared host
     # slows health checks and deploys, so figures are only comparable at a similar load.
     load_average: float = 0.0
+    # Latency of the GETs (seconds): a request waiting on a dead address shows here, not in `failed`.
+    get_p50_s: float = 0.0
+    get_p99_s: float = 0.0
+    get_max_s: float = 0.0
 
 
 class Load:
@@ -71,6 +75,7 @@ class Load:
         self.stop = threading.Event()
         self.lock = threading.Lock()
         self.results: list[tuple[float, bool, str]] = []  # (time, ok, error kind)
+        self.get_latencies: list[float] = []
 
     def _worker(self, index: int) -> None:
         session = requests.Session()
@@ -88,10 +93,13 @@ class Load:
                 session = requests.Session()  # a broken keep-alive connection must not poison the rest
             with self.lock:
                 self.results.append((started, ok, "" if ok else kind))
+                if method == "GET":
+                    self.get_latencies.append(time.monotonic() - started)
             self.stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
 
     def measure(self, name: str, operation: Callable[[], None]) -> LoadReport:
         self.results = []
+        self.get_latencies = []
         self.stop.clear()
         threads = [threading.Thread(target=self._worker, args=(i,), daemon=True) for i in range(self.workers)]
         for thread in threads:
@@ -107,6 +115,11 @@ class Load:
             for thread in threads:
                 thread.join(timeout=self.timeout_s + 1)
         report = LoadReport(name, round(duration, 1), len(self.results), load_average=round(os.getloadavg()[0], 2))
+        latencies = sorted(self.get_latencies)
+        if latencies:
+            report.get_p50_s = round(latencies[len(latencies) // 2], 3)
+            report.get_p99_s = round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))], 3)
+            report.get_max_s = round(latencies[-1], 3)
         outage_start = None
         for at, ok, kind in sorted(self.results):
             if not ok:
@@ -137,30 +150,22 @@ def main(argv: list[str] | None = None) -> int:
 
     site = load_config(args.config)
     instance = site.instance(args.instance)
-    engine = DockerEngine()
+    engine = engine_for(site, instance)
 
     def run_deploy(tag: str, command: str = "deploy") -> Callable[[], None]:
         def operation() -> None:
-            options = deploy.DeployOptions(
-                tag=tag, registry=args.registry, command=command, e2e_gate=False, message="bench/deploy_under_load.py"
-            )
-            deploy.deploy(site, instance, options, engine=engine, progress=say)
+            options = deploy.DeployOptions(tag=tag, registry=args.registry, command=command,
+                                           message="bench/deploy_under_load.py")
+            deploy.deploy(instance, engine, options, progress=say)
 
         return operation
 
     def force_recreate() -> None:
-        files = stack.compose_files(instance)
-        engine.compose(
-            instance.project_name,
-            files,
-            ["up", "-d", "--force-recreate"],
-            env=read_env_file(instance.env_file),
-            capture=True,
-        )
-        engine.wait_healthy(instance.project_name, list(COMPONENTS), instance.health_timeout_s)
+        stack.up(site, instance, force_recreate=True, registry=stack.current_registry(instance),
+                 engine=DockerEngine())
 
     print(f"bringing '{instance.name}' to {args.from_tag} (not measured) ...", file=sys.stderr)
-    deployed, _notes = deploy.current_deployment(instance)
+    deployed, _notes = deploy.current_deployment(instance, engine)
     if deployed.current != args.from_tag:
         run_deploy(args.from_tag)()
     load = Load(instance.frontend_url, args.rate)
@@ -173,12 +178,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps([asdict(r) for r in reports], indent=2))
         return 0
-    print(f"{'operation':<40} {'duration':>9} {'failed/total':>13} {'longest outage':>15} {'load':>5}  errors")
+    print(f"{'operation':<40} {'duration':>9} {'failed/total':>13} {'longest outage':>15} "
+          f"{'GET p50/p99/max':>20} {'load':>5}  errors")
     for r in reports:
         errors = ", ".join(f"{k} x{v}" for k, v in sorted(r.errors.items())) or "-"
         counts = f"{r.failed}/{r.total}"
+        latency = f"{r.get_p50_s:.2f}/{r.get_p99_s:.2f}/{r.get_max_s:.2f}s"
         print(f"{r.operation:<40} {r.duration_s:>8.1f}s {counts:>13} {r.longest_outage_s:>14.1f}s "
-              f"{r.load_average:>5.2f}  {errors}")
+              f"{latency:>20} {r.load_average:>5.2f}  {errors}")
     print(f"host: {os.cpu_count()} cores; load = 1-minute load average at the end of each operation")
     return 0
 

@@ -1,6 +1,6 @@
 """Deploy hooks: a deploy or rollback silences every probe of its instance for its own duration.
 
-`isletops.cli.deploy` loads this module and calls `register(register_hook)`. The pre-deploy hook
+`isletops.cli.deploy` calls `register(hooks.add)` on each deploy's `isletops.deploy.Hooks`. The pre-deploy hook
 sets a silence on "all" (bounded by `DEPLOY_SILENCE_S`, so a killed deploy cannot silence the
 monitor for long); the post-deploy hook ends it whatever the deploy's result. Failures keep
 being counted meanwhile: a release that stays broken alerts as soon as the silence ends.

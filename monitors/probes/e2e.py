@@ -113,7 +113,7 @@ def measurements(result: ProbeResult, options: dict[str, Any]) -> list[Measureme
 
 
 def run_synthetic_job(base_url: str, timeout_s: float) -> str:
-    """The deploy gate (`isletops.deploy.e2e_gate`): the probe's job must pass within `timeout_s`.
+    """The deploy gate (the CLI injects it into `isletops.deploy`): the job must pass within `timeout_s`.
 
     Returns the job id; raises `ProbeError` with the probe's sentence otherwise (slow counts as a
     failure here: a fresh release must prove it works).

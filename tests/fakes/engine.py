@@ -16,7 +16,9 @@ from isletops.engines.base import HealthPolicy, ServicePlan, ServiceState, Servi
 from isletops.engines.health import HealthFailed, not_healthy
 from isletops.release import COMPONENTS, image_name, tag_of_image
 
-LEVELS: tuple[tuple[str, ...], ...] = (("storage", "queue"), ("backend", "shepherd", "pruner"), ("frontend",), ("edge",))
+LEVELS: tuple[tuple[str, ...], ...] = (
+    ("storage", "queue"), ("backend", "shepherd", "pruner"), ("frontend",), ("edge",),
+)
 START_FIRST = frozenset({"backend", "frontend"})
 
 

@@ -22,7 +22,6 @@ from isletops.registry import (
     USERNAME_ENV_VAR,
     RegistryClient,
     RegistryCredentials,
-    use_credentials,
 )
 from isletops.release import COMPONENTS, image_name
 from tests.fixtures.registry import AUTH_PASSWORD, AUTH_USER
@@ -56,13 +55,11 @@ def tiny_builds(engine, tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def no_credentials_left(monkeypatch):
-    """Credentials come from the test's own environment only, and are forgotten afterwards."""
+    """Credentials come from the test's own environment only (nothing is kept per process)."""
     monkeypatch.delenv(USERNAME_ENV_VAR, raising=False)
     monkeypatch.delenv(PASSWORD_ENV_VAR, raising=False)
     registries: list[str] = []
-    yield registries
-    for registry in registries:
-        use_credentials(registry, None)
+    return registries
 
 
 def site(tmp_path: Path, registry: str, username: str = AUTH_USER) -> Path:
@@ -107,20 +104,20 @@ def test_release_releases_and_pull_with_credentials(
         assert listing.exit_code == 0, listing.output
         assert tag in listing.stdout and "INCOMPLETE" not in listing.stdout
 
-        client = RegistryClient(registry)  # the CLI made the credentials known for this host
+        credentials = RegistryCredentials(AUTH_USER, AUTH_PASSWORD)
+        client = RegistryClient(registry, credentials=credentials)  # credentials are passed, never global
         assert client.missing_images(tag) == []
         if service is not None:  # the token service, not basic auth, let us in
             assert f"repository:{image_name('backend', tag, '').split(':')[0]}:pull" in service.issued
             assert service.refused == 0
 
-        # A pull from a fresh engine logs in by itself (the image was removed locally first).
+        # A pull from a fresh engine given the credentials logs in by itself (the image was removed first).
         ref = image_name("backend", tag, registry)
         engine.remove_image(ref, force=True)
-        DockerEngine().pull_image(ref)
+        DockerEngine(credentials={registry: credentials}).pull_image(ref)
         assert engine.image_exists(ref)
 
         # Without credentials the same pull is refused, as a sentence.
-        use_credentials(registry, None)
         engine.remove_image(ref, force=True)
         with pytest.raises(RegistryError, match=f"Pulling {ref} failed"):
             DockerEngine().pull_image(ref)

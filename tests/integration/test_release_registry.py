@@ -8,11 +8,10 @@ from click.testing import CliRunner
 
 from isletops import registry as registry_module
 from isletops.cli import main
-from isletops.deploy import release
 from isletops.docker_engine import DockerEngine
 from isletops.errors import RegistryError
 from isletops.registry import RegistryClient
-from isletops.release import COMPONENTS, image_name
+from isletops.release import COMPONENTS, image_name, release
 
 pytestmark = pytest.mark.integration
 
@@ -131,7 +130,7 @@ def test_unreachable_registry_is_one_sentence(unreachable_registry, tiny_builds)
 
 def test_release_without_local_builds_says_build_first(fresh_registry):
     with pytest.raises(RegistryError, match="isletops build"):
-        release(fresh_registry, build_tag="h4-never-built")
+        release(RegistryClient(fresh_registry), _Pusher(DockerEngine()), build_tag="h4-never-built")
     assert RegistryClient(fresh_registry).catalog() == []  # nothing pushed
 
 
@@ -142,3 +141,19 @@ def test_registry_that_needs_a_login_says_so(auth_registry):
     assert "registry_username" in str(excinfo.value) and "ISLETOPS_REGISTRY_PASSWORD" in str(excinfo.value)
     result = CliRunner().invoke(main, ["releases", "--registry", auth_registry])
     assert result.exit_code == 2 and result.output.count("\n") == 1 and "401" in result.output
+
+
+class _Pusher:
+    """`release`'s engine side on the real Docker Engine."""
+
+    def __init__(self, docker: DockerEngine) -> None:
+        self.docker = docker
+
+    def image_present(self, ref: str) -> bool:
+        return self.docker.image_exists(ref)
+
+    def tag(self, source: str, target: str) -> None:
+        self.docker.tag_image(source, target)
+
+    def push(self, ref: str) -> None:
+        self.docker.push_image(ref)
