@@ -2,7 +2,7 @@
 
 The holder is a real second process that takes the instance lock the way a deploy does (its own
 pid in the details) and releases it after a while, or not at all; the waiting side is the real
-`isletops` CLI. Deploys here use a registry where nothing listens, so once one has the lock it
+`isletops` CLI. No Docker is needed: deploys here use a registry where nothing listens, so once one has the lock it
 stops at the registry check (recorded in the history) instead of starting a stack: that is enough
 to tell "took the lock after waiting" from "refused".
 """
@@ -23,8 +23,6 @@ from click.testing import CliRunner
 from isletops.cli import main
 from isletops.lock import InstanceLock, LockDetails
 from tests.fixtures.servers import free_port
-
-pytestmark = pytest.mark.integration
 
 TAG = "2026-03-01_01"
 
