@@ -104,6 +104,8 @@ class InstanceConfig:
     engine: str = "compose"  # the orchestrator that runs it (isletops.engines.ENGINE_NAMES)
     public_url: str = ""
     health_timeout_s: int = 180
+    # Consecutive failed health checks, after a container's start period, that fail it at once.
+    health_failed_checks: int = 3
     max_upload_mb: int = 200
     retention_days: float = 30.0
 
@@ -288,6 +290,8 @@ def parse_config(raw: Any, source: Path | None = None) -> SiteConfig:
         )
         if instance.gpu not in ("auto", "yes", "no"):
             raise ConfigError(f"{name}: instances.{instance_name}.gpu must be auto, yes or no.")
+        if instance.health_failed_checks < 1:
+            raise ConfigError(f"{name}: instances.{instance_name}.health_failed_checks must be 1 or more.")
         if instance.engine not in ENGINE_NAMES:
             raise ConfigError(
                 f"{name}: instances.{instance_name}.engine must be one of {', '.join(ENGINE_NAMES)}, "

@@ -1,3 +1,4 @@
+import dataclasses
 import stat
 from pathlib import Path
 
@@ -50,6 +51,8 @@ def test_two_instances_with_their_own_folders_and_ports(tmp_path):
         ({"nonsense": 1}, "unknown setting"),
         ({"instances": {"a": {"http_port": 1, "api_port": 2}, "b": {"http_port": 2, "api_port": 3}}}, "port 2"),
         ({"mail": {"security": "tls9"}}, "mail.security"),
+        ({"instances": {"prod": {"engine": "nomad"}}}, r"instances.prod.engine must be one of compose, not 'nomad'\."),
+        ({"instances": {"prod": {"health_failed_checks": 0}}}, "health_failed_checks must be 1 or more"),
     ],
 )
 def test_invalid_settings_are_named(raw, message):
@@ -66,3 +69,15 @@ def test_env_file_generated_0600_and_secrets_kept_on_rerun(tmp_path):
     second = ensure_env_file(instance, {"TAG": "2026-11-23_01"})
     assert second["S3_SECRET_KEY"] == first["S3_SECRET_KEY"]
     assert read_env_file(instance.env_file)["TAG"] == "2026-11-23_01"
+
+
+def test_engine_defaults_to_compose_and_an_unknown_one_is_refused_where_it_is_picked():
+    from isletops.engines import engine_for
+    from isletops.engines.compose import ComposeEngine
+
+    config = parse_config({"instances": {"prod": {}}}, Path("isletops.yml"))
+    assert config.instance("prod").engine == "compose"
+    assert isinstance(engine_for(config, config.instance("prod")), ComposeEngine)
+    odd = dataclasses.replace(config.instance("prod"), engine="nomad")
+    with pytest.raises(ConfigError, match="asks for engine 'nomad', which isletops does not have"):
+        engine_for(config, odd)

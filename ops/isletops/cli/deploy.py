@@ -118,9 +118,9 @@ _deploy_options = [
                  help="When another deploy holds the lock, wait up to S seconds for it instead of refusing."),
     click.option("--no-e2e", is_flag=True, help="Skip the end-to-end job gate (healthchecks still gate)."),
     click.option("--health-timeout", type=float, metavar="S", help="Seconds per service to become healthy."),
-    click.option("--failed-checks", type=click.IntRange(min=1), default=core.DEFAULT_FAILED_CHECKS,
-                 show_default=True, metavar="N",
-                 help="Consecutive failed health checks (after the start period) that fail a service at once."),
+    click.option("--failed-checks", type=click.IntRange(min=1), metavar="N",
+                 help="Consecutive failed health checks (after the start period) that fail a service at once. "
+                      f"Default: the instance's health_failed_checks ({core.DEFAULT_FAILED_CHECKS})."),
     click.option("--min-free-mb", type=float, default=core.DEFAULT_MIN_FREE_BYTES / 2**20, show_default=True,
                  help="MiB that must stay free on Docker's data root and the instance folder after the pull."),
     click.option("-m", "--message", default="", help="Why: kept in the lock details and the history."),
@@ -211,7 +211,7 @@ def releases_command(ctx: Context, registry: str | None, as_json: bool) -> None:
 @_with_options
 @pass_context
 def deploy_command(ctx: Context, tag: str, registry: str | None, dry_run: bool, force: bool, lock_wait: float,
-                   no_e2e: bool, health_timeout: float | None, failed_checks: int, min_free_mb: float,
+                   no_e2e: bool, health_timeout: float | None, failed_checks: int | None, min_free_mb: float,
                    message: str) -> None:
     """Deploy release TAG, health-gated; roll back by itself when it is not healthy.
 
@@ -236,7 +236,7 @@ def deploy_command(ctx: Context, tag: str, registry: str | None, dry_run: bool, 
 @_with_options
 @pass_context
 def rollback_command(ctx: Context, to: str | None, registry: str | None, dry_run: bool, force: bool,
-                     lock_wait: float, no_e2e: bool, health_timeout: float | None, failed_checks: int,
+                     lock_wait: float, no_e2e: bool, health_timeout: float | None, failed_checks: int | None,
                      min_free_mb: float, message: str) -> None:
     """Go back to the previous good release (or --to TAG), with the same health gate as deploy.
 

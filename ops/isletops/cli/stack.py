@@ -60,7 +60,7 @@ def progress_reporter(title: str, verbose: bool = False) -> Iterator[Reporter]:
 
 
 def _state_rows(states: list[ServiceState]) -> list[tuple[str, ...]]:
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for state in states:
         started = state.started_at.strftime("%Y-%m-%d %H:%M:%S") if state.started_at else "-"
         rows.append((state.service, state.state, state.health or "-", str(state.restart_count), started,

@@ -46,7 +46,7 @@ Progress = Callable[[str], None]
 
 # Free space that must remain after a pull.
 DEFAULT_MIN_FREE_BYTES = int(float(os.environ.get("ISLETOPS_MIN_FREE_MB", "1024")) * 1024 * 1024)
-DEFAULT_FAILED_CHECKS = 3
+DEFAULT_FAILED_CHECKS = InstanceConfig.health_failed_checks
 
 
 class ReleaseRegistry(Protocol):
@@ -72,7 +72,7 @@ class DeployOptions:
     lock_wait_s: float = 0.0
     min_free_bytes: int = DEFAULT_MIN_FREE_BYTES
     health_timeout_s: float | None = None  # None: the instance's health_timeout_s
-    failed_checks: int = DEFAULT_FAILED_CHECKS
+    failed_checks: int | None = None  # None: the instance's health_failed_checks
     drain_s: int = DRAIN_TIMEOUT_S
     credentials: RegistryCredentials | None = None  # for `registry` only
     gate: Gate | None = None  # the end-to-end gate; None: healthchecks only
@@ -169,7 +169,8 @@ def deploy(
     started = time.monotonic()
     recorded_at = utc_now().isoformat()
     settings = RolloutSettings(
-        HealthPolicy(float(options.health_timeout_s or instance.health_timeout_s), options.failed_checks),
+        HealthPolicy(float(options.health_timeout_s or instance.health_timeout_s),
+                     options.failed_checks or instance.health_failed_checks),
         options.drain_s,
     )
     entry: list[HistoryEntry] = []
