@@ -46,3 +46,50 @@ def test_image_name_with_and_without_registry():
 def test_components_start_with_their_dependencies():
     assert COMPONENTS.index("storage") < COMPONENTS.index("backend") < COMPONENTS.index("frontend")
     assert COMPONENTS.index("queue") < COMPONENTS.index("shepherd")
+
+
+def test_tag_of_image_reads_the_tag_of_any_reference():
+    from isletops.release import tag_of_image
+
+    assert tag_of_image("127.0.0.1:5000/isletnet-backend:2026-11-20_01") == "2026-11-20_01"
+    assert tag_of_image("isletnet-backend:itest") == "itest"
+    assert tag_of_image("127.0.0.1:5000/isletnet-backend") is None
+    assert tag_of_image("isletnet-backend@sha256:abc") is None
+
+
+def test_releases_mark_deployed_previous_failed_and_incomplete():
+    from isletops.history import HistoryEntry, failed_tags
+    from isletops.release import list_releases
+    from tests.fakes.registry import FakeRegistry
+
+    registry = FakeRegistry()
+    for tag in ("2026-11-20_01", "2026-11-21_01", "2026-11-22_01"):
+        registry.add_release(tag)
+    registry.add_release("2026-11-23_01", ["backend"])
+    entries = [
+        HistoryEntry("deploy", "", "2026-11-20_01", "ok", 1.0, time="t1"),
+        HistoryEntry("deploy", "2026-11-20_01", "2026-11-22_01", "rolled_back", 1.0, time="t2"),
+        HistoryEntry("deploy", "2026-11-20_01", "2026-11-21_01", "ok", 1.0, time="t3"),
+    ]
+    rows = list_releases(registry, "2026-11-21_01", "2026-11-20_01", failed_tags(entries))
+    assert [(r.tag, r.complete, r.deployed, r.previous, r.failed) for r in rows] == [
+        ("2026-11-23_01", False, False, False, False),
+        ("2026-11-22_01", True, False, False, True),
+        ("2026-11-21_01", True, True, False, False),
+        ("2026-11-20_01", True, False, True, False),
+    ]
+
+
+def test_release_tags_and_pushes_every_component_through_the_engine():
+    from isletops.errors import RegistryError
+    from isletops.release import local_build_image, release
+    from tests.fakes.engine import FakeEngine
+    from tests.fakes.registry import FakeRegistry
+
+    registry, engine = FakeRegistry(), FakeEngine()
+    with pytest.raises(RegistryError, match="isletops build"):
+        release(registry, engine, "b1", today=dt.date(2026, 11, 23))
+    engine.present |= {local_build_image(c, "b1") for c in COMPONENTS}
+    plan = release(registry, engine, "b1", today=dt.date(2026, 11, 23))
+    assert plan.tag == "2026-11-23_01"
+    assert engine.method_calls("push") == [(image_name(c, plan.tag, registry.name),) for c in COMPONENTS]
