@@ -5,33 +5,15 @@ and the instance always ends on one release."""
 import json
 import os
 import signal
-from pathlib import Path
 
 import pytest
 
 from isletops import deploy
-from isletops.config import InstanceConfig
-from isletops.deploy import rollout
 from isletops.deploy.interrupts import InterruptController, Interrupted
 from isletops.lock import InstanceLock
 from isletops.release import COMPONENTS
 from tests.fakes.engine import FakeEngine
-from tests.fakes.registry import FakeRegistry
-
-T1, T2, T3 = "2026-11-20_01", "2026-11-21_01", "2026-11-22_01"
-REGISTRY = "r.test:5000"
-
-
-@pytest.fixture(autouse=True)
-def no_resolver_wait(monkeypatch):
-    monkeypatch.setattr(rollout, "RESOLVER_TTL_S", 0.0)
-    monkeypatch.setattr(rollout.RolloutSettings, "__init__", _no_wait(rollout.RolloutSettings.__init__))
-
-
-def _no_wait(init):
-    def patched(self, health, drain_s=60, resolver_ttl_s=0.0):
-        init(self, health, drain_s, 0.0)
-    return patched
+from tests.unit.test_deploy_run import REGISTRY, T1, T2, T3, instance, registry  # noqa: F401 - shared fixtures
 
 
 def kill(signum=signal.SIGINT):
@@ -97,19 +79,6 @@ def test_a_signal_during_the_cleanups_is_not_lost():
 # -- a deploy, interrupted at each phase -----------------------------------------------------------
 
 
-@pytest.fixture
-def instance(tmp_path: Path) -> InstanceConfig:
-    return InstanceConfig(name="prod", directory=tmp_path / "prod")
-
-
-@pytest.fixture
-def registry() -> FakeRegistry:
-    made = FakeRegistry(REGISTRY)
-    for tag in (T1, T2, T3):
-        made.add_release(tag)
-    return made
-
-
 def history(instance):
     return [json.loads(line) for line in (instance.state_dir / "history.jsonl").read_text().splitlines()]
 
@@ -119,7 +88,7 @@ def on_release(engine: FakeEngine, tag: str) -> bool:
 
 
 def options(tag):
-    return deploy.DeployOptions(tag=tag, registry=REGISTRY, min_free_bytes=0)
+    return deploy.DeployOptions(tag=tag, registry=REGISTRY, min_free_bytes=0, resolver_ttl_s=0)
 
 
 def interrupt_at(engine: FakeEngine, method: str, signum=signal.SIGINT, times: int = 1):

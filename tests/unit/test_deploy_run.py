@@ -16,21 +16,10 @@ from isletops.errors import DeployError, LockError, RegistryError
 from isletops.lock import InstanceLock, LockDetails
 from isletops.release import COMPONENTS, image_name
 from tests.fakes.engine import FakeEngine
-from tests.fakes.registry import FakeRegistry
+from tests.fakes.registry import FakeRegistry, released
 
 T1, T2, T3 = "2026-11-20_01", "2026-11-21_01", "2026-11-22_01"
 REGISTRY = "r.test:5000"
-
-
-@pytest.fixture(autouse=True)
-def no_resolver_wait(monkeypatch):
-    monkeypatch.setattr(rollout.RolloutSettings, "__init__", _settings_without_wait(rollout.RolloutSettings.__init__))
-
-
-def _settings_without_wait(init):
-    def patched(self, health, drain_s=60, resolver_ttl_s=0.0):
-        init(self, health, drain_s, 0.0)
-    return patched
 
 
 @pytest.fixture
@@ -40,14 +29,11 @@ def instance(tmp_path: Path) -> InstanceConfig:
 
 @pytest.fixture
 def registry() -> FakeRegistry:
-    made = FakeRegistry(REGISTRY)
-    for tag in (T1, T2, T3):
-        made.add_release(tag)
-    return made
+    return released(T1, T2, T3, name=REGISTRY)
 
 
 def options(tag: str, **given) -> deploy.DeployOptions:
-    return deploy.DeployOptions(tag=tag, registry=REGISTRY, min_free_bytes=0, **given)
+    return deploy.DeployOptions(tag=tag, registry=REGISTRY, min_free_bytes=0, resolver_ttl_s=0, **given)
 
 
 def history(instance: InstanceConfig) -> list[dict]:

@@ -32,7 +32,7 @@ from isletops.deploy.gate import E2E_TIMEOUT_S, Gate, run_gate
 from isletops.deploy.hooks import HookContext, Hooks
 from isletops.deploy.interrupts import InterruptController
 from isletops.deploy.plan import DeployPlan, make_plan, rollback_target
-from isletops.deploy.rollout import DRAIN_TIMEOUT_S, RolloutSettings, roll_over
+from isletops.deploy.rollout import DRAIN_TIMEOUT_S, RESOLVER_TTL_S, RolloutSettings, roll_over
 from isletops.engines.base import Engine, HealthPolicy
 from isletops.errors import DeployError, IsletOpsError
 from isletops.history import Deployed, History, HistoryEntry, deployed_tags, last_attempt_notice
@@ -74,6 +74,7 @@ class DeployOptions:
     health_timeout_s: float | None = None  # None: the instance's health_timeout_s
     failed_checks: int | None = None  # None: the instance's health_failed_checks
     drain_s: int = DRAIN_TIMEOUT_S
+    resolver_ttl_s: float = RESOLVER_TTL_S  # how long old instances outlive the new ones' start (proxies' DNS)
     credentials: RegistryCredentials | None = None  # for `registry` only
     gate: Gate | None = None  # the end-to-end gate; None: healthchecks only
     e2e_timeout_s: float = E2E_TIMEOUT_S
@@ -171,7 +172,7 @@ def deploy(
     settings = RolloutSettings(
         HealthPolicy(float(options.health_timeout_s or instance.health_timeout_s),
                      options.failed_checks or instance.health_failed_checks),
-        options.drain_s,
+        options.drain_s, options.resolver_ttl_s,
     )
     entry: list[HistoryEntry] = []
     hook_notes: list[str] = []
