@@ -13,7 +13,10 @@ from isletops.deploy.interrupts import InterruptController, Interrupted
 from isletops.lock import InstanceLock
 from isletops.release import COMPONENTS
 from tests.fakes.engine import FakeEngine
-from tests.unit.test_deploy_run import REGISTRY, T1, T2, T3, instance, registry  # noqa: F401 - shared fixtures
+from tests.unit.conftest import FAKE_REGISTRY as REGISTRY
+from tests.unit.conftest import RELEASES
+
+T1, T2, T3 = RELEASES
 
 
 def kill(signum=signal.SIGINT):

@@ -2,7 +2,6 @@
 what it changes, what it leaves alone, what it records."""
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -16,20 +15,10 @@ from isletops.errors import DeployError, LockError, RegistryError
 from isletops.lock import InstanceLock, LockDetails
 from isletops.release import COMPONENTS, image_name
 from tests.fakes.engine import FakeEngine
-from tests.fakes.registry import FakeRegistry, released
+from tests.unit.conftest import FAKE_REGISTRY as REGISTRY
+from tests.unit.conftest import RELEASES
 
-T1, T2, T3 = "2026-11-20_01", "2026-11-21_01", "2026-11-22_01"
-REGISTRY = "r.test:5000"
-
-
-@pytest.fixture
-def instance(tmp_path: Path) -> InstanceConfig:
-    return InstanceConfig(name="prod", directory=tmp_path / "prod")
-
-
-@pytest.fixture
-def registry() -> FakeRegistry:
-    return released(T1, T2, T3, name=REGISTRY)
+T1, T2, T3 = RELEASES
 
 
 def options(tag: str, **given) -> deploy.DeployOptions:
