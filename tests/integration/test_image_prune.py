@@ -13,9 +13,10 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from isletops.cli import Context, main
-from isletops.cli.deploy import _prune_after_deploy
+from isletops.cli import main
+from isletops.config import load_config
 from isletops.docker_engine import DockerEngine
+from isletops.engines import engine_for
 from isletops.history import History, HistoryEntry
 from isletops.release import image_name
 
@@ -103,14 +104,14 @@ def test_prune_keeps_newest_deployed_previous_and_used_images(tmp_path, local_re
         assert engine.image_exists(ref), ref
 
 
-def test_retain_releases_prunes_after_a_deploy_and_zero_turns_it_off(tmp_path, local_release_images):
+def test_the_engines_retain_prune_after_a_deploy(tmp_path, local_release_images):
+    """What a good deploy runs with `retain_releases: 2` (that it runs only then, and never with 0,
+    is tests/unit/test_deploy_run.py::test_retain_prune_runs_after_a_good_deploy_only)."""
     engine, registry, _lookalikes, _containers = local_release_images
     deployed(tmp_path, T5)
-    # retain_releases: 0 -> the post-deploy prune does nothing.
-    _prune_after_deploy(Context(str(site(tmp_path, registry, retain=0)), None, False), registry)
-    assert present(engine, registry) == [T1, T2, T3, T4, T5]
-    # retain_releases: 2 -> T4 and T5 stay (T5 also deployed), T1..T3 go.
-    _prune_after_deploy(Context(str(site(tmp_path, registry, retain=2)), None, False), registry)
+    config = load_config(site(tmp_path, registry, retain=2))
+    notes = engine_for(config, config.instance(None)).prune_releases(registry, config.retain_releases)
+    assert notes == ["removed 6 image(s) of releases older than the newest 2"]
     assert present(engine, registry) == [T4, T5] and present(engine, registry, "frontend") == [T4, T5]
 
 
