@@ -10,6 +10,7 @@ host port, no state of their own); the others are recreated. Dependency levels c
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,8 @@ from isletops.errors import DeployError, IsletOpsError
 # twice for a moment, so they start-first when compose lets them (no fixed name or host port).
 STATEFUL_SERVICES = frozenset({"storage", "queue", "shepherd", "pruner"})
 LOG_TAIL_LINES = 20
+
+log = logging.getLogger(__name__)
 
 
 def service_strategies(spec: dict[str, Any], services: Sequence[str] = release.COMPONENTS) -> list[ServiceStep]:
@@ -143,11 +146,15 @@ class ComposeEngine:
     def runs_image(self, service: str, ref: str) -> bool:
         running = [s for s in self.service_states([service]) if s.service == service and s.state != "missing"]
         if len(running) != 1 or not running[0].is_ready or not running[0].image:
+            log.debug("%s will be rolled over: %s", service, [s.describe() for s in running] or "no container")
             return False
         try:
-            return self.docker.image_id(running[0].image) == self.docker.image_id(ref)
-        except IsletOpsError:  # unknown means changed
+            same = self.docker.image_id(running[0].image) == self.docker.image_id(ref)
+        except IsletOpsError as error:  # unknown means changed
+            log.debug("%s will be rolled over: %s", service, error)
             return False
+        log.debug("%s runs %s, the image of %s: %s", service, running[0].image, ref, "same" if same else "different")
+        return same
 
     def running_release(self, services: Sequence[str]) -> dict[str, list[str]]:
         found: dict[str, list[str]] = {service: [] for service in services}
