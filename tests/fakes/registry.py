@@ -74,3 +74,4 @@ class FakeRegistry:
     component_tags = RegistryClient.component_tags
     missing_images = RegistryClient.missing_images
     image_ref = RegistryClient.image_ref
+    pull_size = RegistryClient.pull_size

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from isletops.config import InstanceConfig
-from tests.fakes.registry import FakeRegistry, released
+from tests.fakes.registry import FakeRegistry
 
 RELEASES = ("2026-11-20_01", "2026-11-21_01", "2026-11-22_01")
 FAKE_REGISTRY = "r.test:5000"
@@ -19,4 +19,7 @@ def instance(tmp_path: Path) -> InstanceConfig:
 
 @pytest.fixture
 def registry() -> FakeRegistry:
-    return released(*RELEASES, name=FAKE_REGISTRY)
+    made = FakeRegistry(FAKE_REGISTRY)
+    for tag in RELEASES:
+        made.push_release(tag)
+    return made

@@ -94,17 +94,17 @@ def test_nothing_to_roll_back_to_is_said(instance, registry):
 
 
 def test_a_missing_image_stops_before_anything_changes(instance, registry):
-    registry.tags["shepherd"].remove(T2)
+    registry.repositories[registry.address.repository("shepherd")].pop(T2)
     engine = FakeEngine(REGISTRY)
     with pytest.raises(deploy.DeployFailed, match=f"missing {image_name('shepherd', T2, REGISTRY)}"):
         deployed_to(instance, engine, registry, T2)
     assert engine.calls == [] and history(instance)[-1]["result"] == "failed"
 
 
-def test_a_refusing_registry_is_one_sentence_and_changes_nothing(instance, registry):
-    registry.refuse_user = "deployer"
+def test_an_unreachable_registry_is_one_sentence_and_changes_nothing(instance, registry):
+    registry.reachable = False
     engine = FakeEngine(REGISTRY)
-    with pytest.raises(deploy.DeployFailed, match="refused the credentials for user deployer"):
+    with pytest.raises(deploy.DeployFailed, match=f"Registry {REGISTRY} is unreachable"):
         deployed_to(instance, engine, registry, T1)
     assert engine.calls == []
 

@@ -64,8 +64,8 @@ def test_releases_mark_deployed_previous_failed_and_incomplete():
 
     registry = FakeRegistry()
     for tag in ("2026-11-20_01", "2026-11-21_01", "2026-11-22_01"):
-        registry.add_release(tag)
-    registry.add_release("2026-11-23_01", ["backend"])
+        registry.push_release(tag)
+    registry.push("backend", "2026-11-23_01")
     entries = [
         HistoryEntry("deploy", "", "2026-11-20_01", "ok", 1.0, time="t1"),
         HistoryEntry("deploy", "2026-11-20_01", "2026-11-22_01", "rolled_back", 1.0, time="t2"),
