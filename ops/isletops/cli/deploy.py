@@ -66,18 +66,20 @@ def _e2e_gate(base_url: str, timeout_s: float) -> str:
     return str(run_synthetic_job(base_url, timeout_s))
 
 
-def _options(ctx: Context, tag: str, registry_option: str | None, command: str, **given: Any) -> core.DeployOptions:
-    """Deploy options as the CLI sets them: credentials, the e2e gate, the alert-silence hooks,
-    the retain policy of the site."""
-    registry, credentials = _registry(ctx, registry_option)
+def _options(
+    ctx: Context, command: str, tag: str, registry: str | None, dry_run: bool, force: bool, lock_wait: float,
+    no_e2e: bool, health_timeout: float | None, failed_checks: int | None, min_free_mb: float, message: str,
+) -> core.DeployOptions:
+    """Deploy options from the command line, plus what the CLI injects: the credentials, the e2e
+    gate, the alert-silence hooks and the site's retain policy."""
+    name, credentials = _registry(ctx, registry)
     hooks = core.Hooks()
     deploy_hooks.register(hooks.add)
-    no_e2e = given.pop("no_e2e")
-    min_free_mb = given.pop("min_free_mb")
     return core.DeployOptions(
-        tag=tag, registry=registry, command=command, credentials=credentials, hooks=hooks,
-        gate=None if no_e2e else _e2e_gate, min_free_bytes=int(min_free_mb * 2**20),
-        retain_releases=ctx.config.retain_releases, **given,
+        tag=tag, registry=name, command=command, force=force, dry_run=dry_run, lock_wait_s=lock_wait,
+        min_free_bytes=int(min_free_mb * 2**20), health_timeout_s=health_timeout, failed_checks=failed_checks,
+        credentials=credentials, gate=None if no_e2e else _e2e_gate, hooks=hooks,
+        retain_releases=ctx.config.retain_releases, message=message,
     )
 
 
@@ -225,9 +227,8 @@ def deploy_command(ctx: Context, tag: str, registry: str | None, dry_run: bool, 
       isletops -i staging deploy --tag 2026-11-23_02 -m "new model"
       isletops deploy --tag 2026-11-23_02 --lock-wait 600   # queue behind a running deploy
     """
-    options = _options(ctx, tag, registry, "deploy", force=force, dry_run=dry_run, lock_wait_s=lock_wait,
-                       no_e2e=no_e2e, health_timeout_s=health_timeout, failed_checks=failed_checks,
-                       min_free_mb=min_free_mb, message=message)
+    options = _options(ctx, "deploy", tag, registry, dry_run, force, lock_wait, no_e2e, health_timeout,
+                       failed_checks, min_free_mb, message)
     _run_deploy(ctx, options)
 
 
@@ -245,9 +246,8 @@ def rollback_command(ctx: Context, to: str | None, registry: str | None, dry_run
       isletops rollback
       isletops rollback --to 2026-11-20_01 -m "IEQ regression"
     """
-    options = _options(ctx, "", registry, "rollback", force=force, dry_run=dry_run, lock_wait_s=lock_wait,
-                       no_e2e=no_e2e, health_timeout_s=health_timeout, failed_checks=failed_checks,
-                       min_free_mb=min_free_mb, message=message)
+    options = _options(ctx, "rollback", "", registry, dry_run, force, lock_wait, no_e2e, health_timeout,
+                       failed_checks, min_free_mb, message)
     _run_deploy(ctx, options, to)
 
 
