@@ -23,7 +23,8 @@ from services.backend.config import BackendConfig
 from services.backend.errors import ApiError
 from services.backend.openapi import error, json_response
 from services.common.errors import ServiceError, Unavailable
-from services.common.jobs import Job, JobQueue, new_job_id
+from services.common.jobs import Job, JobQueue
+from services.common.layout import JobKeys, new_job_id
 from services.common.storage import ObjectNotFound, ObjectStore
 
 log = logging.getLogger(__name__)
@@ -67,10 +68,6 @@ def config() -> BackendConfig:
     return current_app.config["ISLETNET_CONFIG"]
 
 
-def job_prefix(job_id: str) -> str:
-    return f"jobs/{job_id}/"
-
-
 def public_job(job: Job) -> dict[str, Any]:
     data = job.to_dict()
     return {name: data[name] for name in _PUBLIC_JOB_FIELDS}
@@ -99,12 +96,12 @@ def load_result(job: Job) -> dict[str, Any]:
     """The job's result document as GET /api/jobs/<id>/result serves it: 409 until done, 410 when
     pruned or when its files are missing. The reports are built from exactly this document."""
     require_done(job)
-    prefix = job_prefix(job.id)
+    keys = JobKeys(job.id)
     try:
-        summary = json.loads(store().get(prefix + "outputs/summary.json"))
+        summary = json.loads(store().get(keys.summary))
         images = []
         for index, name in enumerate(job.file_names):
-            result = json.loads(store().get(f"{prefix}outputs/{index}/result.json"))
+            result = json.loads(store().get(keys.result(index)))
             images.append({"index": index, "name": name, **result})
     except ObjectNotFound:
         raise ApiError(
@@ -204,10 +201,6 @@ class Upload:
     width: int
     height: int
 
-    @property
-    def key_suffix(self) -> str:
-        return f"inputs/{self.index}-{self.name}"
-
 
 def read_uploads(files: list[FileStorage], settings: BackendConfig) -> list[Upload]:
     """Read and fully decode every upload; the first bad one refuses the whole request."""
@@ -269,7 +262,7 @@ def submit_job() -> tuple[Response, int, dict[str, str]]:
     uploads = read_uploads(request.files.getlist("images"), settings)
 
     job_id = new_job_id()
-    prefix = job_prefix(job_id)
+    keys = JobKeys(job_id)
     request_document = {
         "id": job_id,
         "submitted_at": datetime.now(UTC).isoformat(),
@@ -282,7 +275,7 @@ def submit_job() -> tuple[Response, int, dict[str, str]]:
             {
                 "index": upload.index,
                 "name": upload.name,
-                "key": prefix + upload.key_suffix,
+                "key": keys.input(upload.index, upload.name),
                 "content_type": upload.content_type,
                 "bytes": len(upload.data),
                 "sha256": hashlib.sha256(upload.data).hexdigest(),
@@ -296,8 +289,8 @@ def submit_job() -> tuple[Response, int, dict[str, str]]:
         # Inputs first, job row last: a worker can never see a job whose files are missing.
         ensure_bucket_once()
         for upload in uploads:
-            store().put(prefix + upload.key_suffix, upload.data, upload.content_type)
-        store().put(prefix + "request.json", json.dumps(request_document, indent=2).encode(), "application/json")
+            store().put(keys.input(upload.index, upload.name), upload.data, upload.content_type)
+        store().put(keys.request, json.dumps(request_document, indent=2).encode(), "application/json")
         queue().create_job(
             job_id=job_id,
             model=model,
@@ -308,7 +301,7 @@ def submit_job() -> tuple[Response, int, dict[str, str]]:
             synthetic=synthetic,
         )
     except ServiceError as problem:
-        _remove_partial_job(prefix)
+        _remove_partial_job(keys.prefix)
         if isinstance(problem, Unavailable):
             raise ApiError(
                 503,
@@ -370,7 +363,7 @@ def get_overlay(job_id: str) -> Response:
         raise ApiError(404, f"Job {job.id} has {job.image_count} images, numbered from 0; there is no image {index}.")
     require_done(job)
     try:
-        png = store().get(f"{job_prefix(job.id)}outputs/{index}/overlay.png")
+        png = store().get(JobKeys(job.id).overlay(index))
     except ObjectNotFound:
         raise ApiError(410, f"The overlay of image {index} of job {job.id} is missing from storage.") from None
     response = Response(png, mimetype="image/png")

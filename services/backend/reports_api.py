@@ -20,9 +20,10 @@ from typing import IO, Any
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from services.backend import reports
-from services.backend.jobs_api import TRUE_WORDS, job_prefix, load_result, public_job, queue, require_job, store
+from services.backend.jobs_api import TRUE_WORDS, load_result, public_job, queue, require_job, store
 from services.backend.openapi import error, json_response
 from services.common.jobs import Job
+from services.common.layout import JobKeys
 from services.common.storage import ObjectNotFound
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ def load_overlays(job: Job) -> list[bytes]:
     overlays = []
     for index in range(job.image_count):
         try:
-            overlays.append(store().get(f"{job_prefix(job.id)}outputs/{index}/overlay.png"))
+            overlays.append(store().get(JobKeys(job.id).overlay(index)))
         except ObjectNotFound:
             log.warning("job %s: overlay of image %d is missing; report without it", job.id, index)
     return overlays
@@ -94,13 +95,12 @@ def archive_zip(job_id: str) -> Response:
     """Results, the generated reports and the request; `?inputs=1` adds the original images."""
     job, row, result = _finished_job(job_id)
     with_inputs = request.args.get("inputs", "").lower() in TRUE_WORDS
-    prefix = job_prefix(job.id)
+    keys = JobKeys(job.id)
     files: dict[str, bytes] = {}
-    for key in store().list(prefix):
-        relative = key[len(prefix):]
-        if relative.startswith("inputs/") and not with_inputs:
+    for key in store().list(keys.prefix):
+        if keys.is_input(key) and not with_inputs:
             continue
-        files[relative] = store().get(key)
+        files[keys.relative(key)] = store().get(key)
     files["islets.csv"] = reports.job_csv(row, result)
     files["islets.xlsx"] = reports.job_xlsx(row, result)
     files["report.pdf"] = reports.job_pdf(row, result, load_overlays(job))
@@ -153,14 +153,14 @@ def _write_training_zip(target: IO[bytes], jobs: list[Job], exported_at: str) ->
     manifest: dict[str, Any] = {"exported_at": exported_at, "jobs": []}
     with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED) as archive:
         for job in jobs:
-            prefix = job_prefix(job.id)
-            keys = store().list(prefix)
-            images = [key[len(prefix):] for key in keys if key.startswith(prefix + "inputs/")]
+            job_keys = JobKeys(job.id)
+            keys = store().list(job_keys.prefix)
+            images = [job_keys.relative(key) for key in keys if job_keys.is_input(key)]
             for key in keys:
                 # Images are already compressed; JSON and CSV shrink well.
                 compress = zipfile.ZIP_STORED if key.endswith((".png", ".jpg", ".jpeg", ".tif", ".tiff")) \
                     else zipfile.ZIP_DEFLATED
-                archive.writestr(f"{job.id}/{key[len(prefix):]}", store().get(key), compress_type=compress)
+                archive.writestr(f"{job.id}/{job_keys.relative(key)}", store().get(key), compress_type=compress)
             manifest["jobs"].append({
                 "id": job.id, "state": job.state, "model": job.model, "pixel_size_um": job.pixel_size_um,
                 "file_names": job.file_names, "images": images,

@@ -41,12 +41,12 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from services.common.errors import ServiceError, Unavailable
+from services.common.layout import is_job_id, new_job_id
 
 log = logging.getLogger(__name__)
 
 STATES = ("queued", "running", "done", "failed")
 DEFAULT_MAX_ATTEMPTS = 3
-JOB_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 # Fixed key for pg_advisory_xact_lock so concurrent ensure_schema() calls run one after another.
 _SCHEMA_LOCK_KEY = 0x15_1E_7_0B
 # Mean service time is taken over this many most recently finished jobs.
@@ -188,15 +188,6 @@ class QueueStats:
             "done_last_hour": self.done_last_hour,
             "failed_last_hour": self.failed_last_hour,
         }
-
-
-def new_job_id() -> str:
-    return uuid.uuid4().hex
-
-
-def is_job_id(value: str) -> bool:
-    """True when `value` has the shape of a job id (32 lower-case hex digits)."""
-    return bool(JOB_ID_PATTERN.match(value or ""))
 
 
 class JobQueue:

@@ -31,7 +31,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from services.common.errors import ServiceError, Unavailable
-from services.common.jobs import Job, JobQueue, is_job_id
+from services.common.jobs import Job, JobQueue
+from services.common.layout import JOBS_ROOT, JobKeys, deletion_order, is_input_key, is_output_key, job_id_of
 from services.common.storage import ObjectInfo, ObjectNotFound, ObjectStore
 from services.common.times import iso_utc, parse_utc
 from services.pruner.status import (  # noqa: F401 - re-exported for callers of the core
@@ -82,12 +83,6 @@ class Orphan:
 
     def describe(self) -> str:
         return f"orphaned files of job {self.job_id} (no job row): {len(self.objects)} objects, {self.size} bytes"
-
-
-def job_id_of(key: str) -> str | None:
-    """The job id of a key shaped `jobs/<job id>/...`; None for any other key (never ours to sweep)."""
-    parts = key.split("/", 2)
-    return parts[1] if len(parts) == 3 and parts[0] == "jobs" and is_job_id(parts[1]) else None
 
 
 def orphans_among(objects: list[ObjectInfo], known_ids: set[str], older_than: datetime) -> list[Orphan]:
@@ -185,12 +180,12 @@ class Pruner:
         """The next prunable jobs (oldest first) with the objects each would free."""
         exclude = exclude or set()
         jobs = self.jobs.prunable_jobs(self.cutoff(), limit=limit + len(exclude))
-        return [JobFiles(job, tuple(self.store.list_objects(_prefix(job.id))))
+        return [JobFiles(job, tuple(self.store.list_objects(JobKeys(job.id).prefix)))
                 for job in jobs if job.id not in exclude][:limit]
 
     def plan_orphans(self, now: datetime | None = None) -> list[Orphan]:
         """Files under `jobs/` whose job has no row, all older than the grace period."""
-        objects = self.store.list_objects("jobs/")
+        objects = self.store.list_objects(JOBS_ROOT)
         known = self.jobs.known_job_ids(sorted({job_id for item in objects if (job_id := job_id_of(item.key))}))
         older_than = (now or datetime.now(UTC)) - timedelta(seconds=self.settings.orphan_grace_s)
         return orphans_among(objects, known, older_than)
@@ -252,7 +247,7 @@ class Pruner:
             if self._should_stop():
                 return
             # Results before inputs, as for a job: never a result left without its input.
-            keys = sorted((item.key for item in orphan.objects), key=lambda key: "/outputs/" not in key)
+            keys = deletion_order(item.key for item in orphan.objects)
             self._with_retries(f"delete the orphaned files of job {orphan.job_id}",
                                lambda keys=keys: self.store.delete(keys))
             report.deleted_orphans.append(orphan.job_id)
@@ -263,18 +258,17 @@ class Pruner:
     def delete_job(self, files: JobFiles) -> None:
         """Delete one job's objects as a unit (results, inputs, rest), then mark its row pruned."""
         job_id = files.job.id
-        prefix = _prefix(job_id)
         keys = [item.key for item in files.objects]
-        outputs = [key for key in keys if key.startswith(f"{prefix}outputs/")]
-        inputs = [key for key in keys if key.startswith(f"{prefix}inputs/")]
+        outputs = [key for key in keys if is_output_key(key)]
+        inputs = [key for key in keys if is_input_key(key)]
         rest = [key for key in keys if key not in set(outputs) | set(inputs)]
         for group in (outputs, inputs, rest):
             if group:
                 self.store.delete(group)
         # Whatever appeared meanwhile (a late writer) goes too, in the same order; then the row.
-        leftover = self.store.list(prefix)
+        leftover = self.store.list(JobKeys(job_id).prefix)
         if leftover:
-            self.store.delete(sorted(leftover, key=lambda key: (f"{prefix}outputs/" not in key, key)))
+            self.store.delete(deletion_order(leftover))
         if not self.jobs.mark_pruned(job_id):
             log.warning("job %s was already marked pruned or is marked for training; row left as it is", job_id)
 
@@ -283,7 +277,8 @@ class Pruner:
         training = self.jobs.training_jobs(include_exported=True)
         report.training_jobs = len(training)
         report.training_images = sum(job.image_count for job in training)
-        report.training_bytes = sum(item.size for job in training for item in self.store.list_objects(_prefix(job.id)))
+        report.training_bytes = sum(item.size for job in training
+                                    for item in self.store.list_objects(JobKeys(job.id).prefix))
 
     def _with_retries(self, action: str, function: Callable[[], Any]) -> Any:
         """Call `function`; on `Unavailable` wait and retry, up to `retry_attempts` in all."""
@@ -321,10 +316,6 @@ class Pruner:
         except ServiceError as error:
             # Storage down is exactly when this fails; the local file and the log still say so.
             log.warning("could not store %s: %s", LAST_RUN_KEY, error)
-
-
-def _prefix(job_id: str) -> str:
-    return f"jobs/{job_id}/"
 
 
 def read_last_run(store: ObjectStore) -> dict[str, Any] | None:

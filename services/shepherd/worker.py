@@ -32,6 +32,7 @@ from typing import Any
 import services.islets as islets
 from services.common.errors import ServiceError, Unavailable
 from services.common.jobs import ClaimedJob, Job, JobQueue
+from services.common.layout import JobKeys
 from services.common.storage import ObjectNotFound, ObjectStore
 from services.shepherd.config import ShepherdConfig
 from services.shepherd.heartbeat import write_heartbeat
@@ -62,19 +63,6 @@ class ActiveJob:
     def enter(self, stage: str) -> None:
         self.stage = stage
         self.stage_since = time.monotonic()
-
-
-def job_prefix(job_id: str) -> str:
-    return f"jobs/{job_id}/"
-
-
-def input_key(job: Job, index: int) -> str:
-    return f"{job_prefix(job.id)}inputs/{index}-{job.file_names[index]}"
-
-
-def output_key(job: Job, name: str, index: int | None = None) -> str:
-    folder = "outputs/" if index is None else f"outputs/{index}/"
-    return f"{job_prefix(job.id)}{folder}{name}"
 
 
 def _sentence_tail(error: BaseException) -> str:
@@ -390,7 +378,7 @@ class Worker:
             for index, name in enumerate(job.file_names):
                 self._checkpoint(active, f"reading image {index}")
                 try:
-                    data = self.store.get(input_key(job, index))
+                    data = self.store.get(JobKeys(job.id).input(index, name))
                 except ObjectNotFound:
                     raise JobFailure(f"Image {index} ({name}) is missing from storage; submit the job again.") from None
                 self._checkpoint(active, f"preprocessing image {index}")
@@ -411,7 +399,7 @@ class Worker:
         active.enter("writing the summary")
         self._checkpoint(active, "writing the summary")
         summary = combine_summaries(job, [s for s in summaries if s is not None])
-        self.store.put(output_key(job, "summary.json"), _json_bytes(summary), "application/json")
+        self.store.put(JobKeys(job.id).summary, _json_bytes(summary), "application/json")
         return summary
 
     def _finish_image(self, job: Job, index: int, rgb: Any, model_result: Future) -> dict[str, Any]:
@@ -427,9 +415,10 @@ class Worker:
             result, overlay = islets.postprocess(rgb, class_map, job.pixel_size_um, job.model)
         except islets.IsletsError as error:
             raise JobFailure(f"Measuring image {index} ({name}) failed: {_sentence_tail(error)}") from None
-        self.store.put(output_key(job, "result.json", index), _json_bytes(result), "application/json")
-        self.store.put(output_key(job, "overlay.png", index), overlay, "image/png")
-        self.store.put(output_key(job, "islets.csv", index), islets.islets_csv(result).encode(), "text/csv")
+        keys = JobKeys(job.id)
+        self.store.put(keys.result(index), _json_bytes(result), "application/json")
+        self.store.put(keys.overlay(index), overlay, "image/png")
+        self.store.put(keys.csv(index), islets.islets_csv(result).encode(), "text/csv")
         return result["summary"]
 
     def _wait(self, active: ActiveJob, future: Future) -> dict[str, Any]:

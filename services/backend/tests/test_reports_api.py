@@ -1,8 +1,7 @@
 """Report, statistics and training-export routes against a real PostgreSQL and a real SeaweedFS.
 
-Jobs are submitted through the real POST /api/jobs and analysed with the real islet library the
-way the shepherd does it (claim, analyse each stored input, write the outputs, complete), so the
-reports are built from genuine results.
+Jobs are submitted through the real POST /api/jobs and analysed by the real shepherd worker, so
+the reports are built from genuine results.
 """
 
 from __future__ import annotations
@@ -19,39 +18,28 @@ from flask.testing import FlaskClient
 from openpyxl import load_workbook
 from pypdf import PdfReader
 
-import services.islets as islets
-from services.backend import reports
 from services.backend.app import create_app
 from services.backend.tests.images import dtz_rgb, encode
 from services.common.jobs import JobQueue
 from services.common.storage import ObjectStore
+from services.shepherd.config import ShepherdConfig
+from services.shepherd.worker import Worker
 
 pytestmark = pytest.mark.integration
 
 
-def process_next_job(store: ObjectStore, queue: JobQueue, worker: str = "test-shepherd") -> str | None:
-    """Do what the shepherd does for one job; returns its id (None when the queue is empty)."""
-    claimed = queue.claim(worker, 600)  # generous: a loaded test host may be slow
-    if claimed is None:
-        return None
-    job = claimed.job
-    prefix = f"jobs/{job.id}/"
-    inputs = store.list(prefix + "inputs/")
-    results = []
-    for index, key in enumerate(sorted(inputs, key=lambda k: int(k.rsplit("/", 1)[1].split("-", 1)[0]))):
-        rgb = islets.preprocess(store.get(key))
-        result = islets.analyse_image(rgb, pixel_size_um=job.pixel_size_um, model=job.model)
-        store.put(f"{prefix}outputs/{index}/result.json", json.dumps(result).encode(), "application/json")
-        store.put(f"{prefix}outputs/{index}/overlay.png", islets.render_overlay(rgb, result), "image/png")
-        table = islets.islets_csv(result)
-        table_bytes = table.encode() if isinstance(table, str) else table
-        store.put(f"{prefix}outputs/{index}/islets.csv", table_bytes, "text/csv")
-        results.append(result)
-        assert queue.heartbeat(job.id, claimed.token, (index + 1) / len(inputs))  # progress, as the shepherd does
-    summary = reports.job_summary({"images": results})
-    store.put(prefix + "outputs/summary.json", json.dumps(summary).encode(), "application/json")
-    assert queue.complete(job.id, claimed.token, summary)
-    return job.id
+def process_next_job(store: ObjectStore, queue: JobQueue) -> str | None:
+    """Let the real shepherd worker do one job; returns its id (None when the queue is empty)."""
+    # A generous lease: a loaded test host may be slow.
+    worker = Worker(ShepherdConfig(lease_s=600, concurrency=1, worker_id="test-shepherd"), store, queue)
+    try:
+        claimed = queue.claim(worker.worker_id, worker.config.lease_s)
+        if claimed is None:
+            return None
+        assert worker.process(claimed) == "done"
+        return claimed.id
+    finally:
+        worker.close()
 
 
 @pytest.fixture

@@ -14,7 +14,8 @@ from urllib.parse import urlparse
 
 import pytest
 
-from services.common.jobs import JobQueue, new_job_id
+from services.common.jobs import JobQueue
+from services.common.layout import new_job_id
 from services.common.storage import ObjectInfo, ObjectStore
 from services.pruner import healthcheck
 from services.pruner.prune import (
