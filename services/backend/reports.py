@@ -24,6 +24,7 @@ from reportlab.lib.styles import getSampleStyleSheet
 from reportlab.lib.units import mm
 from reportlab.platypus import Image, KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
+import services.islets as islets
 from services.common.times import parse_utc
 
 # Per-islet columns, in table order: (result key, column heading). One list for CSV, XLSX and PDF.
@@ -83,34 +84,15 @@ def islet_rows(result: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def job_summary(result: Mapping[str, Any]) -> dict[str, Any]:
-    """The job-wide summary: the result's own `summary` when present, else summed over its images.
-
-    Counts and IEQ add up across images; purity and fragmentation are area-weighted by islet
-    count here only when the job summary lacks them (an approximation stated in the report).
-    """
-    summary = dict(result.get("summary") or {})
-    images = [image.get("summary") or {} for image in result.get("images") or []]
-    if not images:
+    """The job-wide summary: the result's own `summary` (what the shepherd stored), with any field
+    it lacks taken from the one summary across images, `islets.summarise_images` (counts and IEQ
+    add up; purity and fragmentation are area-weighted, 0.0 without tissue)."""
+    summary = {key: value for key, value in (result.get("summary") or {}).items() if value is not None}
+    images = result.get("images") or []
+    complete = all(key in summary for key, _ in SUMMARY_FIELDS) and summary.get("size_classes")
+    if complete or not images:
         return summary
-    for key in ("islet_count", "ieq_ricordi", "ieq_sphere", "ieq_ellipsoid"):
-        if summary.get(key) is None:
-            summary[key] = sum(image.get(key) or 0 for image in images)
-    if summary.get("ieq_per_islet") is None:
-        count = summary.get("islet_count") or 0
-        summary["ieq_per_islet"] = (summary.get("ieq_ricordi") or 0) / count if count else 0.0
-    for key in ("purity", "fragmentation"):
-        if summary.get(key) is None:
-            values = [image[key] for image in images if image.get(key) is not None]
-            summary[key] = sum(values) / len(values) if values else None
-    if not summary.get("size_classes"):
-        classes: Counter[str] = Counter()
-        for image in images:
-            classes.update(image.get("size_classes") or {})
-        summary["size_classes"] = dict(classes)
-    for key in ("pixel_size_um", "model"):
-        if summary.get(key) is None:
-            summary[key] = images[0].get(key)
-    return summary
+    return {**islets.summarise_images(images), **summary}
 
 
 def _format(value: Any, digits: int = 2) -> str:

@@ -73,35 +73,14 @@ def _sentence_tail(error: BaseException) -> str:
     return text if text.endswith(".") else text + "."
 
 
-def combine_summaries(job: Job, summaries: list[dict[str, Any]]) -> dict[str, Any]:
-    """The job summary across images: counts and IEQ add up; purity and fragmentation are
-    weighted by area (so a big image counts more than a small one)."""
-    islet_count = sum(int(s.get("islet_count", 0)) for s in summaries)
-    totals = {name: round(sum(float(s.get(name, 0.0)) for s in summaries), 4) for name in
-              ("ieq_ricordi", "ieq_sphere", "ieq_ellipsoid")}  # fmt: skip
-    islet_area = sum(float(s.get("islet_area_um2", 0.0)) for s in summaries)
-    exocrine_area = sum(float(s.get("exocrine_area_um2", 0.0)) for s in summaries)
-    purity = round(islet_area / (islet_area + exocrine_area), 4) if islet_area + exocrine_area > 0 else None
-    fragmentation = (
-        round(sum(float(s.get("fragmentation", 0.0)) * float(s.get("islet_area_um2", 0.0)) for s in summaries)
-              / islet_area, 4)
-        if islet_area > 0 else 0.0
-    )  # fmt: skip
-    size_classes: dict[str, int] = {}
-    for summary in summaries:
-        for name, count in (summary.get("size_classes") or {}).items():
-            size_classes[name] = size_classes.get(name, 0) + int(count)
+def job_summary(job: Job, summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    """The job summary stored in `summary.json` and the job row: the islet library's one summary
+    across images (`islets.summarise_images`: counts and IEQ add up, purity and fragmentation are
+    area-weighted, 0.0 when there is no tissue) plus the job's identity and a line per image."""
+    combined = islets.summarise_images([{"summary": summary} for summary in summaries])
     return {
+        **combined,
         "job_id": job.id,
-        "image_count": len(summaries),
-        "islet_count": islet_count,
-        **totals,
-        "ieq_per_islet": round(totals["ieq_ricordi"] / islet_count, 4) if islet_count else 0.0,
-        "purity": purity,
-        "fragmentation": fragmentation,
-        "size_classes": size_classes,
-        "islet_area_um2": round(islet_area, 1),
-        "exocrine_area_um2": round(exocrine_area, 1),
         "pixel_size_um": job.pixel_size_um,
         "model": job.model,
         "images": [
@@ -113,7 +92,7 @@ def combine_summaries(job: Job, summaries: list[dict[str, Any]]) -> dict[str, An
                 "purity": s.get("purity"),
             }
             for index, s in enumerate(summaries)
-        ],  # fmt: skip
+        ],
     }
 
 
@@ -398,7 +377,7 @@ class Worker:
                 future.cancel()
         active.enter("writing the summary")
         self._checkpoint(active, "writing the summary")
-        summary = combine_summaries(job, [s for s in summaries if s is not None])
+        summary = job_summary(job, [s for s in summaries if s is not None])
         self.store.put(JobKeys(job.id).summary, _json_bytes(summary), "application/json")
         return summary
 

@@ -33,6 +33,7 @@ def _islet(number: int, diameter: float, ieq: float) -> dict:
 
 
 def _image_result(islets: list[dict], purity: float) -> dict:
+    tissue_um2 = 10_000.0
     return {
         "islets": islets,
         "summary": {
@@ -41,6 +42,8 @@ def _image_result(islets: list[dict], purity: float) -> dict:
             "ieq_sphere": sum(i["ieq_sphere"] for i in islets),
             "ieq_ellipsoid": sum(i["ieq_ellipsoid"] for i in islets),
             "purity": purity,
+            "islet_area_um2": purity * tissue_um2,
+            "exocrine_area_um2": (1 - purity) * tissue_um2,
             "fragmentation": 0.05,
             "size_classes": {"50-100": 1, "100-150": len(islets) - 1},
             "pixel_size_um": 0.843,
@@ -81,8 +84,8 @@ def test_job_summary_adds_up_images_when_the_result_has_no_job_summary(result: d
     summary = reports.job_summary(result)
     assert summary["islet_count"] == 5
     assert summary["ieq_ricordi"] == pytest.approx(0.167 * 2 + 0.667 * 3)
-    assert summary["purity"] == pytest.approx(0.7)
-    assert summary["size_classes"] == {"50-100": 2, "100-150": 3}
+    assert summary["purity"] == pytest.approx(0.7)  # area-weighted: 14000 of 20000 µm² of tissue
+    assert {name: n for name, n in summary["size_classes"].items() if n} == {"50-100": 2, "100-150": 3}
 
 
 def test_job_summary_prefers_the_job_summary(result: dict) -> None:

@@ -6,15 +6,17 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime
 
+import numpy as np
 import pytest
 
+import services.islets as islets
 from services.common.jobs import Job
 from services.shepherd import gpus
 from services.shepherd.config import ConfigError, ShepherdConfig
 from services.shepherd.healthcheck import check
 from services.shepherd.heartbeat import read_heartbeat, write_heartbeat
 from services.shepherd.supervisor import plan_workers
-from services.shepherd.worker import combine_summaries
+from services.shepherd.worker import job_summary
 
 
 def make_job(file_names: list[str]) -> Job:
@@ -66,25 +68,26 @@ def test_summary_across_images_adds_counts_and_weights_ratios() -> None:
     second = {"islet_count": 1, "ieq_ricordi": 1.0, "ieq_sphere": 0.5, "ieq_ellipsoid": 0.6, "purity": 0.1,
               "fragmentation": 0.5, "islet_area_um2": 100.0, "exocrine_area_um2": 900.0,
               "size_classes": {"50-100": 1}}  # fmt: skip
-    summary = combine_summaries(make_job(["a.png", "b.png"]), [first, second])
+    summary = job_summary(make_job(["a.png", "b.png"]), [first, second])
     assert summary["islet_count"] == 4
     assert (summary["ieq_ricordi"], summary["ieq_sphere"], summary["ieq_ellipsoid"]) == (3.0, 2.0, 2.0)
     assert summary["ieq_per_islet"] == 0.75
     assert summary["purity"] == 0.5  # 1000 islet / 2000 islet+exocrine, not the mean of 0.9 and 0.1
     assert summary["fragmentation"] == pytest.approx(0.14)  # (0.1*900 + 0.5*100) / 1000
-    assert summary["size_classes"] == {"50-100": 3, "100-150": 1}
+    assert {name: n for name, n in summary["size_classes"].items() if n} == {"50-100": 3, "100-150": 1}
     assert [image["name"] for image in summary["images"]] == ["a.png", "b.png"]
+    assert (summary["job_id"], summary["pixel_size_um"], summary["model"]) == ("a" * 32, 0.843, "classical")
 
 
-def test_summary_of_images_without_islets() -> None:
-    empty = {"islet_count": 0, "ieq_ricordi": 0.0, "islet_area_um2": 0.0, "exocrine_area_um2": 0.0}
-    summary = combine_summaries(make_job(["a.png"]), [empty])
+def test_summary_of_images_without_tissue_is_zero_not_none() -> None:
+    """docs/architecture.md: purity and fragmentation are 0.0 when there is no (islet) tissue."""
+    blank = islets.measure(np.zeros((64, 64), dtype=np.uint8), pixel_size_um=0.843)["summary"]
+    summary = job_summary(make_job(["blank.png", "blank-too.png"]), [blank, blank])
     assert (summary["islet_count"], summary["ieq_per_islet"], summary["purity"], summary["fragmentation"]) == (
-        0,
-        0.0,
-        None,
-        0.0,
-    )
+        0, 0.0, 0.0, 0.0,
+    )  # fmt: skip
+    assert summary == {**islets.summarise_images([{"summary": blank}] * 2), **{
+        key: summary[key] for key in ("job_id", "pixel_size_um", "model", "images")}}, "one summary function"
 
 
 def test_healthcheck_follows_the_heartbeat(tmp_path) -> None:
