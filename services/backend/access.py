@@ -10,8 +10,8 @@ import threading
 from collections import Counter
 from datetime import UTC, date, datetime
 
+from services.common.access_stats import AccessStatistics
 from services.common.errors import ServiceError
-from services.common.jobs import JobQueue
 
 log = logging.getLogger(__name__)
 
@@ -21,8 +21,8 @@ _MAX_PENDING_KEYS = 10_000
 
 
 class AccessRecorder:
-    def __init__(self, queue: JobQueue, flush_interval_s: float = 10.0) -> None:
-        self.queue = queue
+    def __init__(self, statistics: AccessStatistics, flush_interval_s: float = 10.0) -> None:
+        self.statistics = statistics
         self.flush_interval_s = flush_interval_s
         self._counts: Counter[tuple[date, str, str, int]] = Counter()
         self._lock = threading.Lock()
@@ -44,7 +44,7 @@ class AccessRecorder:
         if not pending:
             return 0
         try:
-            self.queue.record_access(pending)
+            self.statistics.record_access(pending)
         except ServiceError as error:
             # Once per outage, not every flush.
             if not self._failing:

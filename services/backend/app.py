@@ -3,7 +3,7 @@ the blueprints, JSON error handling, access statistics and the OpenAPI document 
 
 Run under gunicorn: `gunicorn "services.backend.app:create_app()"`. Blueprints reach the shared
 clients through `app.extensions["isletnet.store"]` (ObjectStore) and
-`app.extensions["isletnet.jobs"]` (JobQueue). Optional blueprint modules listed in
+`app.extensions["isletnet.database"]` (JobDatabase). Optional blueprint modules listed in
 `OPTIONAL_BLUEPRINTS` (e.g. the reports) are registered when they are present; each exposes
 `blueprint` and `OPENAPI_PATHS`.
 """
@@ -25,8 +25,9 @@ from services.backend.access import AccessRecorder
 from services.backend.config import BackendConfig
 from services.backend.errors import register_error_handlers
 from services.backend.openapi import build_spec
+from services.common.access_stats import AccessStatistics
+from services.common.database import JobDatabase
 from services.common.errors import ServiceError
-from services.common.jobs import JobQueue
 from services.common.storage import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ def create_app(
     env: Mapping[str, str] | None = None,
     *,
     store: ObjectStore | None = None,
-    jobs: JobQueue | None = None,
+    database: JobDatabase | None = None,
     settings: BackendConfig | None = None,
 ) -> Flask:
     """Build the Flask app from `env` (default: the process environment)."""
@@ -56,16 +57,16 @@ def create_app(
     logging.basicConfig(level=env.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = settings or BackendConfig.from_env(env)
     store = store or ObjectStore.from_env(env)
-    jobs = jobs or JobQueue.from_env(env)
+    database = database or JobDatabase.from_env(env)
 
     app = Flask("isletnet-backend")
     app.config["ISLETNET_CONFIG"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
     app.config["JSON_SORT_KEYS"] = False
     app.extensions["isletnet.store"] = store
-    app.extensions["isletnet.jobs"] = jobs
-    app.extensions["isletnet.bucket_ready"] = _prepare_dependencies(store, jobs)
-    recorder = AccessRecorder(jobs, settings.access_flush_s)
+    app.extensions["isletnet.database"] = database
+    app.extensions["isletnet.bucket_ready"] = _prepare_dependencies(store, database)
+    recorder = AccessRecorder(AccessStatistics(database), settings.access_flush_s)
     app.extensions["isletnet.access"] = recorder
 
     register_error_handlers(app)
@@ -91,7 +92,7 @@ def create_app(
     return app
 
 
-def _prepare_dependencies(store: ObjectStore, jobs: JobQueue) -> bool:
+def _prepare_dependencies(store: ObjectStore, database: JobDatabase) -> bool:
     """Create the bucket and the schema if they are missing. A dependency that is down at start is
     not fatal: the backend starts, reports it in /api/health, and retries on first use."""
     bucket_ready = False
@@ -101,7 +102,7 @@ def _prepare_dependencies(store: ObjectStore, jobs: JobQueue) -> bool:
     except ServiceError as problem:
         log.warning("storage not ready at start: %s", problem)
     try:
-        jobs.ensure_schema()
+        database.ensure_schema()
     except ServiceError as problem:
         log.warning("job database not ready at start: %s", problem)
     return bucket_ready

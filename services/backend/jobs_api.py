@@ -22,9 +22,11 @@ import services.islets as islets
 from services.backend.config import BackendConfig
 from services.backend.errors import ApiError
 from services.backend.openapi import error, json_response
+from services.common.database import JobDatabase
 from services.common.errors import ServiceError, Unavailable
-from services.common.jobs import Job, JobQueue
+from services.common.jobs import Job, JobRecords
 from services.common.layout import JobKeys, new_job_id
+from services.common.lease_queue import LeaseQueue
 from services.common.storage import ObjectNotFound, ObjectStore
 
 log = logging.getLogger(__name__)
@@ -60,8 +62,12 @@ def store() -> ObjectStore:
     return current_app.extensions["isletnet.store"]
 
 
-def queue() -> JobQueue:
-    return current_app.extensions["isletnet.jobs"]
+def database() -> JobDatabase:
+    return current_app.extensions["isletnet.database"]
+
+
+def records() -> JobRecords:
+    return JobRecords(database())
 
 
 def config() -> BackendConfig:
@@ -75,7 +81,7 @@ def public_job(job: Job) -> dict[str, Any]:
 
 def require_job(job_id: str) -> Job:
     """The job, or a 404 for unknown and malformed ids alike."""
-    job = queue().get(job_id)
+    job = records().get(job_id)
     if job is None:
         raise ApiError(404, f"There is no job {job_id[:64]!r}; check the id (GET /api/jobs lists them).")
     return job
@@ -233,7 +239,7 @@ def read_uploads(files: list[FileStorage], settings: BackendConfig) -> list[Uplo
 @blueprint.get("/health")
 def health() -> tuple[Response, int]:
     checks: dict[str, str] = {}
-    for name, check in (("storage", store().ping), ("queue", queue().ping)):
+    for name, check in (("storage", store().ping), ("queue", database().ping)):
         try:
             check()
             checks[name] = "ok"
@@ -291,7 +297,7 @@ def submit_job() -> tuple[Response, int, dict[str, str]]:
         for upload in uploads:
             store().put(keys.input(upload.index, upload.name), upload.data, upload.content_type)
         store().put(keys.request, json.dumps(request_document, indent=2).encode(), "application/json")
-        queue().create_job(
+        records().create_job(
             job_id=job_id,
             model=model,
             pixel_size_um=pixel_size_um,
@@ -338,7 +344,7 @@ def list_jobs() -> Response:
         raise ApiError(400, f"state={state[:20]!r} is unknown; use queued, running, done or failed.")
     # Monitoring test jobs (e2e probe, deploy gate) are not users' jobs: shown only when asked.
     include_synthetic = parse_bool("include_synthetic", request.args.get("include_synthetic"))
-    jobs = queue().list_jobs(limit=limit, offset=offset, state=state, include_synthetic=include_synthetic)
+    jobs = records().list_jobs(limit=limit, offset=offset, state=state, include_synthetic=include_synthetic)
     return jsonify({"jobs": [public_job(job) for job in jobs]})
 
 
@@ -373,7 +379,7 @@ def get_overlay(job_id: str) -> Response:
 
 @blueprint.get("/queue")
 def queue_stats() -> Response:
-    return jsonify(queue().queue_stats().to_dict())
+    return jsonify(LeaseQueue(database()).queue_stats().to_dict())
 
 
 # -- OpenAPI ------------------------------------------------------------------------------------

@@ -20,11 +20,14 @@ from typing import IO, Any
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from services.backend import reports
-from services.backend.jobs_api import TRUE_WORDS, load_result, public_job, queue, require_job, store
+from services.backend.jobs_api import TRUE_WORDS, database, load_result, public_job, records, require_job, store
 from services.backend.openapi import error, json_response
+from services.common.access_stats import AccessStatistics
 from services.common.jobs import Job
 from services.common.layout import JobKeys
+from services.common.lease_queue import LeaseQueue
 from services.common.storage import ObjectNotFound
+from services.common.training import TrainingSet
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +116,7 @@ def archive_zip(job_id: str) -> Response:
 
 def _all_jobs() -> list[dict[str, Any]]:
     """Users' jobs: the synthetic test jobs of the monitor and the deploy gate would skew every figure."""
-    return [job.to_dict() for job in queue().list_jobs(limit=STATISTICS_JOB_LIMIT, include_synthetic=False)]
+    return [job.to_dict() for job in records().list_jobs(limit=STATISTICS_JOB_LIMIT, include_synthetic=False)]
 
 
 def _flush_access_counts() -> None:
@@ -129,8 +132,8 @@ def statistics() -> Response:
     _flush_access_counts()
     return jsonify({
         "totals": reports.aggregate_statistics(jobs),
-        "per_day": reports.daily_statistics(queue().access_statistics(), jobs),
-        "queue": queue().queue_stats().to_dict(),
+        "per_day": reports.daily_statistics(AccessStatistics(database()).access_statistics(), jobs),
+        "queue": LeaseQueue(database()).queue_stats().to_dict(),
         "complete": len(jobs) < STATISTICS_JOB_LIMIT,
     })
 
@@ -139,7 +142,8 @@ def statistics() -> Response:
 def access_statistics_xlsx() -> Response:
     jobs = _all_jobs()
     _flush_access_counts()
-    data = reports.access_statistics_xlsx(queue().access_statistics(), jobs, reports.aggregate_statistics(jobs))
+    rows = AccessStatistics(database()).access_statistics()
+    data = reports.access_statistics_xlsx(rows, jobs, reports.aggregate_statistics(jobs))
     stamp = datetime.now(UTC).strftime("%Y-%m-%d")
     mimetype = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
     return _download(data, mimetype, f"isletnet-access-statistics-{stamp}.xlsx")
@@ -179,14 +183,14 @@ def training_export() -> Response:
     and the same images are offered again next time.
     """
     include_exported = request.args.get("all", "").lower() in TRUE_WORDS
-    jobs = queue().training_jobs(include_exported=include_exported)
+    jobs = TrainingSet(database()).training_jobs(include_exported=include_exported)
     if not jobs:
         return Response(status=204)
     exported_at = datetime.now(UTC).isoformat()
     spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MAX_BYTES)  # noqa: SIM115 - handed to the response
     try:
         manifest = _write_training_zip(spool, jobs, exported_at)
-        newly = queue().mark_exported([job.id for job in jobs])
+        newly = TrainingSet(database()).mark_exported([job.id for job in jobs])
         stamp = exported_at[:19].replace(":", "").replace("-", "")
         store().put(f"{EXPORT_RECORD_PREFIX}{stamp}.json", json.dumps(manifest, indent=2).encode(), "application/json")
         spool.seek(0)

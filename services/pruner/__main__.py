@@ -15,8 +15,8 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 
+from services.common.database import JobDatabase
 from services.common.errors import ServiceError
-from services.common.jobs import JobQueue
 from services.common.storage import ObjectStore
 from services.pruner.prune import Pruner, PrunerSettings, RunReport
 
@@ -85,12 +85,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = settings_from(arguments)
         store = ObjectStore.from_env()
-        jobs = JobQueue.from_env()
+        database = JobDatabase.from_env()
     except ServiceError as error:
         print(f"pruner: error: {error}", file=sys.stderr)
         return 2
     stop = threading.Event()
-    pruner = Pruner(store, jobs, settings, should_stop=stop.is_set)
+    pruner = Pruner(store, database, settings, should_stop=stop.is_set)
     if arguments.dry_run:
         report = pruner.run_once(dry_run=True)
         print_dry_run(report, settings)

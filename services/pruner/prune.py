@@ -3,7 +3,7 @@ of every run (S3 `pruner/last_run.json` for other readers, a local status file f
 
 Rules (docs/architecture.md, "Pruner"):
 - A job is prunable when it finished (done or failed) more than `RETENTION_SECONDS` ago, is not
-  marked for training, and was not pruned before (`JobQueue.prunable_jobs`).
+  marked for training, and was not pruned before (`Retention.prunable_jobs`).
 - Training jobs are never touched: their inputs *and* results stay, so an export always has the
   image with the result it was reviewed against.
 - Synthetic test jobs (the monitor's e2e probe, the deploy gate) are pruned like any other job but
@@ -30,11 +30,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from services.common.database import JobDatabase
 from services.common.errors import ServiceError, Unavailable
-from services.common.jobs import Job, JobQueue
+from services.common.jobs import Job
 from services.common.layout import JOBS_ROOT, JobKeys, deletion_order, is_input_key, is_output_key, job_id_of
+from services.common.retention import Retention
 from services.common.storage import ObjectInfo, ObjectNotFound, ObjectStore
 from services.common.times import iso_utc, parse_utc
+from services.common.training import TrainingSet
 from services.pruner.status import (  # noqa: F401 - re-exported for callers of the core
     DEFAULT_INTERVAL_S,
     DEFAULT_RETENTION_S,
@@ -155,7 +158,7 @@ class Pruner:
     def __init__(
         self,
         store: ObjectStore,
-        jobs: JobQueue,
+        database: JobDatabase,
         settings: PrunerSettings,
         *,
         sleep: Callable[[float], None] = time.sleep,
@@ -163,7 +166,9 @@ class Pruner:
         should_stop: Callable[[], bool] = lambda: False,
     ) -> None:
         self.store = store
-        self.jobs = jobs
+        self.database = database
+        self.retention = Retention(database)
+        self.training = TrainingSet(database)
         self.settings = settings
         self._sleep = sleep
         self._on_job_deleted = on_job_deleted
@@ -179,14 +184,14 @@ class Pruner:
     def plan(self, limit: int = BATCH_SIZE, exclude: set[str] | None = None) -> list[JobFiles]:
         """The next prunable jobs (oldest first) with the objects each would free."""
         exclude = exclude or set()
-        jobs = self.jobs.prunable_jobs(self.cutoff(), limit=limit + len(exclude))
+        jobs = self.retention.prunable_jobs(self.cutoff(), limit=limit + len(exclude))
         return [JobFiles(job, tuple(self.store.list_objects(JobKeys(job.id).prefix)))
                 for job in jobs if job.id not in exclude][:limit]
 
     def plan_orphans(self, now: datetime | None = None) -> list[Orphan]:
         """Files under `jobs/` whose job has no row, all older than the grace period."""
         objects = self.store.list_objects(JOBS_ROOT)
-        known = self.jobs.known_job_ids(sorted({job_id for item in objects if (job_id := job_id_of(item.key))}))
+        known = self.retention.known_job_ids(sorted({job_id for item in objects if (job_id := job_id_of(item.key))}))
         older_than = (now or datetime.now(UTC)) - timedelta(seconds=self.settings.orphan_grace_s)
         return orphans_among(objects, known, older_than)
 
@@ -221,7 +226,7 @@ class Pruner:
         # ensure_bucket, not ping: on a fresh instance the pruner may start before the backend
         # has created the bucket, and an empty bucket is simply nothing to prune.
         self.store.ensure_bucket()
-        self.jobs.ping()
+        self.database.ping()
 
     def _delete_all(self, report: RunReport) -> None:
         attempted: set[str] = set()
@@ -269,12 +274,12 @@ class Pruner:
         leftover = self.store.list(JobKeys(job_id).prefix)
         if leftover:
             self.store.delete(deletion_order(leftover))
-        if not self.jobs.mark_pruned(job_id):
+        if not self.retention.mark_pruned(job_id):
             log.warning("job %s was already marked pruned or is marked for training; row left as it is", job_id)
 
     def _count_training(self, report: RunReport) -> None:
         """Figures about the kept training images, for the monitor's disk forecast."""
-        training = self.jobs.training_jobs(include_exported=True)
+        training = self.training.training_jobs(include_exported=True)
         report.training_jobs = len(training)
         report.training_images = sum(job.image_count for job in training)
         report.training_bytes = sum(item.size for job in training

@@ -30,9 +30,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import services.islets as islets
+from services.common.database import JobDatabase
 from services.common.errors import ServiceError, Unavailable
-from services.common.jobs import ClaimedJob, Job, JobQueue
+from services.common.jobs import Job
 from services.common.layout import JobKeys
+from services.common.lease_queue import ClaimedJob, LeaseQueue
 from services.common.storage import ObjectNotFound, ObjectStore
 from services.shepherd.config import ShepherdConfig
 from services.shepherd.heartbeat import write_heartbeat
@@ -109,7 +111,7 @@ class Worker:
         self,
         config: ShepherdConfig,
         store: ObjectStore,
-        queue: JobQueue,
+        queue: LeaseQueue,
         *,
         model_loader: Callable[[str], Any] = islets.get_model,
     ) -> None:
@@ -479,7 +481,7 @@ def run_worker(config: ShepherdConfig | None = None) -> int:
     try:
         config = config or ShepherdConfig.from_env()
         store = ObjectStore.from_env()
-        queue = JobQueue.from_env()
+        queue = LeaseQueue(JobDatabase.from_env())
     except ServiceError as problem:
         log.error("cannot start: %s", problem)
         return 2

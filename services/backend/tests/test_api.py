@@ -14,7 +14,9 @@ from flask.testing import FlaskClient
 
 from services.backend.app import create_app
 from services.backend.tests.images import dtz_rgb, encode, png_bomb, truncated
-from services.common.jobs import JobQueue
+from services.common.access_stats import AccessStatistics
+from services.common.database import JobDatabase
+from services.common.jobs import JobRecords
 from services.common.storage import ObjectStore, StorageUnavailable
 from tests.fixtures.servers import free_port
 
@@ -74,7 +76,7 @@ def stored_keys(env: dict[str, str]) -> list[str]:
 
 
 def job_count(env: dict[str, str]) -> int:
-    return len(JobQueue.from_env(env).list_jobs())
+    return len(JobRecords(JobDatabase.from_env(env)).list_jobs())
 
 
 def assert_nothing_stored(env: dict[str, str]) -> None:
@@ -266,8 +268,8 @@ def test_storage_down_on_submit_is_503_with_retry_and_nothing_queued(
 def test_database_down_on_submit_is_503_and_the_inputs_are_removed(
     make_app: Callable[..., Flask], env: dict[str, str], png: bytes
 ) -> None:
-    dead = JobQueue(f"postgresql://x:y@127.0.0.1:{free_port()}/x", connect_timeout_s=1)
-    client = make_app(jobs=dead).test_client()
+    dead = JobDatabase(f"postgresql://x:y@127.0.0.1:{free_port()}/x", connect_timeout_s=1)
+    client = make_app(database=dead).test_client()
     response = submit(client, [(png, "a.png"), (png, "b.png")])
     assert_plain_error(response, 503, "job database .* cannot be reached")
     assert response.headers["Retry-After"] == "30"
@@ -302,9 +304,8 @@ def test_access_statistics_are_counted_per_route(
     client.get(f"/api/jobs/{'0' * 32}")
     submit(client, [(png, "a.png")])
     assert app.extensions["isletnet.access"].flush() == 4
-    rows = {
-        (r["endpoint"], r["method"], r["status"]): r["requests"] for r in JobQueue.from_env(env).access_statistics()
-    }
+    stored = AccessStatistics(JobDatabase.from_env(env)).access_statistics()
+    rows = {(r["endpoint"], r["method"], r["status"]): r["requests"] for r in stored}
     assert rows == {
         ("/api/health", "GET", 200): 2,
         ("/api/jobs/<job_id>", "GET", 404): 1,
@@ -313,8 +314,8 @@ def test_access_statistics_are_counted_per_route(
 
 
 def test_reads_while_the_database_is_down_are_503(make_app: Callable[..., Flask]) -> None:
-    dead = JobQueue(f"postgresql://x:y@127.0.0.1:{free_port()}/x", connect_timeout_s=1)
-    client = make_app(jobs=dead).test_client()
+    dead = JobDatabase(f"postgresql://x:y@127.0.0.1:{free_port()}/x", connect_timeout_s=1)
+    client = make_app(database=dead).test_client()
     for path in ("/api/jobs", f"/api/jobs/{'a' * 32}", "/api/queue"):
         response = client.get(path)
         assert_plain_error(response, 503, "job database .* cannot be reached")

@@ -11,7 +11,7 @@ from openapi_spec_validator import validate
 
 from services.backend import app as app_module
 from services.backend.app import create_app
-from services.common.jobs import JobQueue
+from services.common.database import JobDatabase
 from services.common.storage import ObjectStore
 
 IGNORED_METHODS = {"HEAD", "OPTIONS"}
@@ -20,8 +20,8 @@ IGNORED_METHODS = {"HEAD", "OPTIONS"}
 def offline_app() -> Flask:
     """The routes and the spec do not need live dependencies; point them at nothing."""
     store = ObjectStore("http://127.0.0.1:9", "a", "b", "isletnet", connect_timeout_s=0.2, max_attempts=1)
-    jobs = JobQueue("postgresql://x:y@127.0.0.1:9/x", connect_timeout_s=1)
-    app = create_app({}, store=store, jobs=jobs)
+    database = JobDatabase("postgresql://x:y@127.0.0.1:9/x", connect_timeout_s=1)
+    app = create_app({}, store=store, database=database)
     app.extensions["isletnet.access"].stop()
     return app
 

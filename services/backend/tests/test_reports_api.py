@@ -20,7 +20,10 @@ from pypdf import PdfReader
 
 from services.backend.app import create_app
 from services.backend.tests.images import dtz_rgb, encode
-from services.common.jobs import JobQueue
+from services.common.database import JobDatabase
+from services.common.jobs import JobRecords
+from services.common.lease_queue import LeaseQueue
+from services.common.retention import Retention
 from services.common.storage import ObjectStore
 from services.shepherd.config import ShepherdConfig
 from services.shepherd.worker import Worker
@@ -28,7 +31,7 @@ from services.shepherd.worker import Worker
 pytestmark = pytest.mark.integration
 
 
-def process_next_job(store: ObjectStore, queue: JobQueue) -> str | None:
+def process_next_job(store: ObjectStore, queue: LeaseQueue) -> str | None:
     """Let the real shepherd worker do one job; returns its id (None when the queue is empty)."""
     # A generous lease: a loaded test host may be slow.
     worker = Worker(ShepherdConfig(lease_s=600, concurrency=1, worker_id="test-shepherd"), store, queue)
@@ -60,8 +63,13 @@ def store(app: Flask) -> ObjectStore:
 
 
 @pytest.fixture
-def queue(app: Flask) -> JobQueue:
-    return app.extensions["isletnet.jobs"]
+def database(app: Flask) -> JobDatabase:
+    return app.extensions["isletnet.database"]
+
+
+@pytest.fixture
+def queue(database: JobDatabase) -> LeaseQueue:
+    return LeaseQueue(database)
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +86,7 @@ def submit(client: FlaskClient, pngs: list[bytes], training: bool = False, synth
 
 
 @pytest.fixture
-def done_job(client: FlaskClient, store: ObjectStore, queue: JobQueue, pngs: list[bytes]) -> str:
+def done_job(client: FlaskClient, store: ObjectStore, queue: LeaseQueue, pngs: list[bytes]) -> str:
     job_id = submit(client, pngs)
     assert process_next_job(store, queue) == job_id
     return job_id
@@ -118,7 +126,7 @@ def test_csv_xlsx_pdf_and_zip_of_a_finished_job(client: FlaskClient, done_job: s
 
 
 def test_reports_of_unfinished_unknown_and_pruned_jobs_are_plain_errors(
-    client: FlaskClient, queue: JobQueue, store: ObjectStore, pngs: list[bytes]
+    client: FlaskClient, queue: LeaseQueue, store: ObjectStore, pngs: list[bytes]
 ) -> None:
     waiting = submit(client, pngs[:1])
     response = client.get(f"/api/jobs/{waiting}/report.pdf")
@@ -128,7 +136,7 @@ def test_reports_of_unfinished_unknown_and_pruned_jobs_are_plain_errors(
     assert unknown.status_code == 404 and unknown.get_json()["error"].startswith("There is no job")
     process_next_job(store, queue)
     store.delete_prefix(f"jobs/{waiting}/")
-    assert queue.mark_pruned(waiting)
+    assert Retention(queue.database).mark_pruned(waiting)
     gone = client.get(f"/api/jobs/{waiting}/archive.zip")
     assert gone.status_code == 410
     assert gone.get_json() == {"error": f"The results of job {waiting} were deleted by the retention policy."}
@@ -156,7 +164,7 @@ def test_statistics_and_access_statistics_workbook(client: FlaskClient, done_job
     assert totals_sheet["jobs"] == 2
 
 
-def test_synthetic_jobs_stay_out_of_the_statistics(client: FlaskClient, store: ObjectStore, queue: JobQueue,
+def test_synthetic_jobs_stay_out_of_the_statistics(client: FlaskClient, store: ObjectStore, queue: LeaseQueue,
                                                    done_job: str, pngs: list[bytes]) -> None:
     before = client.get("/api/statistics").get_json()
     probe = submit(client, pngs[:1], synthetic=True)
@@ -172,7 +180,7 @@ def test_synthetic_jobs_stay_out_of_the_statistics(client: FlaskClient, store: O
     assert {row[0]: row[1] for row in workbook["Totals"].iter_rows(values_only=True)}["jobs"] == 1
 
 
-def test_training_export_once_then_all(client: FlaskClient, queue: JobQueue, store: ObjectStore,
+def test_training_export_once_then_all(client: FlaskClient, queue: LeaseQueue, store: ObjectStore,
                                        pngs: list[bytes]) -> None:
     assert client.post("/api/training/export").status_code == 204  # nothing marked yet
     plain = submit(client, pngs[:1])
@@ -188,7 +196,8 @@ def test_training_export_once_then_all(client: FlaskClient, queue: JobQueue, sto
     assert not any(name.startswith(plain) for name in names)
     manifest = json.loads(archive.read("manifest.json"))
     assert [job["id"] for job in manifest["jobs"]] == [marked]
-    assert queue.get(marked).exported_at is not None and queue.get(plain).exported_at is None
+    records = JobRecords(queue.database)
+    assert records.get(marked).exported_at is not None and records.get(plain).exported_at is None
     assert store.list("training/exports/")  # the export is recorded in storage as well
 
     assert client.post("/api/training/export").status_code == 204  # one-time: nothing new

@@ -14,8 +14,10 @@ from urllib.parse import urlparse
 
 import pytest
 
-from services.common.jobs import JobQueue
+from services.common.database import JobDatabase
+from services.common.jobs import Job, JobRecords
 from services.common.layout import new_job_id
+from services.common.lease_queue import LeaseQueue
 from services.common.storage import ObjectInfo, ObjectStore
 from services.pruner import healthcheck
 from services.pruner.prune import (
@@ -93,8 +95,14 @@ def store(env: dict[str, str]) -> ObjectStore:
 
 
 @pytest.fixture
-def queue(env: dict[str, str]) -> JobQueue:
-    return JobQueue.from_env(env)
+def database(env: dict[str, str]) -> JobDatabase:
+    return JobDatabase.from_env(env)
+
+
+def job(database: JobDatabase, job_id: str) -> Job:
+    found = JobRecords(database).get(job_id)
+    assert found is not None
+    return found
 
 
 def settings(env: dict[str, str], retention_s: float = 0.0) -> PrunerSettings:
@@ -102,11 +110,12 @@ def settings(env: dict[str, str], retention_s: float = 0.0) -> PrunerSettings:
                           status_file=Path(env["PRUNER_STATUS_FILE"]))
 
 
-def make_job(store: ObjectStore, queue: JobQueue, *, training: bool = False, finish: str | None = "done",
+def make_job(store: ObjectStore, database: JobDatabase, *, training: bool = False, finish: str | None = "done",
              synthetic: bool = False) -> str:
     """A job as the backend and shepherd leave it: request, two inputs, per-image results, summary."""
-    job_id = queue.create_job(model="classical", pixel_size_um=0.843, file_names=["a.png", "b.png"], training=training,
-                              synthetic=synthetic)
+    job_id = JobRecords(database).create_job(model="classical", pixel_size_um=0.843, file_names=["a.png", "b.png"],
+                                             training=training, synthetic=synthetic)
+    queue = LeaseQueue(database)
     prefix = f"jobs/{job_id}/"
     store.put(prefix + "request.json", json.dumps({"pixel_size_um": 0.843}).encode(), "application/json")
     for index, name in enumerate(["a.png", "b.png"]):
@@ -143,25 +152,25 @@ def dry_run(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.integration
 def test_retention_zero_removes_exactly_the_unmarked_finished_jobs(
-    env: dict[str, str], store: ObjectStore, queue: JobQueue
+    env: dict[str, str], store: ObjectStore, database: JobDatabase
 ) -> None:
-    training = [make_job(store, queue, training=True), make_job(store, queue, training=True, finish="failed")]
-    plain = [make_job(store, queue), make_job(store, queue, finish="failed")]
-    waiting = make_job(store, queue, finish=None)  # still queued: never pruned, whatever its age
+    training = [make_job(store, database, training=True), make_job(store, database, training=True, finish="failed")]
+    plain = [make_job(store, database), make_job(store, database, finish="failed")]
+    waiting = make_job(store, database, finish=None)  # still queued: never pruned, whatever its age
     before = {job_id: keys(store, job_id) for job_id in [*training, *plain, waiting]}
     expected_bytes = sum(stored_size(store, job_id) for job_id in plain)
 
-    report = Pruner(store, queue, settings(env)).run_once()
+    report = Pruner(store, database, settings(env)).run_once()
 
     assert report.ok and report.error is None
     assert sorted(report.deleted_jobs) == sorted(plain)
     assert report.freed_bytes == expected_bytes
     for job_id in plain:
         assert keys(store, job_id) == []
-        assert queue.get(job_id).pruned_at is not None
+        assert job(database, job_id).pruned_at is not None
     for job_id in [*training, waiting]:
         assert keys(store, job_id) == before[job_id]  # inputs and results of training jobs all kept
-        assert queue.get(job_id).pruned_at is None
+        assert job(database, job_id).pruned_at is None
     record = json.loads(store.get(LAST_RUN_KEY))
     assert record["ok"] is True and record["deleted_jobs"] == 2 and record["freed_bytes"] == expected_bytes
     assert record["last_success_at"] == record["finished_at"]
@@ -170,16 +179,16 @@ def test_retention_zero_removes_exactly_the_unmarked_finished_jobs(
     assert read_status_file(Path(env["PRUNER_STATUS_FILE"])) == record
     assert healthcheck.main([env["PRUNER_STATUS_FILE"]]) == 0
 
-    again = Pruner(store, queue, settings(env)).run_once()  # nothing left to do: a no-op pass
+    again = Pruner(store, database, settings(env)).run_once()  # nothing left to do: a no-op pass
     assert again.ok and again.deleted_jobs == [] and again.freed_bytes == 0
 
 
 @pytest.mark.integration
 def test_synthetic_test_jobs_are_pruned_and_counted_apart(env: dict[str, str], store: ObjectStore,
-                                                          queue: JobQueue) -> None:
-    user = make_job(store, queue)
-    probes = [make_job(store, queue, synthetic=True), make_job(store, queue, synthetic=True, finish="failed")]
-    kept = make_job(store, queue, training=True)
+                                                          database: JobDatabase) -> None:
+    user = make_job(store, database)
+    probes = [make_job(store, database, synthetic=True), make_job(store, database, synthetic=True, finish="failed")]
+    kept = make_job(store, database, training=True)
     expected_bytes = sum(stored_size(store, job_id) for job_id in [user, *probes])
 
     dry = dry_run(env)
@@ -187,13 +196,13 @@ def test_synthetic_test_jobs_are_pruned_and_counted_apart(env: dict[str, str], s
     assert f"would delete synthetic test job {probes[0]} (done" in dry.stdout
     assert "dry run: 1 jobs (and 2 synthetic test jobs) past 0 s retention" in dry.stdout
 
-    report = Pruner(store, queue, settings(env)).run_once()
+    report = Pruner(store, database, settings(env)).run_once()
 
     assert report.ok and report.deleted_jobs == [user] and sorted(report.deleted_synthetic_jobs) == sorted(probes)
     assert report.freed_bytes == expected_bytes
     for job_id in [user, *probes]:
-        assert keys(store, job_id) == [] and queue.get(job_id).pruned_at is not None
-    assert keys(store, kept) and queue.get(kept).pruned_at is None
+        assert keys(store, job_id) == [] and job(database, job_id).pruned_at is not None
+    assert keys(store, kept) and job(database, kept).pruned_at is None
     record = json.loads(store.get(LAST_RUN_KEY))
     assert (record["deleted_jobs"], record["deleted_synthetic_jobs"]) == (1, 2)
     assert record["freed_bytes"] == expected_bytes and record["training_jobs"] == 1
@@ -201,22 +210,22 @@ def test_synthetic_test_jobs_are_pruned_and_counted_apart(env: dict[str, str], s
 
 @pytest.mark.integration
 def test_retention_is_counted_in_seconds_from_the_end_of_the_job(
-    env: dict[str, str], store: ObjectStore, queue: JobQueue
+    env: dict[str, str], store: ObjectStore, database: JobDatabase
 ) -> None:
-    job_id = make_job(store, queue)
-    pruner = Pruner(store, queue, settings(env, retention_s=3))
+    job_id = make_job(store, database)
+    pruner = Pruner(store, database, settings(env, retention_s=3))
     assert pruner.run_once().deleted_jobs == []
     assert keys(store, job_id)
-    finished = queue.get(job_id).finished_at
+    finished = job(database, job_id).finished_at
     time.sleep(max(0.0, (finished + timedelta(seconds=3.2) - datetime.now(UTC)).total_seconds()))
     assert pruner.run_once().deleted_jobs == [job_id]
     assert keys(store, job_id) == []
 
 
 @pytest.mark.integration
-def test_dry_run_lists_and_deletes_nothing(env: dict[str, str], store: ObjectStore, queue: JobQueue) -> None:
-    plain = make_job(store, queue)
-    kept = make_job(store, queue, training=True)
+def test_dry_run_lists_and_deletes_nothing(env: dict[str, str], store: ObjectStore, database: JobDatabase) -> None:
+    plain = make_job(store, database)
+    kept = make_job(store, database, training=True)
     before = keys(store, plain)
     result = dry_run(env)
     assert result.returncode == 0, result.stderr
@@ -224,30 +233,30 @@ def test_dry_run_lists_and_deletes_nothing(env: dict[str, str], store: ObjectSto
     assert kept not in result.stdout
     assert "dry run: 1 jobs past 0 s retention" in result.stdout
     assert keys(store, plain) == before
-    assert queue.get(plain).pruned_at is None
+    assert job(database, plain).pruned_at is None
     assert not store.exists(LAST_RUN_KEY)  # a dry run is not a pass: the monitor must not count it
     assert not Path(env["PRUNER_STATUS_FILE"]).exists()
 
 
 @pytest.mark.integration
 def test_storage_unreachable_deletes_nothing_and_records_the_failure(
-    env: dict[str, str], store: ObjectStore, queue: JobQueue
+    env: dict[str, str], store: ObjectStore, database: JobDatabase
 ) -> None:
-    job_id = make_job(store, queue)
+    job_id = make_job(store, database)
     before = keys(store, job_id)
     proxy = TcpProxy("127.0.0.1", urlparse(env["S3_ENDPOINT_URL"]).port)
     try:
         proxy.cut()
         down = ObjectStore.from_env({**env, "S3_ENDPOINT_URL": proxy.url}, max_attempts=1, connect_timeout_s=1)
         sleeps: list[float] = []
-        report = Pruner(down, queue, settings(env), sleep=sleeps.append).run_once()
+        report = Pruner(down, database, settings(env), sleep=sleeps.append).run_once()
     finally:
         proxy.close()
     assert not report.ok
     assert report.error.startswith(f"Storage at {proxy.url} cannot be reached")
     assert sleeps == [0.05]  # retried once (2 attempts in all) before giving up
     assert keys(store, job_id) == before
-    assert queue.get(job_id).pruned_at is None
+    assert job(database, job_id).pruned_at is None
     record = read_status_file(Path(env["PRUNER_STATUS_FILE"]))
     assert record["ok"] is False and record["last_error"] == report.error and record["last_success_at"] is None
     assert healthcheck.main([env["PRUNER_STATUS_FILE"]]) == 1
@@ -255,20 +264,20 @@ def test_storage_unreachable_deletes_nothing_and_records_the_failure(
 
 @pytest.mark.integration
 def test_storage_lost_mid_run_leaves_whole_jobs_and_the_next_run_finishes(
-    env: dict[str, str], store: ObjectStore, queue: JobQueue
+    env: dict[str, str], store: ObjectStore, database: JobDatabase
 ) -> None:
-    first, second = make_job(store, queue), make_job(store, queue)
+    first, second = make_job(store, database), make_job(store, database)
     proxy = TcpProxy("127.0.0.1", urlparse(env["S3_ENDPOINT_URL"]).port)
     try:
         through_proxy = ObjectStore.from_env({**env, "S3_ENDPOINT_URL": proxy.url}, max_attempts=1,
                                              connect_timeout_s=1)
-        pruner = Pruner(through_proxy, queue, settings(env), on_job_deleted=lambda _files: proxy.cut())
+        pruner = Pruner(through_proxy, database, settings(env), on_job_deleted=lambda _files: proxy.cut())
         report = pruner.run_once()
         assert not report.ok and len(report.deleted_jobs) == 1
         gone, left = report.deleted_jobs[0], (second if report.deleted_jobs[0] == first else first)
-        assert keys(store, gone) == [] and queue.get(gone).pruned_at is not None
+        assert keys(store, gone) == [] and job(database, gone).pruned_at is not None
         assert len(keys(store, left)) == 8  # every object of the other job is still there
-        assert queue.get(left).pruned_at is None
+        assert job(database, left).pruned_at is None
         assert read_status_file(Path(env["PRUNER_STATUS_FILE"]))["ok"] is False
 
         proxy.restore()
@@ -284,8 +293,8 @@ def test_storage_lost_mid_run_leaves_whole_jobs_and_the_next_run_finishes(
 
 @pytest.mark.integration
 def test_the_loop_runs_on_schedule_and_stops_on_sigterm(env: dict[str, str], store: ObjectStore,
-                                                        queue: JobQueue) -> None:
-    job_id = make_job(store, queue)
+                                                        database: JobDatabase) -> None:
+    job_id = make_job(store, database)
     process = subprocess.Popen(
         [sys.executable, "-m", "services.pruner"],
         env={**os.environ, **env, "PYTHONPATH": str(REPO), "RETENTION_SECONDS": "0", "PRUNE_INTERVAL_SECONDS": "1"},
@@ -296,7 +305,7 @@ def test_the_loop_runs_on_schedule_and_stops_on_sigterm(env: dict[str, str], sto
         while keys(store, job_id) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert keys(store, job_id) == []
-        later = make_job(store, queue)  # picked up by a later pass of the same process
+        later = make_job(store, database)  # picked up by a later pass of the same process
         while keys(store, later) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert keys(store, later) == []
@@ -313,15 +322,15 @@ def test_the_loop_runs_on_schedule_and_stops_on_sigterm(env: dict[str, str], sto
 
 @pytest.mark.integration
 def test_orphaned_files_without_a_job_row_go_after_the_grace_and_jobs_stay(
-    env: dict[str, str], store: ObjectStore, queue: JobQueue
+    env: dict[str, str], store: ObjectStore, database: JobDatabase
 ) -> None:
     orphan = new_job_id()  # a submit whose clean-up failed: inputs stored, no row
     for key in ("request.json", "inputs/0-a.png"):
         store.put(f"jobs/{orphan}/{key}", b"x" * 100)
-    running = make_job(store, queue, finish=None)  # has a row: never an orphan
+    running = make_job(store, database, finish=None)  # has a row: never an orphan
     before = keys(store, running)
 
-    patient = Pruner(store, queue, replace(settings(env), orphan_grace_s=3600)).run_once()
+    patient = Pruner(store, database, replace(settings(env), orphan_grace_s=3600)).run_once()
     assert patient.ok and patient.deleted_orphans == [] and len(keys(store, orphan)) == 2  # may be an upload
 
     listing = dry_run({**env, "ORPHAN_GRACE_SECONDS": "0"})
@@ -329,7 +338,7 @@ def test_orphaned_files_without_a_job_row_go_after_the_grace_and_jobs_stay(
     assert f"would delete orphaned files of job {orphan} (no job row): 2 objects, 200 bytes" in listing.stdout
     assert len(keys(store, orphan)) == 2  # a dry run deletes nothing
 
-    report = Pruner(store, queue, replace(settings(env), orphan_grace_s=0)).run_once()
+    report = Pruner(store, database, replace(settings(env), orphan_grace_s=0)).run_once()
     assert report.ok and report.deleted_orphans == [orphan] and report.freed_bytes >= 200
     assert keys(store, orphan) == [] and keys(store, running) == before
     assert json.loads(store.get(LAST_RUN_KEY))["deleted_orphans"] == 1

@@ -8,7 +8,9 @@ from collections.abc import Callable
 from typing import Any
 
 from services.backend.app import create_app
-from services.common.jobs import Job, JobQueue
+from services.common.database import JobDatabase
+from services.common.jobs import Job, JobRecords
+from services.common.lease_queue import LeaseQueue
 from services.common.storage import ObjectStore
 from services.shepherd.config import ShepherdConfig
 from services.shepherd.worker import Worker
@@ -34,7 +36,8 @@ def make_worker(
         "heartbeat_file": str(tmp_path / "shepherd.heartbeat"), "worker_id": "test-worker", **overrides,
     }  # fmt: skip
     kwargs = {"model_loader": model_loader} if model_loader else {}
-    return Worker(ShepherdConfig(**settings), ObjectStore.from_env(env), JobQueue.from_env(env), **kwargs)
+    return Worker(ShepherdConfig(**settings), ObjectStore.from_env(env), LeaseQueue(JobDatabase.from_env(env)),
+                  **kwargs)
 
 
 def process_jobs(env: dict[str, str], tmp_path: Any, count: int, **worker_options: Any) -> list[str | None]:
@@ -57,10 +60,10 @@ def wait_for(predicate: Callable[[], Any], timeout_s: float, what: str) -> Any:
 
 
 def job(env: dict[str, str], job_id: str) -> Job:
-    found = JobQueue.from_env(env).get(job_id)
+    found = JobRecords(JobDatabase.from_env(env)).get(job_id)
     assert found is not None
     return found
 
 
 def events(env: dict[str, str], job_id: str) -> list[str]:
-    return [event["event"] for event in JobQueue.from_env(env).events(job_id)]
+    return [event["event"] for event in JobRecords(JobDatabase.from_env(env)).events(job_id)]

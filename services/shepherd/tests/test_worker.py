@@ -14,7 +14,9 @@ import pytest
 
 from services.backend.app import create_app
 from services.backend.tests.images import encode, truncated
-from services.common.jobs import JobQueue
+from services.common.database import JobDatabase
+from services.common.jobs import JobRecords
+from services.common.lease_queue import LeaseQueue
 from services.common.storage import ObjectStore
 from services.islets import get_model, make_dtz_image
 from services.shepherd.tests.helpers import events, job, make_worker, process_jobs, submit, wait_for
@@ -111,8 +113,8 @@ def test_missing_input_and_unknown_model_fail_with_a_sentence(env: dict[str, str
     png, _ = dtz
     missing_id = submit(env, [(png, "a.png")])
     ObjectStore.from_env(env).delete([f"jobs/{missing_id}/inputs/0-a.png"])
-    queue = JobQueue.from_env(env)
-    unknown_id = queue.create_job(model="unet-v9", pixel_size_um=0.843, file_names=["a.png"])
+    records = JobRecords(JobDatabase.from_env(env))
+    unknown_id = records.create_job(model="unet-v9", pixel_size_um=0.843, file_names=["a.png"])
 
     assert process_jobs(env, tmp_path, 2) == ["failed", "failed"]
     assert job(env, missing_id).error == "Image 0 (a.png) is missing from storage; submit the job again."
@@ -185,7 +187,7 @@ def test_stop_past_the_drain_time_releases_the_job(env: dict[str, str], tmp_path
 def test_lost_lease_is_noticed_and_the_job_completes_once(env: dict[str, str], tmp_path, dtz) -> None:
     png, _ = dtz
     job_id = submit(env, [(png, "a.png")])
-    queue = JobQueue.from_env(env)
+    queue = LeaseQueue(JobDatabase.from_env(env))
     stale = queue.claim("frozen-worker", 0.2)  # a worker that froze right after claiming
     time.sleep(0.5)
     assert process_jobs(env, tmp_path, 1) == ["done"]
