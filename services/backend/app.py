@@ -3,24 +3,21 @@ the blueprints, JSON error handling, access statistics and the OpenAPI document 
 
 Run under gunicorn: `gunicorn "services.backend.app:create_app()"`. Blueprints reach the shared
 clients through `app.extensions["isletnet.store"]` (ObjectStore) and
-`app.extensions["isletnet.database"]` (JobDatabase). Optional blueprint modules listed in
-`OPTIONAL_BLUEPRINTS` (e.g. the reports) are registered when they are present; each exposes
-`blueprint` and `OPENAPI_PATHS`.
+`app.extensions["isletnet.database"]` (JobDatabase). Every module in `BLUEPRINT_MODULES` exposes
+`blueprint` and `OPENAPI_PATHS`; they ship together and are imported plainly, so an import error
+stops the start instead of silently dropping routes.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import logging
 import os
 from collections.abc import Mapping
-from types import ModuleType
 from typing import Any
 
 from flask import Flask, Response, g, jsonify, request
 
-from services.backend import jobs_api
+from services.backend import jobs_api, reports_api
 from services.backend.access import AccessRecorder
 from services.backend.config import BackendConfig
 from services.backend.errors import register_error_handlers
@@ -32,17 +29,7 @@ from services.common.storage import ObjectStore
 
 log = logging.getLogger(__name__)
 
-OPTIONAL_BLUEPRINTS = ("services.backend.reports_api",)
-
-
-def _optional_modules() -> list[ModuleType]:
-    """Blueprint modules that exist in this build. A module that exists but fails to import is a
-    bug and is raised, not hidden."""
-    modules = []
-    for name in OPTIONAL_BLUEPRINTS:
-        if importlib.util.find_spec(name) is not None:
-            modules.append(importlib.import_module(name))
-    return modules
+BLUEPRINT_MODULES = (jobs_api, reports_api)
 
 
 def create_app(
@@ -71,10 +58,9 @@ def create_app(
 
     register_error_handlers(app)
 
-    modules: list[Any] = [jobs_api, *_optional_modules()]
-    for module in modules:
+    for module in BLUEPRINT_MODULES:
         app.register_blueprint(module.blueprint)
-    spec = build_spec([module.OPENAPI_PATHS for module in modules] + [SPEC_PATHS])
+    spec = build_spec([module.OPENAPI_PATHS for module in BLUEPRINT_MODULES] + [SPEC_PATHS])
 
     @app.get("/api/spec.json")
     def openapi_spec() -> Response:

@@ -1,5 +1,5 @@
 """/api/spec.json is a valid OpenAPI 3 document that lists exactly the /api routes Flask serves
-(reports included when that blueprint is present), no more and no fewer."""
+(jobs and reports), no more and no fewer."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import pytest
 from flask import Flask
 from openapi_spec_validator import validate
 
-from services.backend import app as app_module
 from services.backend.app import create_app
 from services.common.database import JobDatabase
 from services.common.storage import ObjectStore
@@ -69,15 +68,3 @@ def test_path_parameters_are_declared(app: Flask) -> None:
                 if parameter["in"] == "path":
                     declared.add(parameter["name"])
             assert declared == names, f"{method.upper()} {path}"
-
-
-def test_optional_blueprints_are_registered_when_present(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(
-        app_module, "OPTIONAL_BLUEPRINTS", ("services.backend.tests.extra_blueprint", "services.backend.not_there")
-    )
-    app = offline_app()
-    assert app.test_client().get("/api/extra/abc").get_json() == {"name": "abc"}
-    spec = app.test_client().get("/api/spec.json").get_json()
-    validate(spec)
-    assert ("/api/extra/{name}", "get") in spec_operations(spec)
-    assert flask_operations(app) == spec_operations(spec)
