@@ -9,20 +9,9 @@ import pytest
 from flask import Flask
 from openapi_spec_validator import validate
 
-from services.backend.app import create_app
-from services.common.database import JobDatabase
-from services.common.storage import ObjectStore
+from services.backend.tests.helpers import offline_app
 
 IGNORED_METHODS = {"HEAD", "OPTIONS"}
-
-
-def offline_app() -> Flask:
-    """The routes and the spec do not need live dependencies; point them at nothing."""
-    store = ObjectStore("http://127.0.0.1:9", "a", "b", "isletnet", connect_timeout_s=0.2, max_attempts=1)
-    database = JobDatabase("postgresql://x:y@127.0.0.1:9/x", connect_timeout_s=1)
-    app = create_app({}, store=store, database=database)
-    app.extensions["isletnet.access"].stop()
-    return app
 
 
 def flask_operations(app: Flask) -> set[tuple[str, str]]:

@@ -1,0 +1,48 @@
+"""Shared helpers of the backend tests: submitting through Flask's test client, checking the
+one-sentence JSON errors, and an app whose storage and database are dead ports."""
+
+from __future__ import annotations
+
+import io
+import re
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
+from services.backend.app import create_app
+from services.common.database import JobDatabase
+from services.common.storage import ObjectStore
+
+# Nothing listens on port 9 (discard) of the loopback: connections are refused at once.
+DEAD_S3 = "http://127.0.0.1:9"
+DEAD_DATABASE = "postgresql://x:y@127.0.0.1:9/x"
+
+
+def offline_app(env: dict[str, str] | None = None) -> Flask:
+    """The real app with storage and database that refuse every connection. A request that
+    reaches either answers 503, so a 4xx from this app proves the request was refused before
+    anything was stored or queued."""
+    store = ObjectStore(DEAD_S3, "a", "b", "isletnet", connect_timeout_s=0.2, max_attempts=1)
+    database = JobDatabase(DEAD_DATABASE, connect_timeout_s=1)
+    app = create_app(env or {}, store=store, database=database)
+    app.extensions["isletnet.access"].stop()
+    return app
+
+
+def submit(client: FlaskClient, files: list[tuple[bytes, str]], **fields: Any) -> TestResponse:
+    data: dict = {"images": [(io.BytesIO(content), name) for content, name in files], **fields}
+    return client.post("/api/jobs", data=data, content_type="multipart/form-data")
+
+
+def assert_plain_error(response: TestResponse, status: int, pattern: str) -> None:
+    """A JSON body `{"error": "<one sentence>"}` with `status`, matching `pattern`."""
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.is_json
+    body = response.get_json()
+    assert set(body) == {"error"}
+    message = body["error"]
+    assert re.search(pattern, message), message
+    assert "\n" not in message and "Traceback" not in message
+    assert message.endswith("."), message
