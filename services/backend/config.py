@@ -17,8 +17,6 @@ class BackendConfig:
     max_upload_mb: float = 200.0
     max_image_pixels: int = 200_000_000
     default_pixel_size_um: float = 0.843
-    # No microscope camera has 100 µm pixels; above that the number was typed in the wrong unit.
-    max_pixel_size_um: float = 100.0
     max_images_per_job: int = 100
     default_model: str = "classical"
     retry_after_s: int = 30

@@ -7,7 +7,7 @@ import logging
 import uuid
 
 from flask import Flask, Response, current_app, g, jsonify, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from services.common.errors import ServiceError, Unavailable
 
@@ -41,6 +41,11 @@ def _http_message(error: HTTPException) -> str:
         return f"{request.method} is not allowed on {request.path}; see /api/spec.json for the API."
     if code == 413:
         limit_mb = current_app.config["ISLETNET_CONFIG"].max_upload_mb
+        if (request.content_length or 0) <= current_app.config["MAX_CONTENT_LENGTH"]:
+            # Within the upload limit: a text field over Flask's form-field limit, which is what
+            # an image becomes when a line break in its file name breaks its multipart header.
+            return ("A form field is too large for text: images must arrive as files in the field 'images' "
+                    "(a line break in a file name turns one into text); rename the file and upload it again.")
         return f"The upload is larger than the limit of {limit_mb:g} MB; send fewer or smaller images."
     if code == 400:
         return "The request could not be read; send a well-formed multipart or JSON request."
@@ -75,7 +80,10 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> Response:
-        return error_response(error.code or 500, _http_message(error))
+        headers = {}
+        if isinstance(error, MethodNotAllowed) and error.valid_methods:
+            headers["Allow"] = ", ".join(sorted(error.valid_methods))
+        return error_response(error.code or 500, _http_message(error), headers)
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Response:

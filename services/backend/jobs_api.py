@@ -8,8 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -19,12 +17,14 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.utils import secure_filename
 
 import services.islets as islets
+from services.backend import params
 from services.backend.config import BackendConfig
 from services.backend.errors import ApiError
-from services.backend.openapi import error, json_response
+from services.backend.openapi import RETRY_AFTER_HEADER, error, json_response
+from services.backend.uploads import UploadRefused, inspect_image
 from services.common.database import JobDatabase
 from services.common.errors import ServiceError, Unavailable
-from services.common.jobs import Job, JobRecords
+from services.common.jobs import STATES, Job, JobRecords
 from services.common.layout import JobKeys, new_job_id
 from services.common.lease_queue import LeaseQueue
 from services.common.storage import ObjectNotFound, ObjectStore
@@ -34,9 +34,6 @@ log = logging.getLogger(__name__)
 blueprint = Blueprint("jobs", __name__, url_prefix="/api")
 
 MAX_NAME_LENGTH = 100
-# Words a yes/no form field or query flag may use.
-TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
-FALSE_WORDS = frozenset({"0", "false", "no", "off", ""})
 # Magic numbers of the formats the islet library accepts: an upload that starts like one of these
 # is an image that is broken (400); anything else is the wrong kind of file (415).
 _IMAGE_SIGNATURES = {
@@ -126,49 +123,6 @@ def ensure_bucket_once() -> None:
 # -- input parsing ------------------------------------------------------------------------------
 
 
-def parse_pixel_size(raw: str | None, settings: BackendConfig) -> float:
-    if raw is None or raw.strip() == "":
-        return settings.default_pixel_size_um
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ApiError(
-            400, f"pixel_size_um={raw[:40]!r} is not a number; give micrometres per pixel, e.g. 0.843."
-        ) from None
-    if not math.isfinite(value) or value <= 0:
-        raise ApiError(400, f"pixel_size_um must be a positive number of micrometres per pixel, not {raw[:40]!r}.")
-    if value > settings.max_pixel_size_um:
-        raise ApiError(
-            400,
-            f"pixel_size_um={value:g} is implausible (more than {settings.max_pixel_size_um:g} µm per pixel); "
-            "check the unit (micrometres per pixel, e.g. 0.843).",
-        )
-    return value
-
-
-def parse_priority(raw: str | None) -> int:
-    if raw is None or raw.strip() == "":
-        return 0
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(
-            400, f"priority={raw[:40]!r} is not a whole number; use e.g. 0 (normal) or 10 (urgent)."
-        ) from None
-    if not -1000 <= value <= 1000:
-        raise ApiError(400, f"priority={value} is out of range; use a whole number from -1000 to 1000.")
-    return value
-
-
-def parse_bool(name: str, raw: str | None) -> bool:
-    value = (raw or "").strip().lower()
-    if value in TRUE_WORDS:
-        return True
-    if value in FALSE_WORDS:
-        return False
-    raise ApiError(400, f"{name}={raw[:40]!r} is not a yes/no value; use true or false.")
-
-
 def parse_model(raw: str | None, settings: BackendConfig) -> str:
     name = (raw or "").strip() or settings.default_model
     known = list(islets.available_models())
@@ -209,8 +163,10 @@ class Upload:
 
 
 def read_uploads(files: list[FileStorage], settings: BackendConfig) -> list[Upload]:
-    """Read and fully decode every upload; the first bad one refuses the whole request."""
+    """Read and check every upload from its header and structure (pixels are never decoded
+    here); the first bad one refuses the whole request."""
     if not files:
+        _refuse_images_sent_as_text()
         raise ApiError(400, "No images were uploaded; send one or more files in the multipart field 'images'.")
     if len(files) > settings.max_images_per_job:
         raise ApiError(
@@ -222,22 +178,30 @@ def read_uploads(files: list[FileStorage], settings: BackendConfig) -> list[Uplo
         data = file.read()
         content_type = sniff_content_type(data)
         try:
-            pixels = islets.load_image(data, settings.max_image_pixels)
-        except islets.InvalidImageError as problem:
-            message = str(problem)
-            status = 400 if content_type else 415
-            raise ApiError(status, f"File {name}: {message[:1].lower()}{message[1:]}") from None
-        height, width = int(pixels.shape[0]), int(pixels.shape[1])
-        del pixels  # decoded only to prove the file is whole; the worker decodes again
-        uploads.append(Upload(index, name, data, content_type or "application/octet-stream", width, height))
+            header = inspect_image(data, settings.max_image_pixels, looks_like_image=content_type is not None)
+        except UploadRefused as problem:
+            raise ApiError(problem.status, f"File {name}: {_lower_first(problem.message)}") from None
+        uploads.append(Upload(index, name, data, content_type or "application/octet-stream", header.width,
+                              header.height))
     return uploads
+
+
+def _refuse_images_sent_as_text() -> None:
+    """A part named 'images' without a usable file name arrives as a text field: a line break (or
+    another character a multipart header cannot hold) in the file name does that."""
+    if "images" in request.form:
+        raise ApiError(
+            400,
+            "The field 'images' arrived as text, not as a file: its file name is malformed (a line break in it?); "
+            "rename the file and upload it again.",
+        )
 
 
 # -- routes -------------------------------------------------------------------------------------
 
 
 @blueprint.get("/health")
-def health() -> tuple[Response, int]:
+def health() -> tuple[Response, int, dict[str, str]]:
     checks: dict[str, str] = {}
     for name, check in (("storage", store().ping), ("queue", database().ping)):
         try:
@@ -246,7 +210,10 @@ def health() -> tuple[Response, int]:
         except ServiceError as problem:
             checks[name] = str(problem)
     healthy = all(value == "ok" for value in checks.values())
-    return jsonify({"status": "ok" if healthy else "unavailable", **checks}), 200 if healthy else 503
+    body = jsonify({"status": "ok" if healthy else "unavailable", **checks})
+    if healthy:
+        return body, 200, {}
+    return body, 503, {"Retry-After": str(config().retry_after_s)}
 
 
 @blueprint.get("/models")
@@ -258,11 +225,11 @@ def models() -> Response:
 def submit_job() -> tuple[Response, int, dict[str, str]]:
     settings = config()
     form = request.form
-    pixel_size_um = parse_pixel_size(form.get("pixel_size_um"), settings)
+    pixel_size_um = params.PIXEL_SIZE.parse(form.get("pixel_size_um"), settings.default_pixel_size_um)
     model = parse_model(form.get("model"), settings)
-    priority = parse_priority(form.get("priority"))
-    training = parse_bool("training", form.get("training"))
-    synthetic = parse_bool("synthetic", form.get("synthetic"))
+    priority = params.PRIORITY.parse(form.get("priority") or None)
+    training = params.TRAINING.parse(form.get("training") or None)
+    synthetic = params.SYNTHETIC.parse(form.get("synthetic") or None)
     if synthetic and training:
         raise ApiError(400, "A synthetic test job cannot be marked for training; leave out one of the two fields.")
     uploads = read_uploads(request.files.getlist("images"), settings)
@@ -329,21 +296,19 @@ def _remove_partial_job(prefix: str) -> None:
 
 
 def _lower_first(text: str) -> str:
-    return text[:1].lower() + text[1:]
+    """"The file..." -> "the file...", for the tail of a sentence; "DTZ ..." stays."""
+    return text[:1].lower() + text[1:] if text[1:2].islower() else text
 
 
 @blueprint.get("/jobs")
 def list_jobs() -> Response:
-    try:
-        limit = min(500, max(1, int(request.args.get("limit", 50))))
-        offset = max(0, int(request.args.get("offset", 0)))
-    except ValueError:
-        raise ApiError(400, "limit and offset must be whole numbers.") from None
-    state = request.args.get("state") or None
-    if state is not None and state not in ("queued", "running", "done", "failed"):
-        raise ApiError(400, f"state={state[:20]!r} is unknown; use queued, running, done or failed.")
+    limit = params.LIMIT.parse(request.args.get("limit"))
+    offset = params.OFFSET.parse(request.args.get("offset"))
+    state = request.args.get("state")
+    if state is not None and state not in STATES:
+        raise ApiError(400, f"state={params.shown(state)} is unknown; use queued, running, done or failed.")
     # Monitoring test jobs (e2e probe, deploy gate) are not users' jobs: shown only when asked.
-    include_synthetic = parse_bool("include_synthetic", request.args.get("include_synthetic"))
+    include_synthetic = params.INCLUDE_SYNTHETIC.parse(request.args.get("include_synthetic"))
     jobs = records().list_jobs(limit=limit, offset=offset, state=state, include_synthetic=include_synthetic)
     return jsonify({"jobs": [public_job(job) for job in jobs]})
 
@@ -360,11 +325,8 @@ def get_result(job_id: str) -> Response:
 
 @blueprint.get("/jobs/<job_id>/overlay.png")
 def get_overlay(job_id: str) -> Response:
+    index = params.IMAGE.parse(request.args.get("image"))
     job = require_job(job_id)
-    raw = request.args.get("image", "0")
-    if not re.fullmatch(r"\d{1,6}", raw):
-        raise ApiError(400, f"image={raw[:20]!r} is not an image number; use 0 for the first image.")
-    index = int(raw)
     if index >= job.image_count:
         raise ApiError(404, f"Job {job.id} has {job.image_count} images, numbered from 0; there is no image {index}.")
     require_done(job)
@@ -385,8 +347,9 @@ def queue_stats() -> Response:
 # -- OpenAPI ------------------------------------------------------------------------------------
 
 _JOB_ID = {"$ref": "#/components/parameters/JobId"}
+_HEALTH = {"type": "object", "properties": {name: {"type": "string"} for name in ("status", "storage", "queue")}}
 _NOT_FOUND = error("No job with this id (malformed ids included).")
-_UNAVAILABLE = error("Storage or the job database is down; retry after the Retry-After seconds.")
+_UNAVAILABLE = error("Storage or the job database is down; retry after the Retry-After seconds.", retry_after=True)
 
 OPENAPI_PATHS: dict[str, Any] = {
     "/api/health": {
@@ -396,12 +359,15 @@ OPENAPI_PATHS: dict[str, Any] = {
             "responses": {
                 "200": json_response(
                     "All dependencies answer.",
-                    {"type": "object", "properties": {k: {"type": "string"} for k in ("status", "storage", "queue")}},
+                    _HEALTH,
                 ),
-                "503": json_response(
-                    "A dependency is down; its field holds the reason.",
-                    {"type": "object", "properties": {k: {"type": "string"} for k in ("status", "storage", "queue")}},
-                ),
+                "503": {
+                    **json_response(
+                        "A dependency is down; its field holds the reason.",
+                        _HEALTH,
+                    ),
+                    "headers": RETRY_AFTER_HEADER,
+                },
             },
         }
     },
@@ -428,19 +394,14 @@ OPENAPI_PATHS: dict[str, Any] = {
             "summary": "Jobs, newest first",
             "operationId": "listJobs",
             "parameters": [
-                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
-                {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                params.LIMIT.query("How many jobs at most."),
+                params.OFFSET.query("How many of the newest jobs to skip."),
                 {
                     "name": "state",
                     "in": "query",
                     "schema": {"type": "string", "enum": ["queued", "running", "done", "failed"]},
                 },
-                {
-                    "name": "include_synthetic",
-                    "in": "query",
-                    "description": "1 to list the synthetic test jobs of the monitor and the deploy gate too.",
-                    "schema": {"type": "boolean", "default": False},
-                },
+                params.INCLUDE_SYNTHETIC.query("1 to list the monitor's and deploy gate's synthetic test jobs too."),
             ],
             "responses": {
                 "200": json_response(
@@ -466,18 +427,14 @@ OPENAPI_PATHS: dict[str, Any] = {
                             "properties": {
                                 "images": {"type": "array", "items": {"type": "string", "format": "binary"}},
                                 "pixel_size_um": {
-                                    "type": "number",
-                                    "default": 0.843,
-                                    "exclusiveMinimum": True,
-                                    "minimum": 0,
-                                    "maximum": 100,
+                                    **params.PIXEL_SIZE.schema(),
+                                    "description": "Micrometres per pixel of the images.",
                                 },
                                 "model": {"type": "string", "default": "classical"},
-                                "priority": {"type": "integer", "default": 0},
-                                "training": {"type": "boolean", "default": False},
+                                "priority": params.PRIORITY.schema(),
+                                "training": params.TRAINING.schema(),
                                 "synthetic": {
-                                    "type": "boolean",
-                                    "default": False,
+                                    **params.SYNTHETIC.schema(),
                                     "description": "A monitoring test job: left out of job lists (unless "
                                     "include_synthetic=1), statistics and training exports; pruned as usual. "
                                     "Cannot be combined with training.",
@@ -539,7 +496,7 @@ OPENAPI_PATHS: dict[str, Any] = {
             "operationId": "getOverlay",
             "parameters": [
                 _JOB_ID,
-                {"name": "image", "in": "query", "schema": {"type": "integer", "minimum": 0, "default": 0}},
+                params.IMAGE.query("Which image of the job, from 0."),
             ],
             "responses": {
                 "200": {

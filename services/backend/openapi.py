@@ -11,12 +11,20 @@ API_VERSION = "1.0.0"
 ERROR_RESPONSE_REF = "#/components/responses/Error"
 
 
-def error(description: str) -> dict[str, Any]:
-    """A response documented as the standard `{"error": sentence}` body."""
-    return {
+RETRY_AFTER_HEADER = {"Retry-After": {"description": "Seconds to wait before trying again.",
+                                       "schema": {"type": "integer", "minimum": 1}}}
+
+
+def error(description: str, *, retry_after: bool = False) -> dict[str, Any]:
+    """A response documented as the standard `{"error": sentence}` body (with `Retry-After` for
+    the 503s of a dependency that is down)."""
+    response: dict[str, Any] = {
         "description": description,
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
     }
+    if retry_after:
+        response["headers"] = RETRY_AFTER_HEADER
+    return response
 
 
 def json_response(description: str, schema: Mapping[str, Any]) -> dict[str, Any]:

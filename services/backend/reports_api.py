@@ -19,8 +19,8 @@ from typing import IO, Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from services.backend import reports
-from services.backend.jobs_api import TRUE_WORDS, database, load_result, public_job, records, require_job, store
+from services.backend import params, reports
+from services.backend.jobs_api import database, load_result, public_job, records, require_job, store
 from services.backend.openapi import error, json_response
 from services.common.access_stats import AccessStatistics
 from services.common.jobs import Job
@@ -96,8 +96,8 @@ def report_pdf(job_id: str) -> Response:
 @blueprint.get("/jobs/<job_id>/archive.zip")
 def archive_zip(job_id: str) -> Response:
     """Results, the generated reports and the request; `?inputs=1` adds the original images."""
+    with_inputs = params.INPUTS.parse(request.args.get("inputs"))
     job, row, result = _finished_job(job_id)
-    with_inputs = request.args.get("inputs", "").lower() in TRUE_WORDS
     keys = JobKeys(job.id)
     files: dict[str, bytes] = {}
     for key in store().list(keys.prefix):
@@ -182,7 +182,7 @@ def training_export() -> Response:
     The archive is complete before anything is recorded, so a failure half-way records nothing
     and the same images are offered again next time.
     """
-    include_exported = request.args.get("all", "").lower() in TRUE_WORDS
+    include_exported = params.ALL.parse(request.args.get("all"))
     jobs = TrainingSet(database()).training_jobs(include_exported=include_exported)
     if not jobs:
         return Response(status=204)
@@ -231,6 +231,7 @@ def _file_route(summary: str, operation: str, mimetype: str, extra: list[dict[st
             "responses": {
                 "200": {"description": "The file, as an attachment.",
                         "content": {mimetype: {"schema": {"type": "string", "format": "binary"}}}},
+                **({"400": error("A query parameter is not a yes/no value.")} if extra else {}),
                 "404": _NOT_FOUND,
                 "409": _NOT_READY,
                 "410": _GONE,
@@ -249,8 +250,7 @@ OPENAPI_PATHS: dict[str, Any] = {
         "Summary and per-islet table as an XLSX workbook", "jobIsletsXlsx", _XLSX),
     "/api/jobs/{job_id}/archive.zip": _file_route(
         "ZIP of the job's results and reports", "jobArchiveZip", "application/zip",
-        [{"name": "inputs", "in": "query", "description": "1 to include the original images.",
-          "schema": {"type": "boolean", "default": False}}]),
+        [params.INPUTS.query("1 to include the original images.")]),
     "/api/statistics": {
         "get": {
             "summary": "Figures across all jobs: counts, images, islets, IEQ, failure rate, per day",
@@ -280,13 +280,13 @@ OPENAPI_PATHS: dict[str, Any] = {
         "post": {
             "summary": "One-time download of training-marked images; records the export",
             "operationId": "trainingExport",
-            "parameters": [{"name": "all", "in": "query", "description": "1 to export every training image again.",
-                            "schema": {"type": "boolean", "default": False}}],
+            "parameters": [params.ALL.query("1 to export every training image again.")],
             "responses": {
                 "200": {"description": "ZIP with `<job id>/inputs/...`, results and `manifest.json`; headers "
                                        "X-Exported-Jobs and X-Exported-Images give the counts.",
                         "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}}},
                 "204": {"description": "No training images are waiting for export."},
+                "400": error("`all` is not a yes/no value."),
             },
         }
     },

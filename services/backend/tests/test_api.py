@@ -134,7 +134,7 @@ def test_result_and_overlay_are_409_until_done(client: FlaskClient, png: bytes) 
     assert_plain_error(client.get(f"/api/jobs/{job_id}/result"), 409, r"is queued .*ready when its state is done")
     assert_plain_error(client.get(f"/api/jobs/{job_id}/overlay.png"), 409, "is queued")
     assert_plain_error(client.get(f"/api/jobs/{job_id}/overlay.png?image=3"), 404, "has 1 images")
-    assert_plain_error(client.get(f"/api/jobs/{job_id}/overlay.png?image=x"), 400, "not an image number")
+    assert_plain_error(client.get(f"/api/jobs/{job_id}/overlay.png?image=x"), 400, "is not a whole number")
 
 
 # -- inputs that are stored, or reach the database ---------------------------------------------

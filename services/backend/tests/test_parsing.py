@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from services.backend import params
 from services.backend.config import BackendConfig, ConfigError
 from services.backend.errors import ApiError
-from services.backend.jobs_api import parse_bool, parse_pixel_size, parse_priority, safe_name, sniff_content_type
+from services.backend.jobs_api import safe_name, sniff_content_type
 
 
 @pytest.mark.parametrize(
@@ -30,23 +31,38 @@ def test_safe_name(given: str | None, expected: str) -> None:
 
 
 def test_pixel_size() -> None:
-    settings = BackendConfig()
-    assert parse_pixel_size(None, settings) == 0.843
-    assert parse_pixel_size(" 1.5 ", settings) == 1.5
-    assert parse_pixel_size("100", settings) == 100
-    for bad in ("0", "-1", "nan", "inf", "1e9", "abc"):
+    size = params.PIXEL_SIZE
+    assert size.parse(None) == 0.843 and size.parse("", 1.2) == 1.2
+    assert size.parse(" 1.5 ") == 1.5
+    assert (size.parse("0.05"), size.parse("20")) == (0.05, 20)
+    for bad in ("0", "-1", "nan", "inf", "1e9", "abc", "1e-300", "0.01", "20.5", "100"):
         with pytest.raises(ApiError) as caught:
-            parse_pixel_size(bad, settings)
+            size.parse(bad)
         assert caught.value.status == 400 and caught.value.message.endswith(".")
 
 
-def test_flags_and_priority() -> None:
-    assert [parse_bool("training", v) for v in ("true", "1", "on", "false", "0", "", None)] == [
-        True, True, True, False, False, False, False,
+def test_flags() -> None:
+    flag = params.Flag("training")
+    assert [flag.parse(v) for v in ("true", "1", "on", "Yes", "false", "0", "off", None)] == [
+        True, True, True, True, False, False, False, False,
     ]  # fmt: skip
-    assert parse_priority("10") == 10 and parse_priority(None) == 0
-    with pytest.raises(ApiError, match="out of range"):
-        parse_priority("5000")
+    for bad in ("", "maybe", "\x7f", "2"):
+        with pytest.raises(ApiError, match=r"training=.* is not a yes/no value; use true or false\."):
+            flag.parse(bad)
+
+
+def test_whole_numbers() -> None:
+    assert params.PRIORITY.parse("10") == 10 and params.PRIORITY.parse(None) == 0
+    assert params.OFFSET.parse("+7") == 7 and params.OFFSET.parse(" 3 ") == 3
+    with pytest.raises(ApiError, match=r"priority=5000 is out of range; use a whole number from -1000 to 1000\."):
+        params.PRIORITY.parse("5000")
+    with pytest.raises(ApiError, match=r"offset=99999999999999999999 is out of range"):
+        params.OFFSET.parse("99999999999999999999")
+    with pytest.raises(ApiError, match=r"offset=-1 is out of range"):
+        params.OFFSET.parse("-1")
+    for bad in ("", "1.5", "1_000", "١٢", "0x10", "9" * 31):
+        with pytest.raises(ApiError, match="is not a whole number"):
+            params.LIMIT.parse(bad)
 
 
 def test_sniffing() -> None:
