@@ -3,56 +3,12 @@ HTTP, against real PostgreSQL and SeaweedFS (oversized bodies, JSON errors from 
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 import requests
 
 from services.backend.tests.images import dtz_rgb, encode
-from tests.fixtures.servers import free_port
 
 pytestmark = pytest.mark.integration
-
-REPOSITORY = Path(__file__).resolve().parents[3]
-
-
-@pytest.fixture
-def backend_url(isolated_service_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    env = {**os.environ, **isolated_service_env, "MAX_UPLOAD_MB": "1", "PYTHONPATH": str(REPOSITORY)}
-    log_path = tmp_path / "gunicorn.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "2",
-             "--threads", "2", "--timeout", "60", "services.backend.app:create_app()"],
-            env=env, cwd=REPOSITORY, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(f"{url}/api/health", timeout=5).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"gunicorn did not come up: {log_path.read_text(errors='replace')[-3000:]}")
-            time.sleep(0.3)
-        yield url
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
 
 
 def test_backend_under_gunicorn(backend_url: str) -> None:
@@ -74,3 +30,8 @@ def test_backend_under_gunicorn(backend_url: str) -> None:
     missing = requests.get(f"{backend_url}/api/jobs/{'f' * 32}/result", timeout=10)
     assert missing.status_code == 404 and set(missing.json()) == {"error"}
     assert requests.get(f"{backend_url}/api/queue", timeout=10).json()["queued"] == 1
+
+    trace = requests.request("TRACE", f"{backend_url}/api/jobs", timeout=10)
+    assert trace.status_code == 405 and trace.headers["Content-Type"] == "application/json"
+    assert set(trace.headers["Allow"].split(", ")) == {"GET", "HEAD", "OPTIONS", "POST"}
+    assert trace.json() == {"error": "TRACE is not allowed on /api/jobs; see /api/spec.json for the API."}
