@@ -109,6 +109,18 @@ def test_bad_image_fails_only_its_job(env: dict[str, str], tmp_path, dtz) -> Non
     assert job(env, good_id).state == "done"
 
 
+def test_an_image_above_the_pixel_budget_fails_its_job_before_decoding(env: dict[str, str], tmp_path, dtz) -> None:
+    """MAX_IMAGE_PIXELS bounds what the shepherd decodes: above it, the job fails with a sentence
+    (read from the header; no pixel is decoded)."""
+    png, _ = dtz
+    job_id = submit(env, [(png, "large.png")])
+    assert process_jobs(env, tmp_path, 1, max_image_pixels=100_000) == ["failed"]
+    assert job(env, job_id).error == (
+        "Image 0 (large.png) cannot be analysed: the image is 800×700 pixels (560,000), more than the limit of "
+        "100,000; downscale it or raise MAX_IMAGE_PIXELS."
+    )
+
+
 def test_missing_input_and_unknown_model_fail_with_a_sentence(env: dict[str, str], tmp_path, dtz) -> None:
     png, _ = dtz
     missing_id = submit(env, [(png, "a.png")])
