@@ -11,9 +11,9 @@ import csv
 import io
 import zipfile
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import IO, Any
 
 from openpyxl import Workbook
 from openpyxl.styles import Font
@@ -25,6 +25,7 @@ from reportlab.lib.units import mm
 from reportlab.platypus import Image, KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
 import services.islets as islets
+from services.common.previews import overlay_preview
 from services.common.times import parse_utc
 
 # Per-islet columns, in table order: (result key, column heading). One list for CSV, XLSX and PDF.
@@ -60,6 +61,8 @@ SIZE_CLASSES: tuple[str, ...] = ("50-100", "100-150", "150-200", "200-250", "250
 
 PDF_MAX_OVERLAY_WIDTH = 170 * mm
 PDF_MAX_OVERLAY_HEIGHT = 150 * mm
+# Already-compressed files go into archives as they are.
+COMPRESSED_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".pdf", ".xlsx")
 
 
 # --------------------------------------------------------------------------------------------
@@ -203,10 +206,18 @@ def _save_workbook(workbook: Workbook) -> bytes:
 
 def job_pdf(job: Mapping[str, Any], result: Mapping[str, Any], overlay_pngs: Iterable[bytes] = ()) -> bytes:
     """An A4 PDF: header with the job, each image's overlay, the summary and the per-islet table."""
-    styles = getSampleStyleSheet()
     buffer = io.BytesIO()
+    write_job_pdf(buffer, job, result, overlay_pngs)
+    return buffer.getvalue()
+
+
+def write_job_pdf(target: IO[bytes], job: Mapping[str, Any], result: Mapping[str, Any],
+                  overlay_pngs: Iterable[bytes] = ()) -> None:
+    """`job_pdf` into a file. Overlays are taken one at a time and kept only downscaled, so
+    `overlay_pngs` may be a generator that reads each from storage when it is needed."""
+    styles = getSampleStyleSheet()
     document = SimpleDocTemplate(
-        buffer,
+        target,
         pagesize=A4,
         leftMargin=18 * mm,
         rightMargin=18 * mm,
@@ -245,7 +256,6 @@ def job_pdf(job: Mapping[str, Any], result: Mapping[str, Any], overlay_pngs: Ite
     table.setStyle(_grid_style(font_size=7.5))
     story.append(table)
     document.build(story)
-    return buffer.getvalue()
 
 
 def _escape(value: Any) -> str:
@@ -273,9 +283,10 @@ def _grid_style(font_size: float = 8.5) -> TableStyle:
     )
 
 
-def _image(png: bytes) -> Image:
-    """The overlay scaled to fit the text width and a page-friendly height, aspect kept."""
-    image = Image(io.BytesIO(png))
+def _image(overlay: bytes) -> Image:
+    """The overlay as its small JPEG preview (made here unless it is one already), fitted to the
+    text width and a page-friendly height, aspect kept: a 12-image report stays a few MB."""
+    image = Image(io.BytesIO(overlay_preview(overlay)))
     scale = min(PDF_MAX_OVERLAY_WIDTH / image.imageWidth, PDF_MAX_OVERLAY_HEIGHT / image.imageHeight, 1.0)
     image.drawWidth = image.imageWidth * scale
     image.drawHeight = image.imageHeight * scale
@@ -284,15 +295,23 @@ def _image(png: bytes) -> Image:
 
 def job_zip(job: Mapping[str, Any], files: Mapping[str, bytes]) -> bytes:
     """A ZIP archive of a job's files under one folder `job-<id>/`, names sorted for stable archives."""
-    folder = f"job-{job.get('id')}"
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for name in sorted(files):
+    write_job_zip(buffer, job, sorted(files), files.__getitem__)
+    return buffer.getvalue()
+
+
+def write_job_zip(target: IO[bytes], job: Mapping[str, Any], names: Iterable[str],
+                  read: Callable[[str], bytes]) -> None:
+    """`job_zip` into a file, members in the order of `names`, each read by `read(name)` only when
+    it is written: one member in memory at a time. Images are stored, the rest deflated."""
+    folder = f"job-{job.get('id')}"
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name in names:
             safe = name.replace("\\", "/").lstrip("/")
             if ".." in safe.split("/"):
                 raise ValueError(f"Archive member name {name!r} leaves the job folder.")
-            archive.writestr(f"{folder}/{safe}", files[name])
-    return buffer.getvalue()
+            compression = zipfile.ZIP_STORED if safe.lower().endswith(COMPRESSED_SUFFIXES) else zipfile.ZIP_DEFLATED
+            archive.writestr(f"{folder}/{safe}", read(name), compress_type=compression)
 
 
 # --------------------------------------------------------------------------------------------

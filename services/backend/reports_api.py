@@ -13,7 +13,7 @@ import json
 import logging
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import IO, Any
 
@@ -43,22 +43,39 @@ EXPORT_RECORD_PREFIX = "training/exports/"
 # -- reading a finished job ---------------------------------------------------------------------
 
 
-def load_overlays(job: Job) -> list[bytes]:
-    """Each image's overlay PNG; an image whose overlay is missing is left out of the report."""
-    overlays = []
+def load_overlays(job: Job) -> Iterator[bytes]:
+    """Each image's overlay for the PDF, read when the report needs it: the small preview, or the
+    full overlay for a job from before previews; an image with neither is left out."""
+    keys = JobKeys(job.id)
     for index in range(job.image_count):
-        try:
-            overlays.append(store().get(JobKeys(job.id).overlay(index)))
-        except ObjectNotFound:
+        for key in (keys.preview(index), keys.overlay(index)):
+            try:
+                yield store().get(key)
+                break
+            except ObjectNotFound:
+                continue
+        else:
             log.warning("job %s: overlay of image %d is missing; report without it", job.id, index)
-    return overlays
 
 
-def _download(data: bytes, mimetype: str, filename: str) -> Response:
+def _download(data: bytes | Iterator[bytes], mimetype: str, filename: str) -> Response:
     response = Response(data, mimetype=mimetype)
     response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
     response.headers["Cache-Control"] = "private, no-store"
     return response
+
+
+def _spooled(write: Callable[[IO[bytes]], object]) -> Iterator[bytes]:
+    """Run `write` into a temporary file (memory up to `SPOOL_MAX_BYTES`, disk beyond) and stream
+    it out in chunks: a report or an archive is never one bytes object in the backend."""
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MAX_BYTES)  # noqa: SIM115 - closed by the stream
+    try:
+        write(spool)
+        spool.seek(0)
+    except BaseException:
+        spool.close()
+        raise
+    return _stream_and_close(spool)
 
 
 def _file_name(job: Job, suffix: str) -> str:
@@ -90,7 +107,8 @@ def islets_xlsx(job_id: str) -> Response:
 @blueprint.get("/jobs/<job_id>/report.pdf")
 def report_pdf(job_id: str) -> Response:
     job, row, result = _finished_job(job_id)
-    return _download(reports.job_pdf(row, result, load_overlays(job)), "application/pdf", _file_name(job, "report.pdf"))
+    pdf = _spooled(lambda target: reports.write_job_pdf(target, row, result, load_overlays(job)))
+    return _download(pdf, "application/pdf", _file_name(job, "report.pdf"))
 
 
 @blueprint.get("/jobs/<job_id>/archive.zip")
@@ -99,16 +117,19 @@ def archive_zip(job_id: str) -> Response:
     with_inputs = params.INPUTS.parse(request.args.get("inputs"))
     job, row, result = _finished_job(job_id)
     keys = JobKeys(job.id)
-    files: dict[str, bytes] = {}
-    for key in store().list(keys.prefix):
-        if keys.is_input(key) and not with_inputs:
-            continue
-        files[keys.relative(key)] = store().get(key)
-    files["islets.csv"] = reports.job_csv(row, result)
-    files["islets.xlsx"] = reports.job_xlsx(row, result)
-    files["report.pdf"] = reports.job_pdf(row, result, load_overlays(job))
-    files["job.json"] = json.dumps(row, indent=2).encode()
-    return _download(reports.job_zip(row, files), "application/zip", _file_name(job, "archive.zip"))
+    stored = {keys.relative(key): key for key in store().list(keys.prefix) if with_inputs or not keys.is_input(key)}
+    built: dict[str, Callable[[], bytes]] = {
+        "islets.csv": lambda: reports.job_csv(row, result),
+        "islets.xlsx": lambda: reports.job_xlsx(row, result),
+        "report.pdf": lambda: reports.job_pdf(row, result, load_overlays(job)),
+        "job.json": lambda: json.dumps(row, indent=2).encode(),
+    }
+
+    def read(name: str) -> bytes:  # one member at a time, when the archive reaches it
+        return built[name]() if name in built else store().get(stored[name])
+
+    archive = _spooled(lambda target: reports.write_job_zip(target, row, sorted({*stored, *built}), read))
+    return _download(archive, "application/zip", _file_name(job, "archive.zip"))
 
 
 # -- statistics ---------------------------------------------------------------------------------

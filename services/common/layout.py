@@ -8,6 +8,7 @@ pruner build and read keys only through this module.
     jobs/<job_id>/inputs/<index>-<safe name>   JobKeys(id).input(index, name)
     jobs/<job_id>/outputs/<index>/result.json  JobKeys(id).result(index)
     jobs/<job_id>/outputs/<index>/overlay.png  JobKeys(id).overlay(index)
+    jobs/<job_id>/outputs/<index>/preview.jpg  JobKeys(id).preview(index)
     jobs/<job_id>/outputs/<index>/islets.csv   JobKeys(id).csv(index)
     jobs/<job_id>/outputs/summary.json         JobKeys(id).summary
 """
@@ -75,6 +76,10 @@ class JobKeys:
 
     def overlay(self, index: int) -> str:
         return f"{self.outputs}{index}/overlay.png"
+
+    def preview(self, index: int) -> str:
+        """The overlay's small JPEG copy (services.common.previews) that reports embed."""
+        return f"{self.outputs}{index}/preview.jpg"
 
     def csv(self, index: int) -> str:
         return f"{self.outputs}{index}/islets.csv"

@@ -35,6 +35,7 @@ from services.common.errors import ServiceError, Unavailable
 from services.common.jobs import Job
 from services.common.layout import JobKeys
 from services.common.lease_queue import ClaimedJob, LeaseQueue
+from services.common.previews import PREVIEW_MAX_PX, overlay_preview
 from services.common.storage import ObjectNotFound, ObjectStore
 from services.shepherd.config import ShepherdConfig
 from services.shepherd.heartbeat import write_heartbeat
@@ -399,6 +400,8 @@ class Worker:
         keys = JobKeys(job.id)
         self.store.put(keys.result(index), _json_bytes(result), "application/json")
         self.store.put(keys.overlay(index), overlay, "image/png")
+        self.store.put(keys.preview(index), overlay_preview(islets.render_overlay(rgb, result, PREVIEW_MAX_PX)),
+                       "image/jpeg")
         self.store.put(keys.csv(index), islets.islets_csv(result).encode(), "text/csv")
         return result["summary"]
 

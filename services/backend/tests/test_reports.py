@@ -8,12 +8,14 @@ import re
 import zipfile
 from datetime import UTC, datetime
 
+import numpy as np
 import pytest
 from openpyxl import load_workbook
 from PIL import Image, ImageDraw
 from pypdf import PdfReader
 
 from services.backend import reports
+from services.common.previews import PREVIEW_MAX_PX
 
 
 def _islet(number: int, diameter: float, ieq: float) -> dict:
@@ -224,3 +226,30 @@ def test_access_statistics_xlsx_reads_back() -> None:
     assert len(list(workbook["Per endpoint"].iter_rows(values_only=True))) == 4
     totals = {row[0]: row[1] for row in workbook["Totals"].iter_rows(values_only=True)}
     assert totals == {"jobs": 2, "jobs_by_state": "done: 2"}
+
+
+def _noisy_overlays(count: int, width: int, height: int) -> list[bytes]:
+    """Distinct overlays as hard to compress as photographs (noise over smooth colour); JPEG keeps
+    making them quick (the PDF takes PNG and JPEG alike)."""
+    rng = np.random.default_rng(5)
+    y, x = np.mgrid[0:height, 0:width]
+    base = np.stack([(x * 255 // width), (y * 255 // height), np.full_like(x, 120)], axis=2).astype(np.int16)
+    noisy = np.clip(base + rng.integers(-40, 40, size=base.shape), 0, 255).astype(np.uint8)
+    overlays = []
+    for shift in range(count):  # reportlab embeds identical images once: each one differs
+        buffer = io.BytesIO()
+        Image.fromarray(np.roll(noisy, shift * 7, axis=1)).save(buffer, format="JPEG", quality=95)
+        overlays.append(buffer.getvalue())
+    return overlays
+
+
+def test_a_12_image_pdf_embeds_downscaled_overlays_and_stays_small(job: dict, result: dict) -> None:
+    # Distinct images (reportlab embeds identical ones once), larger than the preview size; bench/
+    # report_pdf.py builds the full-size (4096×3072) case.
+    overlays = _noisy_overlays(12, 2000, 1500)
+    assert sum(map(len, overlays)) > 15_000_000
+    pdf = reports.job_pdf(job, result, iter(overlays))
+    assert len(pdf) <= 10_000_000, f"{len(pdf) / 1e6:.1f} MB"
+    images = [image for page in PdfReader(io.BytesIO(pdf)).pages for image in page.images]
+    assert len(images) == 12
+    assert all(max(image.image.size) <= PREVIEW_MAX_PX for image in images)

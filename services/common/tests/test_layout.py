@@ -25,6 +25,7 @@ def test_keys_of_a_job_are_the_documented_layout() -> None:
     assert keys.input(2, "scan.png") == f"jobs/{JOB}/inputs/2-scan.png"
     assert keys.result(0) == f"jobs/{JOB}/outputs/0/result.json"
     assert keys.overlay(1) == f"jobs/{JOB}/outputs/1/overlay.png"
+    assert keys.preview(1) == f"jobs/{JOB}/outputs/1/preview.jpg"
     assert keys.csv(3) == f"jobs/{JOB}/outputs/3/islets.csv"
     assert keys.summary == f"jobs/{JOB}/outputs/summary.json"
     assert keys.relative(keys.result(0)) == "outputs/0/result.json"

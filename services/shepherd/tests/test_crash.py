@@ -94,7 +94,7 @@ def test_killed_worker_job_completes_exactly_once(isolated_service_env: dict[str
     assert events(env, job_id) == ["created", "claimed", "reclaimed", "completed"]
     assert done.summary["image_count"] == 6
     assert done.summary["islet_count"] == 6 * truth["islet_count"]
-    assert len(store.list(f"jobs/{job_id}/outputs/")) == 6 * 3 + 1, "a retry overwrites, never duplicates"
+    assert len(store.list(f"jobs/{job_id}/outputs/")) == 6 * 4 + 1, "a retry overwrites, never duplicates"
     assert "model classical on device cpu" in log_text
 
     # The worker is gone: its heartbeat goes stale and the healthcheck says so.

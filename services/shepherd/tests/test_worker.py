@@ -78,10 +78,12 @@ def test_job_end_to_end_gives_plausible_results(env: dict[str, str], tmp_path, d
     store = ObjectStore.from_env(env)
     outputs = [key.split(f"jobs/{job_id}/")[1] for key in store.list(f"jobs/{job_id}/outputs/")]
     assert outputs == [
-        "outputs/0/islets.csv", "outputs/0/overlay.png", "outputs/0/result.json",
-        "outputs/1/islets.csv", "outputs/1/overlay.png", "outputs/1/result.json", "outputs/summary.json",
+        "outputs/0/islets.csv", "outputs/0/overlay.png", "outputs/0/preview.jpg", "outputs/0/result.json",
+        "outputs/1/islets.csv", "outputs/1/overlay.png", "outputs/1/preview.jpg", "outputs/1/result.json",
+        "outputs/summary.json",
     ]  # fmt: skip
     assert store.get(f"jobs/{job_id}/outputs/0/overlay.png").startswith(b"\x89PNG")
+    assert store.get(f"jobs/{job_id}/outputs/0/preview.jpg").startswith(b"\xff\xd8\xff")
     assert store.get(f"jobs/{job_id}/outputs/1/islets.csv").decode().count("\n") >= len(DIAMETERS)
     assert json.loads(store.get(f"jobs/{job_id}/outputs/summary.json")) == summary
 
