@@ -22,7 +22,9 @@ from isletops.cli import main
 from isletops.config import parse_config
 from isletops.docker_engine import PROJECT_LABEL, SERVICE_LABEL
 from monitors.doctor.disk import human as disk_human
-from services.common.jobs import JobQueue
+from services.common.database import JobDatabase
+from services.common.jobs import JobRecords
+from services.common.lease_queue import LeaseQueue
 
 pytestmark = pytest.mark.integration
 IMAGE = "isletnet-base:latest"
@@ -178,13 +180,14 @@ def test_stale_pruner_record_and_large_training_images(tmp_path: Path, container
 
 def test_stuck_lease_and_repeated_failures(tmp_path: Path, postgres_db: str) -> None:
     config, _ = site(tmp_path)
-    queue = JobQueue(postgres_db)
-    queue.ensure_schema()
+    database = JobDatabase(postgres_db)
+    database.ensure_schema()
+    records, queue = JobRecords(database), LeaseQueue(database)
     for _ in range(3):
-        queue.create_job(model="demo", pixel_size_um=1.0, file_names=["b.tif"])
+        records.create_job(model="demo", pixel_size_um=1.0, file_names=["b.tif"])
         job = queue.claim("shepherd-2", lease_s=60)
         queue.fail(job.id, job.token, "ModelError: weights file islets-v3.pt is truncated")
-    stuck_id = queue.create_job(model="demo", pixel_size_um=1.0, file_names=["a.tif"])
+    stuck_id = records.create_job(model="demo", pixel_size_um=1.0, file_names=["a.tif"])
     claimed = queue.claim("shepherd-dead-worker", lease_s=0.3)
     assert claimed is not None and claimed.id == stuck_id
     time.sleep(1.0)  # the dead worker's lease runs out
@@ -197,7 +200,7 @@ def test_stuck_lease_and_repeated_failures(tmp_path: Path, postgres_db: str) -> 
     repeated = by_title["3 jobs failed in 24 h with the same error"]
     assert repeated["evidence"][0] == "error: ModelError: weights file islets-v3.pt is truncated"
     assert code == 1
-    assert queue.get(stuck_id).state == "running"  # the doctor only read
+    assert records.get(stuck_id).state == "running"  # the doctor only read
     stats = queue.queue_stats()  # what /api/queue answers: a job without a live lease is not "running"
     assert (stats.running, stats.queued) == (0, 1)
 

@@ -25,6 +25,8 @@ from werkzeug.serving import make_server
 
 from services.backend.app import create_app
 from services.backend.tests.test_reports_api import process_next_job
+from services.common.jobs import JobRecords
+from services.common.lease_queue import LeaseQueue
 from services.islets import make_dtz_image
 from tests.fixtures.servers import free_port
 
@@ -105,7 +107,8 @@ def live_stack(isolated_service_env: dict[str, str]) -> Iterator[LiveStack]:
     backend_port = free_port()
     server = make_server("127.0.0.1", backend_port, app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    worker = Worker(app.extensions["isletnet.store"], app.extensions["isletnet.jobs"])
+    database = app.extensions["isletnet.database"]
+    worker = Worker(app.extensions["isletnet.store"], LeaseQueue(database))
     worker.start()
     tmp = Path(tempfile.mkdtemp(prefix="h7-nginx-"))
     tmp.chmod(0o755)  # nginx workers run as an unprivileged user and keep upload bodies here
@@ -116,7 +119,7 @@ def live_stack(isolated_service_env: dict[str, str]) -> Iterator[LiveStack]:
     try:
         _wait_http(f"http://127.0.0.1:{port}/")
         yield LiveStack(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{backend_port}",
-                        app.extensions["isletnet.store"], app.extensions["isletnet.jobs"], server)
+                        app.extensions["isletnet.store"], JobRecords(database), server)
     finally:
         process.terminate()
         process.wait(timeout=10)

@@ -19,6 +19,8 @@ from isletops.cli import main
 from services.backend.app import create_app
 from services.backend.tests.images import dtz_rgb, encode
 from services.backend.tests.test_reports_api import process_next_job
+from services.common.jobs import JobRecords
+from services.common.lease_queue import LeaseQueue
 from services.pruner.prune import Pruner, PrunerSettings
 from tests.fixtures.servers import free_port
 
@@ -33,7 +35,9 @@ class Backend:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         self.url = f"http://127.0.0.1:{self.port}"
         self.store = self.app.extensions["isletnet.store"]
-        self.queue = self.app.extensions["isletnet.jobs"]
+        self.database = self.app.extensions["isletnet.database"]
+        self.records = JobRecords(self.database)
+        self.queue = LeaseQueue(self.database)
 
     def submit(self, training: bool, images: int = 1) -> str:
         files = [("images", (f"img-{n}.png", encode(dtz_rgb(seed=n + 20), "PNG"), "image/png")) for n in range(images)]
@@ -85,7 +89,7 @@ def test_export_once_then_all_through_the_cli(backend: Backend, config: Path, tm
     assert result.output.startswith(f"Exported 2 training image(s) of 1 job(s) to {out} (")
     names = zipfile.ZipFile(out).namelist()
     assert f"{marked}/inputs/0-img-0.png" in names and f"{marked}/inputs/1-img-1.png" in names
-    assert backend.queue.get(marked).exported_at is not None
+    assert backend.records.get(marked).exported_at is not None
 
     assert "No training images are waiting" in isletops(config, "--output", str(tmp_path / "second.zip")).output
     again = isletops(config, "--all", "--output", str(tmp_path / "all.zip"))
@@ -103,7 +107,7 @@ def test_an_existing_output_file_is_refused_before_the_export_is_used_up(
     assert result.output.strip() == (f"isletops: error: {existing} already exists. "
                                      "Choose another --output or move the old file away.")
     assert existing.read_bytes() == b"keep me"
-    assert backend.queue.get(marked).exported_at is None  # still waiting for a real export
+    assert backend.records.get(marked).exported_at is None  # still waiting for a real export
     missing_folder = isletops(config, "--output", str(tmp_path / "nope" / "t.zip"))
     assert missing_folder.exit_code == 2 and "does not exist" in missing_folder.output
 
@@ -124,7 +128,7 @@ def test_training_jobs_survive_retention_zero_and_stay_exportable(backend: Backe
         pass
     assert isletops(config, "--output", str(tmp_path / "before.zip")).exit_code == 0  # exported first
     settings = PrunerSettings(retention_s=0, retry_attempts=1, status_file=tmp_path / "pruner.json")
-    report = Pruner(backend.store, backend.queue, settings).run_once()
+    report = Pruner(backend.store, backend.database, settings).run_once()
     assert report.ok and report.deleted_jobs == [plain]
     assert requests.get(f"{backend.url}/api/jobs/{plain}/result", timeout=10).status_code == 410
     kept = requests.get(f"{backend.url}/api/jobs/{marked}/islets.csv", timeout=10)

@@ -31,10 +31,10 @@ from services.shepherd.worker import Worker
 pytestmark = pytest.mark.integration
 
 
-def process_next_job(store: ObjectStore, queue: LeaseQueue) -> str | None:
+def process_next_job(store: ObjectStore, queue: LeaseQueue, worker_id: str = "test-shepherd") -> str | None:
     """Let the real shepherd worker do one job; returns its id (None when the queue is empty)."""
     # A generous lease: a loaded test host may be slow.
-    worker = Worker(ShepherdConfig(lease_s=600, concurrency=1, worker_id="test-shepherd"), store, queue)
+    worker = Worker(ShepherdConfig(lease_s=600, concurrency=1, worker_id=worker_id), store, queue)
     try:
         claimed = queue.claim(worker.worker_id, worker.config.lease_s)
         if claimed is None:
