@@ -1,7 +1,8 @@
 """Schemathesis fuzzes every operation of /api/spec.json against the real backend (gunicorn, real
 PostgreSQL and SeaweedFS): about 30 examples per operation, valid and invalid, and no answer may be
 a 5xx or disagree with the spec (status codes, content types, headers, bodies, invalid data
-refused). This keeps the spec true to the code. Bounded: about a minute on an idle 2-core host."""
+refused). This keeps the spec true to the code. Bounded by the example count: about 560 requests,
+21 s plus 13 s to start the servers on a 2-core host at load 10."""
 
 from __future__ import annotations
 
@@ -25,8 +26,9 @@ def test_the_api_conforms_to_its_spec_and_never_answers_5xx(backend_url: str, tm
         str(Path(sys.executable).parent / "st"), "run", f"{backend_url}/api/spec.json", "--url", backend_url,
         "--checks", "all", "--exclude-checks", EXCLUDED_CHECKS,
         "--max-examples", str(EXAMPLES_PER_OPERATION), "--phases", "examples,coverage,fuzzing",
-        "--seed", "13", "--workers", "2", "--request-timeout", "30", "--generation-database", "none",
-        "--max-time", "150", "--no-color",
+        "--seed", "13", "--workers", "2", "--request-timeout", "30", "--generation-database", "none", "--no-color",
     ]  # fmt: skip
+    # No --max-time: with it, schemathesis fuzzes until the budget is spent. The examples bound the
+    # run (about 560 requests: 21 s on a 2-core host at load 10); the timeout only guards a hang.
     result = subprocess.run(command, capture_output=True, text=True, timeout=240, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-2000:]
