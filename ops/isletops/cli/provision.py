@@ -12,8 +12,10 @@ import yaml
 from isletops.cli import Context, pass_context
 from isletops.daemon_json import DAEMON_JSON_PATH, merge_daemon_json_text, settings_from_variables
 from isletops.errors import ConfigError, ExitStatus, ProvisionError
+from isletops.kube.chart import DEFAULT_KUBE_VERSION, render_kubernetes
 from isletops.nginx import render_site, site_from_variables
 from isletops.provision import KNOWN_TAGS, ProvisionResult, run_provision
+from isletops.stack import current_tag
 
 
 def _key_values(pairs: tuple[str, ...], option: str) -> dict[str, object]:
@@ -166,3 +168,31 @@ def register(main: click.Group) -> None:
         click.echo(result.text, nl=False)
         state = f"changes {', '.join(result.changed_keys)}" if result.changed else "no change"
         click.secho(f"# {path}: {state}", err=True, fg="yellow" if result.changed else "green")
+
+    @render.command("kubernetes")
+    @click.option("--instance", "instance_name", metavar="NAME", help="Instance to render (default: -i).")
+    @click.option("--tag", metavar="TAG", help="Release tag of every image (default: the instance's current tag).")
+    @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+                  help="Folder for chart/ and manifests/.")
+    @click.option("--kube-version", default=DEFAULT_KUBE_VERSION, show_default=True, metavar="X.Y",
+                  help="Server version the plain manifests target (API versions, like Helm's .Capabilities).")
+    @click.option("--values", "-f", "values_files", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+                  help="Values file merged over the defaults for the plain manifests (like helm -f).")
+    @pass_context
+    def render_kubernetes_command(ctx: Context, instance_name: str | None, tag: str | None, out_dir: Path,
+                                  kube_version: str, values_files: tuple[Path, ...]) -> None:
+        """Write a Helm chart (OUT/chart) and plain manifests for kubectl apply -k (OUT/manifests).
+
+        \b
+        Examples:
+          isletops render kubernetes --instance prod --tag 2026-11-23_02 --out k8s/
+          helm install isletnet k8s/chart -n isletnet-prod --create-namespace
+          kubectl apply -k k8s/manifests
+        """
+        instance = ctx.config.instance(instance_name or ctx.instance_name)
+        tag = tag or current_tag(instance)
+        if not tag:
+            raise ConfigError(f"Instance '{instance.name}' has no release tag yet.", "Pass --tag.")
+        result = render_kubernetes(instance, tag, out_dir, registry=ctx.config.registry,
+                                   kube_version=kube_version, values_files=list(values_files))
+        click.echo(f"Wrote the chart to {result.chart_dir} and {len(result.objects)} objects to {result.manifests_dir}")
