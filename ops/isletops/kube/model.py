@@ -43,10 +43,11 @@ class Helm:
 
 @dataclass(frozen=True)
 class OnlyIf:
-    """A mapping entry kept only when the condition holds (scalar values only)."""
+    """A mapping entry kept only when the condition holds (scalar values only); the plain
+    condition is a bool or a placeholder whose value's truth decides."""
 
     helm_condition: str
-    plain_condition: bool
+    plain_condition: Any
     value: Any
 
 
@@ -83,7 +84,7 @@ def to_plain(node: Any, values: dict[str, Any]) -> Any:
         result = {}
         for key, item in node.items():
             if isinstance(item, OnlyIf):
-                if not item.plain_condition:
+                if not to_plain(item.plain_condition, values):
                     continue
                 item = item.value
             result[key] = to_plain(item, values)

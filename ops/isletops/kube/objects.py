@@ -213,7 +213,7 @@ def statefulset(service: Service) -> dict[str, Any]:
                 "metadata": {"name": "data", "labels": selector_labels(component)},
                 "spec": {
                     "accessModes": ["ReadWriteOnce"],
-                    "storageClassName": OnlyIf(f".Values.{class_path}", True, Value(class_path)),
+                    "storageClassName": OnlyIf(f".Values.{class_path}", Value(class_path), Value(class_path)),
                     "resources": {"requests": {"storage": Value(f"{component}.storage.size")}},
                 },
             }],
