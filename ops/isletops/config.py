@@ -364,6 +364,19 @@ def read_env_file(path: Path) -> dict[str, str]:
     return {key: value or "" for key, value in dotenv_values(path).items()}
 
 
+def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
+    """A YAML file that must hold a mapping (`what` names it in errors: "Values file")."""
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        raise ConfigError(f"Cannot read {what.lower()} {path}: {exc.strerror}.") from None
+    except yaml.YAMLError:
+        raise ConfigError(f"{what} {path} is not valid YAML.") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{what} {path} must be a mapping of settings.")
+    return loaded
+
+
 def ensure_env_file(instance: InstanceConfig, settings: dict[str, str]) -> dict[str, str]:
     """Create or update the instance's env file, mode 0600, generating missing secrets.
 

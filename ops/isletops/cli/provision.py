@@ -10,6 +10,7 @@ import click
 import yaml
 
 from isletops.cli import Context, pass_context
+from isletops.config import read_yaml_mapping
 from isletops.daemon_json import DAEMON_JSON_PATH, merge_daemon_json_text, settings_from_variables
 from isletops.errors import ConfigError, ExitStatus, ProvisionError
 from isletops.kube.chart import DEFAULT_KUBE_VERSION, render_kubernetes
@@ -35,17 +36,7 @@ def _key_values(pairs: tuple[str, ...], option: str) -> dict[str, object]:
 
 
 def _vars_file(path: str | None) -> dict[str, object]:
-    if not path:
-        return {}
-    try:
-        loaded = yaml.safe_load(Path(path).read_text()) or {}
-    except OSError as exc:
-        raise ConfigError(f"Cannot read variables file {path}: {exc.strerror}.") from None
-    except yaml.YAMLError:
-        raise ConfigError(f"Variables file {path} is not valid YAML.") from None
-    if not isinstance(loaded, dict):
-        raise ConfigError(f"Variables file {path} must map variable names to values.")
-    return loaded
+    return read_yaml_mapping(Path(path), "Variables file") if path else {}
 
 
 def _print_summary(result: ProvisionResult) -> None:

@@ -23,8 +23,7 @@ from urllib.parse import urlparse
 import yaml
 
 from isletops import release
-from isletops.config import GENERATED_SECRETS, InstanceConfig, ensure_env_file
-from isletops.errors import ConfigError
+from isletops.config import GENERATED_SECRETS, InstanceConfig, ensure_env_file, read_yaml_mapping
 from isletops.kube import objects, source
 from isletops.kube.model import Part, dump_yaml, to_helm_yaml, to_plain
 from isletops.render import render_template
@@ -80,15 +79,7 @@ def merge_values(base: dict[str, Any], override: dict[str, Any]) -> dict[str, An
 
 def read_values_file(path: Path) -> dict[str, Any]:
     """A `-f` values file; a broken one is a ConfigError naming it."""
-    try:
-        loaded = yaml.safe_load(path.read_text()) or {}
-    except OSError as exc:
-        raise ConfigError(f"Cannot read values file {path}: {exc.strerror}.") from None
-    except yaml.YAMLError:
-        raise ConfigError(f"Values file {path} is not valid YAML.") from None
-    if not isinstance(loaded, dict):
-        raise ConfigError(f"Values file {path} must be a mapping of settings.")
-    return loaded
+    return read_yaml_mapping(path, "Values file")
 
 
 def helm_secret(all_services: dict[str, source.Service]) -> str:

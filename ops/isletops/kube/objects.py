@@ -185,40 +185,38 @@ def _pod_template(service: Service, resources: Any, **extra: Any) -> dict[str, A
             "spec": pod_spec(service, resources, **extra)}
 
 
-def deployment(service: Service, replicas: Any, **extra: Any) -> dict[str, Any]:
+def _workload(kind: str, service: Service, spec: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """A Deployment or StatefulSet of `service`: `spec` first, then its selector and pod template."""
     component = service.component
     return {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata(component, component),
-        "spec": {
-            "replicas": replicas,
-            "revisionHistoryLimit": 10,
-            "selector": {"matchLabels": selector_labels(component)},
-            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
-            "template": _pod_template(service, Value(f"{component}.resources"), **extra),
-        },
+        "apiVersion": "apps/v1", "kind": kind, "metadata": metadata(component, component),
+        "spec": {**spec, "selector": {"matchLabels": selector_labels(component)},
+                 "template": _pod_template(service, Value(f"{component}.resources"), **extra)},
     }
+
+
+def deployment(service: Service, replicas: Any, **extra: Any) -> dict[str, Any]:
+    """Rolls start-first: a new pod must be ready before an old one stops."""
+    return _workload("Deployment", service, {
+        "replicas": replicas, "revisionHistoryLimit": 10,
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+    }, **extra)
 
 
 def statefulset(service: Service) -> dict[str, Any]:
+    """One pod with its PVC `data` on /data; the claim names a StorageClass only when one is set."""
     component = service.component
     class_path = f"{component}.storage.storageClassName"
-    return {
-        "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": metadata(component, component),
+    workload = _workload("StatefulSet", service, {"serviceName": component, "replicas": 1})
+    workload["spec"]["volumeClaimTemplates"] = [{
+        "metadata": {"name": "data", "labels": selector_labels(component)},
         "spec": {
-            "serviceName": component,
-            "replicas": 1,
-            "selector": {"matchLabels": selector_labels(component)},
-            "template": _pod_template(service, Value(f"{component}.resources")),
-            "volumeClaimTemplates": [{
-                "metadata": {"name": "data", "labels": selector_labels(component)},
-                "spec": {
-                    "accessModes": ["ReadWriteOnce"],
-                    "storageClassName": OnlyIf(f".Values.{class_path}", Value(class_path), Value(class_path)),
-                    "resources": {"requests": {"storage": Value(f"{component}.storage.size")}},
-                },
-            }],
+            "accessModes": ["ReadWriteOnce"],
+            "storageClassName": OnlyIf(f".Values.{class_path}", Value(class_path), Value(class_path)),
+            "resources": {"requests": {"storage": Value(f"{component}.storage.size")}},
         },
-    }
+    }]
+    return workload
 
 
 def k8s_service(service: Service) -> dict[str, Any]:
