@@ -17,12 +17,12 @@ PROJECT_ROOT = Path(os.environ.get("ISLETOPS_HOME", Path(__file__).resolve().par
 TEMPLATE_DIRS: dict[str, Path] = {
     "compose": PROJECT_ROOT / "compose",
     "nginx": PROJECT_ROOT / "nginx",
-    "kubernetes": PROJECT_ROOT / "kubernetes",
+    "helm": PROJECT_ROOT / "helm",
 }
 
 
 def template_environment(area: str) -> jinja2.Environment:
-    """A jinja2 environment over one template area (`compose`, `nginx` or `kubernetes`)."""
+    """A jinja2 environment over one template area (`compose`, `nginx` or `helm`)."""
     try:
         directory = TEMPLATE_DIRS[area]
     except KeyError:

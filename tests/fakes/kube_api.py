@@ -2,8 +2,9 @@
 
 It answers API discovery (`/api`, `/apis`, `/apis/<group>/<version>`, `/version`) for the kinds
 the IsletNet chart uses, so `kubectl create --dry-run=client` can map kinds to resources, and
-keeps every request it got (`requests`) so a test can check what a client asked. It is not a
-Kubernetes: it validates nothing and stores nothing.
+keeps every request it got (`requests`) so a test can check what a client asked. `FakeCluster`
+adds a small object store for the deploy calls. It is not a Kubernetes: it validates nothing and
+runs no controller (a workload's status is set when it is written).
 """
 
 from __future__ import annotations
@@ -111,9 +112,10 @@ def fake_kube_api(extra: Any = None) -> Iterator[FakeKubeAPI]:
                     "kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404,
                     "message": f"{path} not found"})
             status, payload = answer
-            data = json.dumps(payload).encode()
+            raw_text = isinstance(payload, RawText)
+            data = str(payload).encode() if raw_text else json.dumps(payload).encode()
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", "text/plain" if raw_text else "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
@@ -129,3 +131,78 @@ def kubectl_env(api: FakeKubeAPI) -> dict[str, str]:
     """Environment for a kubectl run against the fake (own kubeconfig and an empty cache)."""
     directory = Path(tempfile.mkdtemp(prefix="fake-kube-"))
     return {"KUBECONFIG": str(api.kubeconfig(directory)), "HOME": str(directory), "PATH": "/usr/bin:/bin"}
+
+
+@dataclass
+class FakeCluster:
+    """Objects kept by API path, enough for the calls of isletops.kube.cluster: GET, server-side
+    apply and merge PATCH (no real merge: an apply replaces the object, a merge patch replaces the
+    keys it names under `spec`), POST/PUT/DELETE, and pod, event and log listings set by the test.
+
+    `rollouts_finish` False leaves every changed workload with no available replica (a stuck rollout).
+    """
+
+    rollouts_finish: bool = True
+    objects: dict[str, dict[str, Any]] = field(default_factory=dict)
+    pods: list[dict[str, Any]] = field(default_factory=list)
+    events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    logs: dict[str, str] = field(default_factory=dict)
+    version: int = 0
+
+    def _stamp(self, obj: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
+        self.version += 1
+        meta = obj.setdefault("metadata", {})
+        meta["resourceVersion"] = str(self.version)
+        generation = (old or {}).get("metadata", {}).get("generation", 0)
+        changed = old is None or old.get("spec") != obj.get("spec")
+        meta["generation"] = generation + 1 if changed else generation
+        if obj.get("kind") in ("Deployment", "StatefulSet"):
+            replicas = obj.get("spec", {}).get("replicas", 1)
+            available = replicas if self.rollouts_finish or not changed else 0
+            obj["status"] = {"observedGeneration": meta["generation"], "replicas": replicas,
+                             "updatedReplicas": replicas, "availableReplicas": available}
+        return obj
+
+    def __call__(self, method: str, raw_path: str, body: Any) -> tuple[int, Any] | None:
+        path = raw_path.split("?")[0]
+        if method == "GET" and path.endswith("/pods"):
+            return 200, {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": self.pods}
+        if method == "GET" and path.endswith("/events"):
+            name = raw_path.split("involvedObject.name%3D")[-1] if "involvedObject.name" in raw_path else ""
+            return 200, {"kind": "EventList", "apiVersion": "v1", "metadata": {}, "items": self.events.get(name, [])}
+        if method == "GET" and path.endswith("/log"):
+            return 200, RawText(self.logs.get(path.split("/")[-2], ""))
+        old = self.objects.get(path)
+        if method == "GET":
+            return (200, old) if old is not None else None
+        if method == "PATCH" and isinstance(body, dict) and "kind" in body:  # server-side apply
+            self.objects[path] = self._stamp(json.loads(json.dumps(body)), old)
+            return 200, self.objects[path]
+        if method == "PATCH":  # merge patch of spec keys
+            if old is None:
+                return None
+            new = json.loads(json.dumps(old))
+            new["spec"].update(body.get("spec", {}))
+            self.objects[path] = self._stamp(new, old)
+            return 200, self.objects[path]
+        if method == "POST":
+            target = f"{path}/{body['metadata']['name']}"
+            if target in self.objects:
+                return 409, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "AlreadyExists",
+                             "code": 409, "message": "already exists"}
+            self.objects[target] = self._stamp(body, None)
+            return 201, self.objects[target]
+        if method == "PUT":
+            if old is None or old["metadata"]["resourceVersion"] != body["metadata"].get("resourceVersion"):
+                return 409, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Conflict",
+                             "code": 409, "message": "the object has been modified"}
+            self.objects[path] = self._stamp(body, old)
+            return 200, self.objects[path]
+        if method == "DELETE" and old is not None:
+            del self.objects[path]
+            return 200, {"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 200}
+        return None
+
+
+class RawText(str):
+    """A body sent as text/plain, not JSON (pod logs)."""

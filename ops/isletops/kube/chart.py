@@ -1,6 +1,6 @@
 """`isletops render kubernetes`: write one instance's Helm chart and its plain kustomize folder.
 
-    OUT/chart/       Chart.yaml, values.yaml (kubernetes/values.yaml rendered), templates/
+    OUT/chart/       Chart.yaml, values.yaml (helm/values.yaml rendered), templates/
     OUT/manifests/   kustomization.yaml, one file per part, secrets.env (0600, never in values)
 
 Both come from the same object model (isletops.kube.objects) and the same values: the chart
@@ -49,12 +49,12 @@ def namespace_for(instance: InstanceConfig) -> str:
 
 
 def values_text(instance: InstanceConfig, tag: str, registry: str, gpu: bool) -> str:
-    """values.yaml for the instance: kubernetes/values.yaml with its settings filled in."""
+    """values.yaml for the instance: helm/values.yaml with its settings filled in."""
     all_services = source.services(instance, gpu)
     config = source.config_defaults(all_services)
     managed = managed_env(instance, tag, registry)
     config.update({key: value for key, value in managed.items() if key in config})
-    return render_template("kubernetes", "values.yaml", {
+    return render_template("helm", "values.yaml", {
         "instance": instance.name,
         "namespace": namespace_for(instance),
         "repository": release.repository_prefix(registry),

@@ -1,0 +1,143 @@
+"""isletops.kube.cluster through the official kubernetes client against the fake API server of
+tests/fakes/kube_api.py (no real cluster runs here): server-side apply of the rendered objects,
+rollout waits, the undo of every rollout a deploy changed, the failing pod's events and logs, and
+the deploy lock as a Lease."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client as k8s
+
+from isletops.errors import LockError
+from isletops.kube.chart import render_kubernetes
+from isletops.kube.cluster import LEASE_NAME, ClusterError, KubeCluster, Rollout, object_path
+from tests.fakes.kube_api import FakeCluster, FakeKubeAPI, fake_kube_api
+from tests.unit.test_kube_chart import TAG, make_instance
+
+NS = "isletnet-demo"
+
+
+@pytest.fixture
+def store() -> FakeCluster:
+    return FakeCluster()
+
+
+@pytest.fixture
+def api(store: FakeCluster) -> Iterator[FakeKubeAPI]:
+    with fake_kube_api(store) as server:
+        yield server
+
+
+def cluster_for(api: FakeKubeAPI) -> KubeCluster:
+    configuration = k8s.Configuration(host=api.url)
+    configuration.api_key = {"authorization": "fake"}
+    configuration.api_key_prefix = {"authorization": "Bearer"}
+    return KubeCluster(NS, k8s.ApiClient(configuration), sleep=lambda _: None)
+
+
+def rendered_objects(tmp_path: Path, tag: str = TAG) -> list[dict[str, Any]]:
+    return render_kubernetes(make_instance(tmp_path), tag, tmp_path / f"out-{tag}").objects
+
+
+def test_apply_sends_every_object_as_server_side_apply(tmp_path: Path, api: FakeKubeAPI, store: FakeCluster) -> None:
+    objects = rendered_objects(tmp_path)
+    rollouts = cluster_for(api).apply(objects)
+    patches = [r for r in api.requests if r.method == "PATCH"]
+    assert len(patches) == len(objects)
+    assert all("fieldManager=isletops" in r.path and "force=true" in r.path for r in patches)
+    assert f"/apis/apps/v1/namespaces/{NS}/deployments/backend" in store.objects
+    assert {(r.kind, r.name) for r in rollouts} == {("Deployment", "backend"), ("Deployment", "frontend"),
+                                                     ("Deployment", "shepherd"), ("StatefulSet", "queue"),
+                                                     ("StatefulSet", "storage")}
+    assert all(r.previous_template is None for r in rollouts)
+
+
+def test_a_second_apply_of_the_same_release_rolls_nothing(tmp_path: Path, api: FakeKubeAPI) -> None:
+    cluster = cluster_for(api)
+    objects = rendered_objects(tmp_path)
+    cluster.apply(objects)
+    assert cluster.apply(objects) == []
+
+
+def test_a_new_tag_rolls_the_workloads_and_undo_puts_the_old_templates_back(
+        tmp_path: Path, api: FakeKubeAPI, store: FakeCluster) -> None:
+    cluster = cluster_for(api)
+    cluster.apply(rendered_objects(tmp_path))
+    path = f"/apis/apps/v1/namespaces/{NS}/deployments/backend"
+    old_image = store.objects[path]["spec"]["template"]["spec"]["containers"][0]["image"]
+    rollouts = cluster.apply(rendered_objects(tmp_path, "2026-11-24_01"))
+    assert {r.name for r in rollouts} == {"backend", "frontend", "shepherd", "queue", "storage"}
+    assert store.objects[path]["spec"]["template"]["spec"]["containers"][0]["image"].endswith("2026-11-24_01")
+    cluster.wait_rollouts(rollouts, timeout_s=5)
+    assert cluster.undo(rollouts) == []
+    assert store.objects[path]["spec"]["template"]["spec"]["containers"][0]["image"] == old_image
+    merges = [r for r in api.requests if r.method == "PATCH" and "fieldManager" not in r.path]
+    assert len(merges) == len(rollouts)
+
+
+def test_a_stuck_rollout_names_the_workload_with_its_pods_events_and_logs(tmp_path: Path, api: FakeKubeAPI,
+                                                                         store: FakeCluster) -> None:
+    store.rollouts_finish = False
+    store.pods = [{"metadata": {"name": "backend-7f-x1", "namespace": NS},
+                   "status": {"conditions": [{"type": "Ready", "status": "False"}]}}]
+    store.events = {"backend-7f-x1": [{"metadata": {"name": "e1"}, "involvedObject": {"name": "backend-7f-x1"},
+                                       "type": "Warning", "reason": "BackOff",
+                                       "message": "Back-off restarting failed container"}]}
+    store.logs = {"backend-7f-x1": "starting\nS3_ACCESS_KEY is required\n"}
+    cluster = cluster_for(api)
+    rollouts = cluster.apply([o for o in rendered_objects(tmp_path) if o["metadata"]["name"] == "backend"])
+    clock = iter(range(100))
+    cluster.clock = lambda: float(next(clock))
+    with pytest.raises(ClusterError) as caught:
+        cluster.wait_rollouts(rollouts, timeout_s=3)
+    text = str(caught.value)
+    assert "deployment/backend did not finish in 3 s" in text
+    assert "BackOff: Back-off restarting failed container" in text and "log: S3_ACCESS_KEY is required" in text
+
+
+def test_undo_of_a_workload_the_deploy_created_scales_it_to_zero(api: FakeKubeAPI, store: FakeCluster) -> None:
+    path = f"/apis/apps/v1/namespaces/{NS}/deployments/shepherd"
+    store.objects[path] = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "shepherd",
+                           "resourceVersion": "1", "generation": 1}, "spec": {"replicas": 2, "template": {}}}
+    assert cluster_for(api).undo([Rollout("Deployment", "shepherd", None)]) == []
+    assert store.objects[path]["spec"]["replicas"] == 0
+
+
+def test_an_undo_that_fails_is_a_note_not_an_exception(api: FakeKubeAPI) -> None:
+    notes = cluster_for(api).undo([Rollout("Deployment", "gone", {"spec": {}})])
+    assert len(notes) == 1 and notes[0].startswith("deployment/gone:") and "404" in notes[0]
+
+
+def test_the_lease_is_the_deploy_lock(api: FakeKubeAPI, store: FakeCluster) -> None:
+    cluster = cluster_for(api)
+    now = dt.datetime(2026, 12, 4, 12, 0, tzinfo=dt.UTC)
+    cluster.acquire_lease("alice@host1", 600, now=now)
+    path = f"/apis/coordination.k8s.io/v1/namespaces/{NS}/leases/{LEASE_NAME}"
+    assert store.objects[path]["spec"]["holderIdentity"] == "alice@host1"
+    with pytest.raises(LockError, match="alice@host1"):
+        cluster.acquire_lease("bob@host2", 600, now=now + dt.timedelta(seconds=60))
+    cluster.acquire_lease("bob@host2", 600, now=now + dt.timedelta(seconds=601))  # alice's expired
+    assert store.objects[path]["spec"]["holderIdentity"] == "bob@host2"
+    cluster.release_lease("alice@host1")  # not hers any more: kept
+    assert path in store.objects
+    cluster.release_lease("bob@host2")
+    assert path not in store.objects
+
+
+def test_unknown_kinds_and_api_errors_are_sentences(api: FakeKubeAPI) -> None:
+    with pytest.raises(ClusterError, match="does not know how to apply a Pod"):
+        object_path({"kind": "Pod", "apiVersion": "v1", "metadata": {"name": "x"}}, NS)
+    with pytest.raises(ClusterError, match="404"):
+        cluster_for(api)._call("DELETE", f"/api/v1/namespaces/{NS}/configmaps/none")
+
+
+def test_api_paths_follow_the_rendered_api_version() -> None:
+    cronjob = {"kind": "CronJob", "apiVersion": "batch/v1beta1", "metadata": {"name": "pruner"}}
+    assert object_path(cronjob, NS) == f"/apis/batch/v1beta1/namespaces/{NS}/cronjobs/pruner"
+    namespace = {"kind": "Namespace", "apiVersion": "v1", "metadata": {"name": NS}}
+    assert object_path(namespace, NS) == f"/api/v1/namespaces/{NS}"
