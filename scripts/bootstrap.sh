@@ -13,7 +13,7 @@ say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 #    test certificates, pebble (a real ACME server) for the provisioning tests' certbot run,
 #    nagios4-core and prometheus (promtool too) that run `isletops probe` and scrape the monitor.
 apt_packages=(debootstrap docker-registry nginx chromium postgresql openssl openssh-client ca-certificates pebble
-              nagios4-core prometheus)
+              nagios4-core prometheus golang-go golang-github-masterminds-sprig-dev)
 missing=()
 for package in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
