@@ -23,14 +23,16 @@ from isletops.kube.source import (
 
 # Components allowed to reach the queue and storage (NetworkPolicy).
 DATA_CLIENTS: tuple[str, ...] = ("backend", "shepherd", "pruner")
+# /tmp inside the containers (an emptyDir), not on this host.
+CONTAINER_TMP = "/tmp"  # nosec B108
 # Writable folders of a read-only root filesystem (emptyDir), by component.
 WRITABLE_PATHS: dict[str, tuple[str, ...]] = {
-    "storage": ("/tmp", "/etc/seaweedfs"),  # nosec B108 - mount points inside the container
-    "queue": ("/tmp", "/var/run/postgresql"),  # nosec B108
-    "backend": ("/tmp", "/var/lib/isletnet"),  # nosec B108
-    "shepherd": ("/tmp", "/var/lib/isletnet"),  # nosec B108
-    "pruner": ("/tmp", "/var/lib/isletnet"),  # nosec B108
-    "frontend": ("/tmp", "/var/lib/isletnet/nginx"),  # nosec B108
+    "storage": (CONTAINER_TMP, "/etc/seaweedfs"),
+    "queue": (CONTAINER_TMP, "/var/run/postgresql"),
+    "backend": (CONTAINER_TMP, "/var/lib/isletnet"),
+    "shepherd": (CONTAINER_TMP, "/var/lib/isletnet"),
+    "pruner": (CONTAINER_TMP, "/var/lib/isletnet"),
+    "frontend": (CONTAINER_TMP, "/var/lib/isletnet/nginx"),
 }
 PORT_NAMES: dict[int, str] = {8333: "s3", 5432: "postgres", 8000: "http", 8080: "http"}
 DATA_MOUNT = "/data"
@@ -153,7 +155,7 @@ def container(service: Service, resources: Any, args: list[str] | None = None, p
 
 
 def _volume_name(path: str) -> str:
-    return "tmp" if path == "/tmp" else path.strip("/").replace("/", "-").replace("_", "-")  # nosec B108
+    return "tmp" if path == CONTAINER_TMP else path.strip("/").replace("/", "-").replace("_", "-")
 
 
 def pod_spec(service: Service, resources: Any, **extra: Any) -> dict[str, Any]:
