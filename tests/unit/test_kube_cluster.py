@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s
 
-from isletops.errors import LockError
+from isletops.errors import DeployError, LockError
 from isletops.kube.chart import render_kubernetes
-from isletops.kube.cluster import LEASE_NAME, ClusterError, KubeCluster, Rollout, object_path
+from isletops.kube.cluster import LEASE_NAME, ClusterError, KubeCluster, Rollout, object_path, roll_out
 from tests.fakes.kube_api import FakeCluster, FakeKubeAPI, fake_kube_api
 from tests.unit.test_kube_chart import TAG, make_instance
 
@@ -141,3 +141,31 @@ def test_api_paths_follow_the_rendered_api_version() -> None:
     assert object_path(cronjob, NS) == f"/apis/batch/v1beta1/namespaces/{NS}/cronjobs/pruner"
     namespace = {"kind": "Namespace", "apiVersion": "v1", "metadata": {"name": NS}}
     assert object_path(namespace, NS) == f"/api/v1/namespaces/{NS}"
+
+
+def test_roll_out_undoes_every_rollout_when_the_gate_fails(tmp_path: Path, api: FakeKubeAPI,
+                                                           store: FakeCluster) -> None:
+    cluster = cluster_for(api)
+    roll_out(cluster, rendered_objects(tmp_path), timeout_s=5)
+    images = {path: obj["spec"]["template"]["spec"]["containers"][0]["image"]
+              for path, obj in store.objects.items() if obj["kind"] in ("Deployment", "StatefulSet")}
+
+    def gate() -> None:
+        raise DeployError("The synthetic job did not finish in 180 s.")
+
+    with pytest.raises(ClusterError) as caught:
+        roll_out(cluster, rendered_objects(tmp_path, "2026-11-24_01"), timeout_s=5, gate=gate)
+    assert "synthetic job did not finish" in str(caught.value)
+    assert "Undid the rollouts of statefulset/queue, statefulset/storage, deployment/backend" in str(caught.value)
+    assert caught.value.exit_status == 2
+    after = {path: store.objects[path]["spec"]["template"]["spec"]["containers"][0]["image"] for path in images}
+    assert after == images  # every workload is back on the old release
+
+
+def test_roll_out_of_a_good_release_keeps_it(tmp_path: Path, api: FakeKubeAPI, store: FakeCluster) -> None:
+    cluster = cluster_for(api)
+    roll_out(cluster, rendered_objects(tmp_path), timeout_s=5)
+    result = roll_out(cluster, rendered_objects(tmp_path, "2026-11-24_01"), timeout_s=5, gate=lambda: "job-1")
+    assert len(result.rollouts) == 5
+    path = f"/apis/apps/v1/namespaces/{NS}/deployments/frontend"
+    assert store.objects[path]["spec"]["template"]["spec"]["containers"][0]["image"].endswith("2026-11-24_01")

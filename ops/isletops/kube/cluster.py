@@ -248,3 +248,32 @@ def _api_message(error: ApiException) -> str:
         return str(json.loads(error.body or "{}").get("message") or error.reason)
     except ValueError:
         return str(error.reason)
+
+
+@dataclass(frozen=True)
+class ReleaseResult:
+    """What `roll_out` changed (the workloads whose pods were replaced)."""
+
+    rollouts: list[Rollout]
+
+
+def roll_out(cluster: KubeCluster, objects: list[dict[str, Any]], timeout_s: float,
+             gate: Callable[[], object] | None = None) -> ReleaseResult:
+    """Apply a release, wait on every rollout it started, then run the end-to-end `gate`.
+
+    On any failure every rollout this call changed is undone, and a ClusterError (exit 2) says what
+    failed with the failing pod's events and logs, plus a note for each undo that did not go through.
+    """
+    rollouts = cluster.apply(objects)
+    try:
+        cluster.wait_rollouts(rollouts, timeout_s)
+        if gate is not None:
+            gate()
+    except Exception as error:
+        notes = cluster.undo(rollouts)
+        undone = ", ".join(f"{r.kind.lower()}/{r.name}" for r in rollouts) or "nothing"
+        message = getattr(error, "message", None) or f"{type(error).__name__}: {error}"
+        detail = getattr(error, "hint", None) or ""
+        hint = f"Undid the rollouts of {undone}." + (f" Undo failed: {'; '.join(notes)}." if notes else "")
+        raise ClusterError(str(message), f"{hint}\n{detail}".rstrip()) from None
+    return ReleaseResult(rollouts)
