@@ -169,3 +169,25 @@ def test_roll_out_of_a_good_release_keeps_it(tmp_path: Path, api: FakeKubeAPI, s
     assert len(result.rollouts) == 5
     path = f"/apis/apps/v1/namespaces/{NS}/deployments/frontend"
     assert store.objects[path]["spec"]["template"]["spec"]["containers"][0]["image"].endswith("2026-11-24_01")
+
+
+def test_pods_logs_delete_and_restart(api: FakeKubeAPI, store: FakeCluster) -> None:
+    store.pods = [{"metadata": {"name": "frontend-1", "namespace": NS,
+                                "labels": {"app.kubernetes.io/component": "frontend"}}}]
+    store.logs = {"frontend-1": "GET / 200\n"}
+    cluster = cluster_for(api)
+    assert [pod.metadata.name for pod in cluster.pods("frontend")] == ["frontend-1"]
+    assert any("labelSelector=app.kubernetes.io%2Fname%3Disletnet%2Capp.kubernetes.io%2Fcomponent%3Dfrontend" in r.path
+               for r in api.requests)
+    assert cluster.logs("frontend", 10) == "GET / 200\n"
+    cluster.delete_pod("frontend-1", 30)  # the fake has no such object: gone is fine
+    assert any(r.method == "DELETE" and "gracePeriodSeconds=30" in r.path for r in api.requests)
+    path = f"/apis/apps/v1/namespaces/{NS}/deployments/frontend"
+    store.objects[path] = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "frontend",
+                           "resourceVersion": "1", "generation": 1}, "spec": {"replicas": 1, "template": {"a": 1}}}
+    rollout = cluster.restart("frontend", now=dt.datetime(2026, 12, 4, tzinfo=dt.UTC))
+    assert rollout == Rollout("Deployment", "frontend", {"a": 1})
+    assert cluster.restart("pruner") is None
+    store.pods = []
+    with pytest.raises(ClusterError, match="frontend has no pod"):
+        cluster.logs("frontend")

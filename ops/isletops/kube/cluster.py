@@ -176,8 +176,8 @@ class KubeCluster:
 
     def failure_report(self, component: str, tail: int = 40) -> str:
         """The events and last log lines of the component's first pod that is not ready."""
-        pods = self.core.list_namespaced_pod(self.namespace, label_selector=f"app.kubernetes.io/component={component}")
-        failing = [pod for pod in pods.items if not _pod_ready(pod)] or list(pods.items)
+        pods = self.pods(component)
+        failing = [pod for pod in pods if not _pod_ready(pod)] or pods
         if not failing:
             return f"No pod of {component} exists; see 'kubectl -n {self.namespace} describe {component}'."
         pod = failing[0]
@@ -186,14 +186,58 @@ class KubeCluster:
         lines = [f"Pod {name}:"]
         lines += [f"  event {event.type} {event.reason}: {event.message}" for event in events.items]
         try:
-            # Raw: the client's own decoding of text/plain gives the repr of bytes.
-            response = self.core.read_namespaced_pod_log(name, self.namespace, tail_lines=tail,
-                                                         _preload_content=False)
-            text = response.data.decode(errors="replace")
-        except ApiException as error:
-            text = f"(no log: {error.reason})"
+            text = self.logs(component, tail, name)
+        except ClusterError as error:
+            text = f"(no log: {error.message})"
         lines += [f"  log: {line}" for line in text.splitlines()[-tail:]]
         return "\n".join(lines)
+
+    # -- pods ---------------------------------------------------------------------------------------
+
+    def pods(self, component: str | None = None) -> list[Any]:
+        """The instance's pods (one component's when named), as the client's V1Pod objects."""
+        selector = "app.kubernetes.io/name=isletnet"
+        if component:
+            selector += f",app.kubernetes.io/component={component}"
+        try:
+            return list(self.core.list_namespaced_pod(self.namespace, label_selector=selector).items)
+        except ApiException as error:
+            raise ClusterError(f"Cannot list the pods of namespace {self.namespace}: {error.reason}.") from None
+
+    def logs(self, component: str, tail: int = 100, pod_name: str = "") -> str:
+        """The last `tail` log lines of one pod of `component` (the named one, else the first)."""
+        names = [pod_name] if pod_name else [pod.metadata.name for pod in self.pods(component)]
+        if not names:
+            raise ClusterError(f"{component} has no pod in namespace {self.namespace}.")
+        try:
+            # Raw: the client's own decoding of text/plain gives the repr of bytes.
+            response = self.core.read_namespaced_pod_log(names[0], self.namespace, tail_lines=tail,
+                                                         _preload_content=False)
+        except ApiException as error:
+            raise ClusterError(f"Cannot read the log of pod {names[0]}: {error.reason}.") from None
+        return str(response.data.decode(errors="replace"))
+
+    def delete_pod(self, name: str, grace_s: int) -> None:
+        """Delete one pod with `grace_s` to stop; gone is fine (its controller may replace it)."""
+        path = f"/api/v1/namespaces/{self.namespace}/pods/{name}"
+        try:
+            self._call("DELETE", path, query=[("gracePeriodSeconds", grace_s)])
+        except ClusterError as error:
+            if " 404 " not in error.message:
+                raise
+
+    def restart(self, name: str, now: dt.datetime | None = None) -> Rollout | None:
+        """`kubectl rollout restart`: a new pod template annotation; None for what is not a workload."""
+        for kind in ROLLED_KINDS:
+            path = object_path({"kind": kind, "apiVersion": "apps/v1", "metadata": {"name": name}}, self.namespace)
+            current = self._get(path)
+            if current is None:
+                continue
+            stamp = _micro_time(now or dt.datetime.now(dt.UTC))
+            patch = {"spec": {"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": stamp}}}}}
+            self._call("PATCH", path, body=patch, content_type="application/strategic-merge-patch+json")
+            return Rollout(kind, name, current["spec"]["template"])
+        return None
 
     # -- the deploy lock ----------------------------------------------------------------------------
 
