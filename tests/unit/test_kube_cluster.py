@@ -191,3 +191,13 @@ def test_pods_logs_delete_and_restart(api: FakeKubeAPI, store: FakeCluster) -> N
     store.pods = []
     with pytest.raises(ClusterError, match="frontend has no pod"):
         cluster.logs("frontend")
+
+
+def test_the_kubeconfig_comes_from_the_environment(tmp_path: Path, api: FakeKubeAPI,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setenv("KUBECONFIG", str(api.kubeconfig(tmp_path)))
+    assert KubeCluster.from_kubeconfig(NS).pods() == []
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
+    with pytest.raises(ClusterError, match="Cannot load the Kubernetes configuration"):
+        KubeCluster.from_kubeconfig(NS)

@@ -87,9 +87,11 @@ class KubeCluster:
             if kubeconfig is None and k8s_config.incluster_config.SERVICE_HOST_ENV_NAME in os.environ:
                 k8s_config.load_incluster_config()
                 return cls(namespace, k8s.ApiClient())
-            return cls(namespace, k8s_config.new_client_from_config(config_file=kubeconfig, context=context))
+            # $KUBECONFIG is read now (the client reads it once, at import); it may list several files.
+            path = kubeconfig or os.environ.get("KUBECONFIG") or None
+            return cls(namespace, k8s_config.new_client_from_config(config_file=path, context=context))
         except (k8s_config.ConfigException, OSError) as error:
-            raise ClusterError(f"Cannot load the Kubernetes configuration: {error}.",
+            raise ClusterError(f"Cannot load the Kubernetes configuration: {str(error).rstrip('.')}.",
                                "Set KUBECONFIG or pass the kubeconfig of the cluster.") from None
 
     # -- raw calls --------------------------------------------------------------------------
