@@ -25,7 +25,7 @@ from isletops.errors import ConfigError
 from isletops.release import COMPONENTS
 
 # Orchestrators an instance may run on (`engine:`); `isletops.engines.engine_for` makes them.
-ENGINE_NAMES: tuple[str, ...] = ("compose",)
+ENGINE_NAMES: tuple[str, ...] = ("compose", "kubernetes")
 
 DEFAULT_CONFIG_PATH = Path("isletops.yml")
 CONFIG_ENV_VAR = "ISLETOPS_CONFIG"
@@ -134,7 +134,10 @@ class InstanceConfig:
 
     @property
     def frontend_url(self) -> str:
-        """The instance's public HTTP port (the edge, which proxies everything to the frontend)."""
+        """The instance's public HTTP port (the edge, which proxies everything to the frontend); on
+        Kubernetes the Ingress, `public_url`."""
+        if self.engine == "kubernetes" and self.public_url:
+            return self.public_url.rstrip("/")
         return f"http://{self.connect_host}:{self.http_port}"
 
     @property

@@ -30,6 +30,10 @@ def engine_for(
         from isletops.engines.compose import ComposeEngine
 
         return ComposeEngine(site, instance, DockerEngine(credentials=credentials))
+    if instance.engine == "kubernetes":
+        from isletops.engines.kubernetes import KubernetesEngine
+
+        return KubernetesEngine(site, instance)
     raise ConfigError(
         f"Instance '{instance.name}' asks for engine '{instance.engine}', which isletops does not have.",
         f"Set 'engine:' to one of: {', '.join(ENGINE_NAMES)}.",
