@@ -8,4 +8,5 @@ pytest_plugins = [
     "tests.fixtures.registry",
     "tests.fixtures.mail",
     "tests.fixtures.provision",
+    "tests.fixtures.kube_api",
 ]

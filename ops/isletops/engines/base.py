@@ -8,11 +8,13 @@ it is made (`isletops.engines.engine_for`), so its methods name services, never 
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
+
+from isletops import release
 
 
 class Strategy(enum.StrEnum):
@@ -110,6 +112,17 @@ class HealthPolicy:
     timeout_s: float
     failed_checks: int = 3  # consecutive failed checks after the start period that end the wait
     poll_s: float = 1.0
+
+
+def running_tags(states: Iterable[ServiceState], services: Sequence[str]) -> dict[str, list[str]]:
+    """The release tag(s) the running instances of each service carry (`Engine.running_release`)."""
+    found: dict[str, list[str]] = {service: [] for service in services}
+    for state in states:
+        if state.state == "running" and state.service in found:
+            tag = release.tag_of_image(state.image) or state.image or "?"
+            if tag not in found[state.service]:
+                found[state.service].append(tag)
+    return found
 
 
 class Engine(Protocol):

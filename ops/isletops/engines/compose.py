@@ -20,7 +20,7 @@ import yaml
 from isletops import image_prune, release, stack
 from isletops.config import InstanceConfig, SiteConfig, read_env_file
 from isletops.docker_engine import DockerEngine
-from isletops.engines.base import HealthPolicy, ServicePlan, ServiceState, ServiceStep, Strategy
+from isletops.engines.base import HealthPolicy, ServicePlan, ServiceState, ServiceStep, Strategy, running_tags
 from isletops.engines.compose_command import ComposeCommand
 from isletops.engines.health import HealthFailed, wait_healthy
 from isletops.errors import DeployError, IsletOpsError
@@ -157,13 +157,7 @@ class ComposeEngine:
         return same
 
     def running_release(self, services: Sequence[str]) -> dict[str, list[str]]:
-        found: dict[str, list[str]] = {service: [] for service in services}
-        for state in self.service_states(services):
-            if state.state == "running" and state.service in found:
-                tag = release.tag_of_image(state.image) or state.image or "?"
-                if tag not in found[state.service]:
-                    found[state.service].append(tag)
-        return found
+        return running_tags(self.service_states(services), services)
 
     # -- rolling over -----------------------------------------------------------------------
 

@@ -19,9 +19,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from isletops import release
 from isletops.config import InstanceConfig, SiteConfig
-from isletops.engines.base import HealthPolicy, ServicePlan, ServiceState, ServiceStep, Strategy
+from isletops.engines.base import HealthPolicy, ServicePlan, ServiceState, ServiceStep, Strategy, running_tags
 from isletops.engines.health import HealthFailed
 from isletops.errors import ConfigError
 from isletops.kube.chart import namespace_for, render_kubernetes
@@ -102,13 +101,7 @@ class KubernetesEngine:
         return bool(states) and all(s.is_ready and s.image == ref for s in states)
 
     def running_release(self, services: Sequence[str]) -> dict[str, list[str]]:
-        found: dict[str, list[str]] = {service: [] for service in services}
-        for state in self.service_states(services):
-            if state.state == "running" and state.service in found:
-                tag = release.tag_of_image(state.image) or state.image or "?"
-                if tag not in found[state.service]:
-                    found[state.service].append(tag)
-        return found
+        return running_tags(self.service_states(services), services)
 
     # -- rolling over: Kubernetes replaces the pods itself ----------------------------------------
     def replace(self, services: Sequence[str], drain_s: int) -> None:

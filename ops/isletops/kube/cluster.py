@@ -3,9 +3,8 @@ rendered objects (server-side apply), wait on the rollout of each workload it ch
 rollouts, tell why a pod failed (its events and logs), and the deploy lock as a
 `coordination.k8s.io/v1` Lease.
 
-This is the cluster half of `engine: kubernetes`. The Engine adapter (isletops.engines.kubernetes)
-is left for after the engine seam lands (issue #16). No real cluster ran: the tests drive these
-calls against the fake API server of tests/fakes/kube_api.py.
+This is the cluster half of `engine: kubernetes` (isletops.engines.kubernetes). No real cluster
+ran: the tests drive these calls against the fake API server of tests/fakes/kube_api.py.
 """
 
 from __future__ import annotations
