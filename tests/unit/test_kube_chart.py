@@ -26,7 +26,7 @@ from isletops.cli import main
 from isletops.config import InstanceConfig, ensure_env_file, read_env_file
 from isletops.docker_engine import detect_compose
 from isletops.kube.chart import SECRETS_FILE, render_kubernetes
-from isletops.kube.source import KUBERNETES_COMPONENTS
+from isletops.kube.source import KUBERNETES_COMPONENTS, image_config
 from isletops.render import PROJECT_ROOT
 from isletops.stack import managed_env, render_compose_files
 
@@ -154,17 +154,12 @@ def test_images_environment_ports_and_checks_match_compose(tmp_path: Path, gpu: 
     assert config["MAX_UPLOAD_MB"] == "321" and config["RETENTION_SECONDS"] == str(2 * 86400)
 
 
-def dockerfile_user(component: str) -> str:
-    text = (PROJECT_ROOT / "services" / component / "Dockerfile").read_text()
-    return re.findall(r"^USER (\S+)$", text, re.M)[-1]
-
-
 @pytest.mark.parametrize("component", KUBERNETES_COMPONENTS)
 def test_every_image_has_a_numeric_non_root_user_matching_the_pod(rendered: tuple[InstanceConfig, Path],
                                                                  component: str) -> None:
     """runAsNonRoot needs a numeric USER: the kubelet cannot tell whether a user name is root."""
-    user = dockerfile_user(component)
-    assert re.fullmatch(r"\d+(:\d+)?", user), f"services/{component}/Dockerfile: USER {user} is not numeric"
+    user = image_config(component).user
+    assert re.fullmatch(r"\d+(:\d+)?", user), f"the {component} image's USER {user} is not numeric"
     uid, _, gid = user.partition(":")
     spec = pod_spec(workloads(plain_objects(rendered[1] / "manifests"))[component])
     assert int(uid) != 0

@@ -148,3 +148,25 @@ def test_dockerfile_ports_are_the_expose_lines(tmp_path: Path) -> None:
     (tmp_path / "services" / "x" / "Dockerfile").write_text("FROM a\nEXPOSE 8000 9000/tcp\nexpose 7\n")
     assert source.dockerfile_ports("x", tmp_path) == (8000, 9000, 7)
     assert yaml.safe_load(model.dump_yaml([{"a": "b"}])) == {"a": "b"}
+
+
+def test_image_config_follows_the_stages_of_a_shared_dockerfile(tmp_path: Path) -> None:
+    (tmp_path / "services").mkdir()
+    (tmp_path / "services" / "python.Dockerfile").write_text(
+        "ARG BASE_IMAGE=b\nFROM ${BASE_IMAGE} AS user\nRUN useradd \\\n  x\n"
+        "FROM user AS python\nUSER 10001:10001\n"
+        "FROM python AS backend\nEXPOSE 8000\n"
+        "FROM user AS storage\nUSER 10001:10001\nEXPOSE 8333\n")
+    assert source.image_config("backend", tmp_path) == source.ImageConfig((8000,), "10001:10001")
+    assert source.image_config("storage", tmp_path) == source.ImageConfig((8333,), "10001:10001")
+    with pytest.raises(ConfigError, match="No stage 'pruner'"):
+        source.image_config("pruner", tmp_path)
+    with pytest.raises(ConfigError, match="No Dockerfile builds the x image"):
+        source.image_config("x", tmp_path / "nowhere")
+
+
+def test_image_config_of_an_own_dockerfile_is_its_last_stage(tmp_path: Path) -> None:
+    (tmp_path / "services" / "q").mkdir(parents=True)
+    (tmp_path / "services" / "q" / "Dockerfile").write_text(
+        "FROM a AS wheels\nUSER root\nFROM b\nUSER 10002:10002\nEXPOSE 5432\n")
+    assert source.image_config("q", tmp_path) == source.ImageConfig((5432,), "10002:10002")

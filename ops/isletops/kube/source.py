@@ -157,15 +157,64 @@ def parse_probe(healthcheck: dict[str, Any] | None) -> Probe | None:
     )
 
 
+@dataclass(frozen=True)
+class ImageConfig:
+    """What an image's Dockerfile says that the chart needs: its EXPOSEd ports and its USER."""
+
+    ports: tuple[int, ...]
+    user: str
+
+
+def _stages(text: str) -> dict[str, tuple[str, list[list[str]]]]:
+    """Stage name -> (the stage it is built FROM, its instructions as word lists); unnamed stages
+    get their index. Continuation lines are joined."""
+    stages: dict[str, tuple[str, list[list[str]]]] = {}
+    current: list[list[str]] = []
+    for line in re.sub(r"\\\n", " ", text).splitlines():
+        words = line.split()
+        if not words or words[0].startswith("#"):
+            continue
+        if words[0].upper() == "FROM":
+            name = words[3] if len(words) >= 4 and words[2].upper() == "AS" else str(len(stages))
+            current = []
+            stages[name] = (words[1], current)
+        elif stages:
+            current.append(words)
+    return stages
+
+
+def image_config(component: str, root: Path = PROJECT_ROOT) -> ImageConfig:
+    """The ports and user of a component's image: services/<component>/Dockerfile (its last stage),
+    or the `<component>` stage of services/python.Dockerfile, following the stages it is built FROM."""
+    own = root / "services" / component / "Dockerfile"
+    if own.exists():
+        stages, target = _stages(own.read_text()), None
+    else:
+        shared = root / "services" / "python.Dockerfile"
+        if not shared.exists():
+            raise ConfigError(f"No Dockerfile builds the {component} image.", f"Expected {own} or {shared}.")
+        stages, target = _stages(shared.read_text()), component
+    name = target or list(stages)[-1]
+    if name not in stages:
+        raise ConfigError(f"No stage '{name}' builds the {component} image.")
+    chain = []
+    while name in stages:
+        chain.append(stages[name][1])
+        name = stages[name][0]
+    ports: list[int] = []
+    user = ""
+    for instructions in reversed(chain):  # the base stage first, so the target's USER wins
+        for words in instructions:
+            if words[0].upper() == "EXPOSE":
+                ports += [int(word.split("/")[0]) for word in words[1:]]
+            elif words[0].upper() == "USER" and len(words) > 1:
+                user = words[1]
+    return ImageConfig(tuple(ports), user)
+
+
 def dockerfile_ports(component: str, root: Path = PROJECT_ROOT) -> tuple[int, ...]:
     """The ports a component's image EXPOSEs."""
-    text = (root / "services" / component / "Dockerfile").read_text()
-    ports: list[int] = []
-    for line in text.splitlines():
-        words = line.split()
-        if words and words[0].upper() == "EXPOSE":
-            ports += [int(word.split("/")[0]) for word in words[1:]]
-    return tuple(ports)
+    return image_config(component, root).ports
 
 
 def services(instance: InstanceConfig, gpu: bool) -> dict[str, Service]:
