@@ -1,9 +1,10 @@
 """From a class map to the per-image result: islets found, split, measured, counted in IEQ.
 
 The class map (0 background, 1 exocrine, 2 islet) comes from any model; everything after it is
-here, so that every model is measured the same way: holes filled, touching islets split by a
-watershed on the distance transform, pieces under the minimum diameter set aside as fragments,
-then per-islet geometry and the three IEQ methods, and the sample statistics. Work is done one
+here, so that every model is measured the same way: touching islets split by a
+watershed on the distance transform of the mask with its holes still open (the pocket between
+three touching islets keeps their necks narrow), then holes given to the islet around them,
+pieces under the minimum diameter set aside as fragments, then per-islet geometry and the three IEQ methods, and the sample statistics. Work is done one
 connected component at a time inside its bounding box, so memory follows the islets, not the
 image.
 """
@@ -223,6 +224,26 @@ def _disc_area_px(diameter_um: float, pixel_size_um: float) -> float:
     return math.pi / 4 * (diameter_um / pixel_size_um) ** 2
 
 
+def _give_holes_to_regions(regions: np.ndarray, holes: np.ndarray) -> np.ndarray:
+    """`regions` with each hole that borders only one region added to it. A hole between several
+    regions is the pocket that touching islets enclose: background, not islet."""
+    hole_labels, count = ndimage.label(holes)
+    if count == 0:
+        return regions
+    # The region labels around each hole: maximum and minimum over its 8-neighbour ring.
+    ring_max = ndimage.maximum_filter(regions, footprint=EIGHT_CONNECTED)
+    masked = np.where(regions > 0, regions, np.iinfo(np.int32).max)
+    ring_min = ndimage.minimum_filter(masked, footprint=EIGHT_CONNECTED)
+    index = np.arange(1, count + 1)
+    highest = ndimage.maximum(ring_max, hole_labels, index)
+    lowest = ndimage.minimum(ring_min, hole_labels, index)
+    owner = np.zeros(count + 1, dtype=regions.dtype)
+    owner[1:] = np.where(highest == lowest, highest, 0)
+    out = regions.copy()
+    out[holes] = owner[hole_labels[holes]]
+    return out
+
+
 def _measure_component(
     component: np.ndarray,
     offset: tuple[int, int],
@@ -237,24 +258,29 @@ def _measure_component(
     area_px = int(np.count_nonzero(filled))
     if area_px < _disc_area_px(parameters.min_fragment_diameter_um, pixel_size_um):
         return  # noise
-    tally.filled_exocrine_px += int(np.count_nonzero(filled & ~component & exocrine))
-    tally.islet_area_px += area_px
     min_area_px = _disc_area_px(min_diameter_um, pixel_size_um)
     if area_px < min_area_px:
+        tally.islet_area_px += area_px
+        tally.filled_exocrine_px += int(np.count_nonzero(filled & ~component & exocrine))
         tally.fragment_area_px += area_px
         return
-    regions = split_touching(filled, min_diameter_um / pixel_size_um / 2, parameters.neck_ratio)
-    for label in range(1, int(regions.max()) + 1):
-        region = regions == label
-        region_area = int(np.count_nonzero(region))
-        if region_area == 0:
+    # Split the mask as it is, holes open: the pocket that three touching islets enclose keeps
+    # their necks narrow (filled, it would join them into one fat blob). Then each hole goes to
+    # the one islet around it; a pocket between several islets stays background.
+    regions = split_touching(component, min_diameter_um / pixel_size_um / 2, parameters.neck_ratio)
+    regions = _give_holes_to_regions(regions, filled & ~component)
+    islet_pixels = regions > 0
+    tally.islet_area_px += int(np.count_nonzero(islet_pixels))
+    tally.filled_exocrine_px += int(np.count_nonzero(islet_pixels & ~component & exocrine))
+    for label, window in enumerate(ndimage.find_objects(regions), start=1):
+        if window is None:
             continue
+        crop = regions[window] == label
+        region_area = int(np.count_nonzero(crop))
         if region_area < min_area_px:
             tally.fragment_area_px += region_area
             continue
-        rows, cols = np.nonzero(region)
-        top, left = int(rows.min()), int(cols.min())
-        crop = region[top : int(rows.max()) + 1, left : int(cols.max()) + 1]
+        top, left = window[0].start, window[1].start
         tally.islets.append(_describe(crop, (offset[0] + top, offset[1] + left), pixel_size_um, parameters))
 
 

@@ -4,6 +4,10 @@ Used by the tests (accuracy against known islets), by the monitor's end-to-end p
 demo. Islets are crimson ellipses of given equivalent diameters with a soft one-pixel edge, on a
 light background, beside pale brownish exocrine clumps; optional touching pairs, sensor noise and
 uneven illumination make the job harder in the ways real photographs do.
+
+The harder families of the accuracy bench and tests are here too: clusters of 2-5 islets
+touching through necks of a given share of the smaller diameter (must be split), lobed single
+islets and elongated single islets (must not be), and weak staining.
 """
 
 from __future__ import annotations
@@ -28,6 +32,15 @@ CLUMP_REACH_UM = 110.0  # an exocrine clump extends about this far from its cent
 HOLE_DIAMETER_RANGE_UM = (8.0, 20.0)
 SPECK_DIAMETER_RANGE_UM = (2.0, 8.0)
 TEXTURE_STRENGTH = 0.2  # times a σ=2 px smoothed unit noise (std ~0.14): about ±3 %
+CLUSTER_DIAMETER_RANGE_UM = (60.0, 260.0)
+NECK_RANGE = (0.15, 0.40)  # neck width / smaller islet's diameter, for clusters
+LOBE_RADIUS_RANGE = (0.30, 0.55)  # lobe radius / main body radius
+LOBE_OUTSIDE_RANGE = (-0.2, 0.5)  # lobe centre beyond the body's edge, in lobe radii (neck >= 0.85 of the lobe)
+ELONGATED_RATIO_RANGE = (0.5, 0.7)  # minor/major axis of elongated single islets
+# Ricordi class bounds: drawn diameters keep this relative distance from them, so the class
+# method is not judged on coin flips at a class edge.
+RICORDI_BOUNDS_UM = (50.0, 100.0, 150.0, 200.0, 250.0, 300.0, 350.0)
+CLASS_MARGIN = 0.06
 
 
 @dataclass
@@ -49,10 +62,143 @@ class _Ellipse:
 
 @dataclass
 class _Unit:
-    """What is placed as a whole: one islet, or a touching pair (offsets from the unit centre)."""
+    """What is placed as a whole: one islet, a touching pair or cluster, or a lobed islet
+    (ellipse offsets from the unit centre). `islet_of` says which islet of the unit each ellipse
+    belongs to (a lobed islet is several ellipses); None means one islet per ellipse."""
 
     ellipses: list[_Ellipse]
     radius: float
+    islet_of: list[int] | None = None
+    kind: str = "single"
+
+    def islets(self) -> list[list[_Ellipse]]:
+        owners = self.islet_of if self.islet_of is not None else list(range(len(self.ellipses)))
+        grouped: dict[int, list[_Ellipse]] = {}
+        for owner, ellipse in zip(owners, self.ellipses, strict=True):
+            grouped.setdefault(owner, []).append(ellipse)
+        return [grouped[key] for key in sorted(grouped)]
+
+
+def safe_diameter(rng: np.random.Generator, low: float, high: float) -> float:
+    """A diameter (µm) drawn from low..high, at least CLASS_MARGIN away from every Ricordi bound."""
+    for _attempt in range(1000):
+        d = float(rng.uniform(low, high))
+        if all(abs(d / bound - 1.0) > CLASS_MARGIN for bound in RICORDI_BOUNDS_UM):
+            return d
+    raise ValueError(f"No diameter between {low} and {high} µm keeps clear of the Ricordi class bounds.")
+
+
+def _recentred(ellipses: list[_Ellipse], kind: str, islet_of: list[int] | None = None) -> _Unit:
+    """A unit whose centre is the mean of its ellipse centres, radius enclosing them all."""
+    mean_x = sum(e.cx for e in ellipses) / len(ellipses)
+    mean_y = sum(e.cy for e in ellipses) / len(ellipses)
+    for ellipse in ellipses:
+        ellipse.cx -= mean_x
+        ellipse.cy -= mean_y
+    radius = max(math.hypot(e.cx, e.cy) + e.semi_major for e in ellipses)
+    return _Unit(ellipses, radius, islet_of, kind)
+
+
+def _neck_share(first: _Ellipse, second: _Ellipse) -> float:
+    """Width of the neck where two ellipses overlap as a share of the smaller one's width there
+    (0 when they do not touch), treating each as the circle of its radius towards the other
+    (exact for circles)."""
+    distance = math.hypot(second.cx - first.cx, second.cy - first.cy)
+    direction = math.atan2(second.cy - first.cy, second.cx - first.cx)
+    r1, r2 = first.radius_towards(direction), second.radius_towards(direction + math.pi)
+    if distance >= r1 + r2:
+        return 0.0
+    if distance <= abs(r1 - r2):
+        return 1.0  # one inside the other
+    along = (distance**2 + r1**2 - r2**2) / (2 * distance)
+    if not 0 < along < distance:
+        return 1.0  # the smaller one's centre lies inside the larger: mostly covered, not touching
+    return math.sqrt(max(r1**2 - along**2, 0.0)) / min(r1, r2)
+
+
+def _centre_distance(r_first: float, r_second: float, share: float) -> float:
+    """Centre distance at which two circles overlap in a neck of `share` times the smaller
+    one's diameter."""
+    half = share * min(r_first, r_second)
+    return math.sqrt(r_first**2 - half**2) + math.sqrt(r_second**2 - half**2)
+
+
+def _attach_to_one(ellipses: list[_Ellipse], islet: _Ellipse, share: float, rng: np.random.Generator) -> None:
+    """Put `islet` against a random earlier islet, through a neck of `share`."""
+    parent = ellipses[int(rng.integers(len(ellipses)))]
+    direction = rng.uniform(0, 2 * math.pi)
+    r_parent, r_new = parent.radius_towards(direction), islet.radius_towards(direction + math.pi)
+    distance = _centre_distance(r_parent, r_new, share)
+    islet.cx = parent.cx + distance * math.cos(direction)
+    islet.cy = parent.cy + distance * math.sin(direction)
+
+
+def _attach_to_two(
+    ellipses: list[_Ellipse], islet: _Ellipse, neck_range: tuple[float, float], rng: np.random.Generator
+) -> bool:
+    """Put `islet` into the notch of two earlier islets, touching both (a compact clump whose
+    middle encloses a small pocket); False when the two chosen are too far apart."""
+    if len(ellipses) < 2:
+        return False
+    first, second = (ellipses[int(i)] for i in rng.choice(len(ellipses), 2, replace=False))
+    radius = math.sqrt(islet.semi_major * islet.semi_minor)
+    r_first = math.sqrt(first.semi_major * first.semi_minor)
+    r_second = math.sqrt(second.semi_major * second.semi_minor)
+    to_first = _centre_distance(r_first, radius, rng.uniform(*neck_range))
+    to_second = _centre_distance(r_second, radius, rng.uniform(*neck_range))
+    base = math.hypot(second.cx - first.cx, second.cy - first.cy)
+    if base == 0 or base >= to_first + to_second or base <= abs(to_first - to_second):
+        return False
+    along = (base**2 + to_first**2 - to_second**2) / (2 * base)
+    across = math.sqrt(max(to_first**2 - along**2, 0.0)) * (1 if rng.uniform() < 0.5 else -1)
+    ux, uy = (second.cx - first.cx) / base, (second.cy - first.cy) / base
+    islet.cx = first.cx + along * ux - across * uy
+    islet.cy = first.cy + along * uy + across * ux
+    return True
+
+
+def _cluster(size: int, neck_range: tuple[float, float], pixel_size_um: float, rng: np.random.Generator) -> _Unit:
+    """`size` islets, each new one touching one or (half the time) two earlier ones through necks
+    of a share of the smaller diameter drawn from `neck_range`; no contact is wider than the
+    largest neck and every new islet touches at least one earlier one."""
+    low, high = CLUSTER_DIAMETER_RANGE_UM
+    for _attempt in range(200):
+        ellipses = [_single(safe_diameter(rng, low, high), rng.uniform(0, 0.25), pixel_size_um, rng).ellipses[0]]
+        while len(ellipses) < size:
+            for _try in range(200):
+                islet = _single(safe_diameter(rng, low, high), rng.uniform(0, 0.25), pixel_size_um, rng).ellipses[0]
+                if not (rng.uniform() < 0.5 and _attach_to_two(ellipses, islet, neck_range, rng)):
+                    _attach_to_one(ellipses, islet, rng.uniform(*neck_range), rng)
+                shares = [_neck_share(other, islet) for other in ellipses]
+                if max(shares) <= neck_range[1] + 0.02 and max(shares) >= neck_range[0] - 0.02:
+                    ellipses.append(islet)
+                    break
+            else:
+                break
+        if len(ellipses) == size:
+            return _recentred(ellipses, "cluster")
+    raise ValueError(f"Could not build a cluster of {size} islets.")
+
+
+def _lobed(pixel_size_um: float, rng: np.random.Generator) -> _Unit:
+    """One islet with 1-3 lobes: small discs joined to the body through wide necks."""
+    body = _single(safe_diameter(rng, 110.0, 260.0), rng.uniform(0, 0.2), pixel_size_um, rng).ellipses[0]
+    parts = [body]
+    body_radius = math.sqrt(body.semi_major * body.semi_minor)
+    for _ in range(int(rng.integers(1, 4))):
+        radius = rng.uniform(*LOBE_RADIUS_RANGE) * body_radius
+        direction = rng.uniform(0, 2 * math.pi)
+        distance = body.radius_towards(direction) + rng.uniform(*LOBE_OUTSIDE_RANGE) * radius
+        parts.append(_Ellipse(distance * math.cos(direction), distance * math.sin(direction), radius, radius, 0.0))
+    return _recentred(parts, "lobed", [0] * len(parts))
+
+
+def _elongated(pixel_size_um: float, rng: np.random.Generator) -> _Unit:
+    """One elliptic islet with minor/major axis 0.5-0.7 (up to 1:2)."""
+    ratio = rng.uniform(*ELONGATED_RATIO_RANGE)
+    unit = _single(safe_diameter(rng, 70.0, 260.0), 1.0 - ratio, pixel_size_um, rng)
+    unit.kind = "elongated"
+    return unit
 
 
 def _islet_axes(d_um: float, ellipticity: float) -> tuple[float, float]:
@@ -81,7 +227,7 @@ def _pair(ellipticity: float, pixel_size_um: float, rng: np.random.Generator) ->
     half = distance / 2
     first.cx, first.cy = -half * math.cos(direction), -half * math.sin(direction)
     second.cx, second.cy = half * math.cos(direction), half * math.sin(direction)
-    return _Unit([first, second], half + max(first.semi_major, second.semi_major))
+    return _Unit([first, second], half + max(first.semi_major, second.semi_major), kind="pair")
 
 
 def _place(
@@ -211,6 +357,53 @@ def _paint_exocrine(
                 break
 
 
+def _union_geometry(parts: list[_Ellipse], pixel_size_um: float) -> dict:
+    """Diameter and ellipse axes (µm) of a union of ellipses, from its rendering at 4× the pixel
+    resolution (second moments, as an ellipse fit does)."""
+    scale = 4.0
+    reach = max(math.hypot(p.cx, p.cy) + p.semi_major for p in parts) + 2
+    side = int(math.ceil(2 * reach * scale)) + 2
+    cover = np.zeros((side, side), dtype=np.float32)
+    for part in parts:
+        scaled = _Ellipse(
+            (part.cx + reach) * scale,
+            (part.cy + reach) * scale,
+            part.semi_major * scale,
+            part.semi_minor * scale,
+            part.angle,
+        )
+        placed = _ellipse_alpha(scaled, side, side)
+        if placed is not None:
+            window, alpha = placed
+            cover[window] = np.maximum(cover[window], alpha)
+    ys, xs = np.nonzero(cover >= 0.5)
+    area_px = len(xs) / scale**2
+    covariance = np.cov(np.stack([xs, ys]).astype(np.float64)) / scale**2
+    eigen = np.sort(np.linalg.eigvalsh(covariance))[::-1]
+    major, minor = (4 * math.sqrt(max(value, 0.0)) * pixel_size_um for value in eigen)
+    return {
+        "diameter_um": 2 * math.sqrt(area_px / math.pi) * pixel_size_um,
+        "major_um": float(major),
+        "minor_um": float(minor),
+    }
+
+
+def _islet_record(parts: list[_Ellipse], cx: float, cy: float, pixel_size_um: float) -> dict:
+    """Ground truth of one islet (one ellipse, or the union of a lobed islet's parts)."""
+    if len(parts) == 1:
+        major_um, minor_um = 2 * parts[0].semi_major * pixel_size_um, 2 * parts[0].semi_minor * pixel_size_um
+        geometry = {"diameter_um": math.sqrt(major_um * minor_um), "major_um": major_um, "minor_um": minor_um}
+        centre = [cx + parts[0].cx, cy + parts[0].cy]
+    else:
+        geometry = _union_geometry(parts, pixel_size_um)
+        weights = [p.semi_major * p.semi_minor for p in parts]  # approximate: overlaps counted twice
+        centre = [
+            cx + sum(w * p.cx for w, p in zip(weights, parts, strict=True)) / sum(weights),
+            cy + sum(w * p.cy for w, p in zip(weights, parts, strict=True)) / sum(weights),
+        ]
+    return {key: float(value) for key, value in geometry.items()} | {"center_px": [float(v) for v in centre]}
+
+
 def _paint_islets(
     image: np.ndarray,
     cover: np.ndarray,
@@ -218,30 +411,29 @@ def _paint_islets(
     units: list[_Unit],
     centres: list[tuple[float, float]],
     pixel_size_um: float,
+    stain: float,
     rng: np.random.Generator,
-) -> tuple[list[dict], list[list[int]]]:
-    """Paint every islet in its own shade; return their truth records and the touching pairs."""
+) -> tuple[list[dict], dict[str, list[list[int]]]]:
+    """Paint every islet in its own shade; return their truth records and the index groups:
+    touching pairs, clusters, lobed and elongated islets."""
     islets: list[dict] = []
-    pairs: list[list[int]] = []
+    groups: dict[str, list[list[int]]] = {"pair": [], "cluster": [], "lobed": [], "elongated": []}
+    background = np.asarray(BACKGROUND_RGB, dtype=np.float32)
     for unit, (cx, cy) in zip(units, centres, strict=True):
         indices = []
-        for ellipse in unit.ellipses:
-            placed = _Ellipse(cx + ellipse.cx, cy + ellipse.cy, ellipse.semi_major, ellipse.semi_minor, ellipse.angle)
+        for parts in unit.islets():
             colour = rng.uniform(ISLET_RGB_LOW, ISLET_RGB_HIGH).astype(np.float32)
-            _paint(image, cover, placed, colour, texture)
-            major_um, minor_um = 2 * placed.semi_major * pixel_size_um, 2 * placed.semi_minor * pixel_size_um
+            colour = background + stain * (colour - background)
+            for part in parts:
+                placed = _Ellipse(cx + part.cx, cy + part.cy, part.semi_major, part.semi_minor, part.angle)
+                _paint(image, cover, placed, colour, texture)
             indices.append(len(islets))
-            islets.append(
-                {
-                    "diameter_um": float(math.sqrt(major_um * minor_um)),
-                    "major_um": float(major_um),
-                    "minor_um": float(minor_um),
-                    "center_px": [float(placed.cx), float(placed.cy)],
-                }
-            )
-        if len(indices) == 2:
-            pairs.append(indices)
-    return islets, pairs
+            islets.append(_islet_record(parts, cx, cy, pixel_size_um))
+        if unit.kind == "pair" or (unit.kind == "single" and len(indices) == 2):
+            groups["pair"].append(indices)
+        elif unit.kind in groups:
+            groups[unit.kind].append(indices)
+    return islets, groups
 
 
 def _paint_holes_and_specks(
@@ -287,6 +479,11 @@ def make_dtz_image(
     *,
     holes: int = 0,
     specks: int = 0,
+    clusters: Sequence[int] = (),
+    neck_range: tuple[float, float] = NECK_RANGE,
+    lobed: int = 0,
+    elongated: int = 0,
+    stain: float = 1.0,
 ) -> tuple[np.ndarray, dict]:
     """A synthetic DTZ image and its ground truth.
 
@@ -298,8 +495,16 @@ def make_dtz_image(
     the islet. `specks` red dots of 2-8 µm (debris, single stained cells) are scattered over the
     background: they are no islets and too small to be fragments.
 
+    The harder families: `clusters` gives one clump per entry with that many touching islets
+    (60-260 µm, each joined to an earlier one through a neck of `neck_range` times the smaller
+    diameter); `lobed` islets have 1-3 lobes on wide necks (one islet each); `elongated` islets
+    have minor/major axis 0.5-0.7. Their diameters keep 6 % away from the Ricordi class bounds.
+    `stain` scales the islets' colour contrast against the background (1 = full DTZ crimson,
+    0.6 = weakly stained).
+
     Returns ``(rgb, truth)`` with truth = {"islets": [{"diameter_um", "major_um", "minor_um",
-    "center_px": [x, y]}], "pairs": [[i, j], ...], "ieq_ricordi", "ieq_sphere", "ieq_ellipsoid",
+    "center_px": [x, y]}], "pairs": [[i, j], ...], "clusters": [[i, j, ...], ...], "lobed": [[i], ...],
+    "elongated": [[i], ...], "ieq_ricordi", "ieq_sphere", "ieq_ellipsoid",
     "islet_count", "purity", "pixel_size_um"} (IEQ and count over islets of 50 µm and more).
     """
     if pixel_size_um <= 0:
@@ -307,6 +512,9 @@ def make_dtz_image(
     rng = np.random.default_rng(seed)
     units = [_single(float(d), ellipticity, pixel_size_um, rng) for d in diameters_um]
     units += [_pair(ellipticity, pixel_size_um, rng) for _ in range(touching_pairs)]
+    units += [_cluster(int(n), neck_range, pixel_size_um, rng) for n in clusters]
+    units += [_lobed(pixel_size_um, rng) for _ in range(lobed)]
+    units += [_elongated(pixel_size_um, rng) for _ in range(elongated)]
     height, width, centres = _layout(units, size, GAP_UM / pixel_size_um, rng)
 
     # Slight stain/tissue texture (a few per cent), shared by all objects.
@@ -318,7 +526,7 @@ def make_dtz_image(
     islet_cover = np.zeros((height, width), dtype=np.float32)
     exocrine_cover = np.zeros((height, width), dtype=np.float32)
     _paint_exocrine(image, exocrine_cover, texture, exocrine_clumps, (units, centres), pixel_size_um, rng)
-    islets, pairs = _paint_islets(image, islet_cover, texture, units, centres, pixel_size_um, rng)
+    islets, groups = _paint_islets(image, islet_cover, texture, units, centres, pixel_size_um, stain, rng)
     _paint_holes_and_specks(image, texture, islets, holes, specks, (units, centres), pixel_size_um, rng)
 
     if uneven_illumination:
@@ -332,7 +540,10 @@ def make_dtz_image(
     tissue_area = float(np.count_nonzero((islet_cover >= 0.5) | (exocrine_cover >= 0.5)))
     truth = {
         "islets": islets,
-        "pairs": pairs,
+        "pairs": groups["pair"],
+        "clusters": groups["cluster"],
+        "lobed": groups["lobed"],
+        "elongated": groups["elongated"],
         "islet_count": len(counted),
         "ieq_ricordi": float(sum(ricordi_ieq(i["diameter_um"]) for i in counted)),
         "ieq_sphere": float(sum(sphere_ieq(i["diameter_um"]) for i in counted)),
