@@ -4,9 +4,9 @@ The class map (0 background, 1 exocrine, 2 islet) comes from any model; everythi
 here, so that every model is measured the same way: touching islets split by a
 watershed on the distance transform of the mask with its holes still open (the pocket between
 three touching islets keeps their necks narrow), then holes given to the islet around them,
-pieces under the minimum diameter set aside as fragments, then per-islet geometry and the three IEQ methods, and the sample statistics. Work is done one
-connected component at a time inside its bounding box, so memory follows the islets, not the
-image.
+pieces under the minimum diameter set aside as fragments, then per-islet geometry and the three
+IEQ methods, and the sample statistics. Work is done one connected component at a time inside
+its bounding box, so memory follows the islets, not the image.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
+from scipy.spatial import ConvexHull, QhullError
 from skimage.feature import peak_local_max
 from skimage.measure import find_contours, perimeter_crofton, regionprops
 from skimage.segmentation import watershed
@@ -192,6 +193,20 @@ def _outline(mask: np.ndarray, offset: tuple[int, int], parameters: SplitParamet
     return [[round(float(col) - 1 + left, 1), round(float(row) - 1 + top, 1)] for row, col in simplified]
 
 
+def _solidity(area_px: float, contour: list[list[float]]) -> float:
+    """Area over the area of the convex hull of the outline (1.0 for a convex islet; two round
+    islets joined by a narrow neck score about 0.85). The hull of the simplified outline is
+    enough: it stays within a pixel of the mask."""
+    if len(contour) < 3:
+        return 1.0
+    try:
+        hull_area = ConvexHull(np.asarray(contour)).volume  # the "volume" of a 2-D hull is its area
+    except QhullError:  # a degenerate (flat) outline
+        return 1.0
+    # The outline runs along pixel centres, half a pixel inside the mask's edge.
+    return min(1.0, area_px / hull_area) if hull_area > 0 else 1.0
+
+
 def _describe(
     region_mask: np.ndarray, offset: tuple[int, int], pixel_size_um: float, parameters: SplitParameters
 ) -> dict:
@@ -206,6 +221,7 @@ def _describe(
     perimeter_um = float(perimeter_crofton(region_mask, directions=4)) * pixel_size_um
     circularity = min(1.0, 4.0 * math.pi * area_um2 / perimeter_um**2) if perimeter_um > 0 else 1.0
     row, col = props.centroid
+    contour = _outline(region_mask, offset, parameters)
     return {
         "area_um2": area_um2,
         "equivalent_diameter_um": diameter,
@@ -213,7 +229,8 @@ def _describe(
         "minor_axis_um": minor,
         "circularity": circularity,
         "centroid_px": [float(col) + offset[1], float(row) + offset[0]],
-        "contour_px": _outline(region_mask, offset, parameters),
+        "contour_px": contour,
+        "solidity": _solidity(float(props.area), contour),
         "ieq_ricordi": ricordi_ieq(diameter),
         "ieq_sphere": sphere_ieq(diameter),
         "ieq_ellipsoid": ellipsoid_ieq(major, minor),
@@ -293,6 +310,7 @@ def _rounded(islet: dict) -> dict:
         ("major_axis_um", 2),
         ("minor_axis_um", 2),
         ("circularity", 4),
+        ("solidity", 4),
         ("ieq_ricordi", 4),
         ("ieq_sphere", 4),
         ("ieq_ellipsoid", 4),

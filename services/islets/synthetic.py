@@ -552,3 +552,27 @@ def make_dtz_image(
         "pixel_size_um": pixel_size_um,
     }
     return rgb, truth
+
+
+# The accuracy families of the tests and of bench/islet_accuracy.py: name -> make_dtz_image
+# arguments for image number `index` of the family (even numbers fully stained, odd ones weakly
+# stained and noisier, so every family is judged on both).
+def family_arguments(family: str, index: int) -> dict:
+    """make_dtz_image keyword arguments for image `index` of one accuracy family."""
+    if family not in FAMILIES:
+        raise ValueError(f"Unknown family {family!r}; known: {', '.join(FAMILIES)}.")
+    weak = index % 2 == 1
+    arguments = {"seed": 1000 * (list(FAMILIES).index(family) + 1) + index, "uneven_illumination": 0.3}
+    arguments |= {"stain": 0.75, "noise": 6.0} if weak else {}
+    return arguments | FAMILIES[family]
+
+
+FAMILIES: dict[str, dict] = {
+    "separated": {"diameters_um": (60, 85, 125, 175, 225, 275)},
+    "cluster-2": {"diameters_um": (90, 170), "clusters": (2, 2, 2)},
+    "cluster-3": {"diameters_um": (70, 120, 170, 225, 90), "clusters": (3, 3, 3)},  # 14 islets, as in issue 17
+    "cluster-4": {"diameters_um": (120,), "clusters": (4, 4)},
+    "cluster-5": {"diameters_um": (), "clusters": (5, 5)},
+    "lobed": {"diameters_um": (), "lobed": 6},
+    "elongated": {"diameters_um": (), "elongated": 6},
+}

@@ -10,7 +10,7 @@ from skimage.draw import disk, ellipse
 from services.islets import CSV_COLUMNS, InvalidParameterError, islets_csv, measure, summarise_images
 
 CONTRACT_ISLET_KEYS = {
-    "number", "area_um2", "equivalent_diameter_um", "major_axis_um", "minor_axis_um", "circularity",
+    "number", "area_um2", "equivalent_diameter_um", "major_axis_um", "minor_axis_um", "circularity", "solidity",
     "centroid_px", "contour_px", "ieq_ricordi", "ieq_sphere", "ieq_ellipsoid",
 }  # fmt: skip
 CONTRACT_SUMMARY_KEYS = {
