@@ -121,12 +121,31 @@ def _adjacent_saddles(regions: np.ndarray, distance: np.ndarray) -> dict[tuple[i
     return {(int(a), int(b)): float(h) for (a, b), h in zip(pairs, highest, strict=True)}
 
 
-def split_touching(component: np.ndarray, min_radius_px: float, neck_ratio: float) -> np.ndarray:
+def _hole_neighbours(holes: np.ndarray, regions: np.ndarray) -> dict[int, set[int]]:
+    """For each labelled hole, the labels of the regions it touches (8-neighbourhood)."""
+    neighbours: dict[int, set[int]] = {}
+    for here, there in _NEIGHBOUR_SLICES:
+        for hole_side, region_side in ((here, there), (there, here)):
+            h, r = holes[hole_side], regions[region_side]
+            touching = (h > 0) & (r > 0)
+            for hole, region in set(zip(h[touching].tolist(), r[touching].tolist(), strict=True)):
+                neighbours.setdefault(hole, set()).add(region)
+    return neighbours
+
+
+def split_touching(
+    component: np.ndarray, min_radius_px: float, neck_ratio: float, filled: np.ndarray | None = None
+) -> np.ndarray:
     """Label image of one connected islet mask, split into islets where it narrows into a neck.
 
     Watershed on the inverted distance transform from its local maxima, then neighbouring basins
     are merged back while the neck between them is wide compared with the smaller basin's
     inscribed radius (a lumpy outline is one islet; two spheres touching are two).
+
+    `component` keeps its holes open, so the pocket that touching islets enclose keeps their
+    necks narrow. `filled` is the same mask with the holes that belong to islets filled: a basin
+    that alone encloses a hole (a pale spot inside one islet) is sized by the filled mask's
+    distance transform, so the spot does not shrink the islet and make its necks look wide.
     """
     distance = ndimage.distance_transform_edt(component)
     peaks = peak_local_max(
@@ -137,17 +156,38 @@ def split_touching(component: np.ndarray, min_radius_px: float, neck_ratio: floa
     markers = np.zeros(component.shape, dtype=np.int32)
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
     regions = watershed(-distance, markers, mask=component)
+    holes, hole_count = ndimage.label(filled & ~component) if filled is not None else (None, 0)
+    if hole_count:
+        filled_distance = ndimage.distance_transform_edt(filled)
+        hole_peaks = ndimage.maximum(filled_distance, holes, index=np.arange(hole_count + 1))
+        hole_neighbours = _hole_neighbours(holes, regions)
     while True:
-        peak_heights = ndimage.maximum(distance, regions, index=np.arange(regions.max() + 1))
+        index = np.arange(regions.max() + 1)
+        peak_heights = ndimage.maximum(distance, regions, index=index)
+        if hole_count:
+            filled_heights = ndimage.maximum(filled_distance, regions, index=index)
+            for hole, owners in hole_neighbours.items():
+                if len(owners) == 1:
+                    (owner,) = owners
+                    peak_heights[owner] = max(peak_heights[owner], filled_heights[owner], hole_peaks[hole])
         saddles = _adjacent_saddles(regions, distance)
-        best, best_ratio = None, neck_ratio
+        # Basins around the same hole are merged first: they are the pieces of one islet around
+        # a pale spot, which only sizes that islet right once it encloses the spot.
+        around_a_hole = {frozenset(owners) for owners in hole_neighbours.values()} if hole_count else set()
+        best, best_key = None, (False, neck_ratio)
         for (a, b), saddle in saddles.items():
             ratio = saddle / max(min(peak_heights[a], peak_heights[b]), 1e-9)
-            if ratio >= best_ratio:
-                best, best_ratio = (a, b), ratio
+            key = (any(a in owners and b in owners for owners in around_a_hole), ratio)
+            if ratio >= neck_ratio and key >= best_key:
+                best, best_key = (a, b), key
         if best is None:
             return regions
         regions[regions == best[1]] = best[0]
+        if hole_count:
+            for owners in hole_neighbours.values():
+                if best[1] in owners:
+                    owners.discard(best[1])
+                    owners.add(best[0])
 
 
 def simplify_polyline(points: np.ndarray, tolerance: float) -> np.ndarray:
@@ -284,7 +324,7 @@ def _measure_component(
     # Split the mask as it is, holes open: the pocket that three touching islets enclose keeps
     # their necks narrow (filled, it would join them into one fat blob). Then each hole goes to
     # the one islet around it; a pocket between several islets stays background.
-    regions = split_touching(component, min_diameter_um / pixel_size_um / 2, parameters.neck_ratio)
+    regions = split_touching(component, min_diameter_um / pixel_size_um / 2, parameters.neck_ratio, filled)
     regions = _give_holes_to_regions(regions, filled & ~component)
     islet_pixels = regions > 0
     tally.islet_area_px += int(np.count_nonzero(islet_pixels))
