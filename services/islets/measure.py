@@ -133,6 +133,72 @@ def _hole_neighbours(holes: np.ndarray, regions: np.ndarray) -> dict[int, set[in
     return neighbours
 
 
+@dataclass
+class _Holes:
+    """The holes of a component during the merge of its basins (see split_touching).
+
+    A hole enclosed by one basin belongs to it: the basin is sized as if the hole were closed. A
+    hole between exactly two basins is a pale spot that cuts one islet in two (a pocket between
+    touching islets is bordered by three or more): those two basins are compared on the mask
+    with such spots closed (pockets stay open).
+    """
+
+    component: np.ndarray
+    labels: np.ndarray  # the holes, labelled
+    owners: dict[int, set[int]]  # hole label -> labels of the basins it touches
+    _view_key: frozenset[int] = frozenset()
+    _view: tuple[np.ndarray, np.ndarray] | None = None
+
+    @classmethod
+    def find(cls, component: np.ndarray, filled: np.ndarray | None, regions: np.ndarray) -> _Holes | None:
+        if filled is None:
+            return None
+        labels, count = ndimage.label(filled & ~component)
+        if count == 0:
+            return None
+        return cls(component, labels, _hole_neighbours(labels, regions))
+
+    def _closed(self, regions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Distance transform of the mask with the holes of at most two basins closed, and the
+        basins grown into them (cached while that set of holes stays the same)."""
+        key = frozenset(hole for hole, owners in self.owners.items() if len(owners) <= 2)
+        if self._view is None or key != self._view_key:
+            mask = self.component | np.isin(self.labels, list(key))
+            distance = ndimage.distance_transform_edt(mask)
+            self._view_key, self._view = key, (distance, watershed(-distance, regions, mask=mask))
+        return self._view
+
+    def peak_heights(self, regions: np.ndarray, open_heights: np.ndarray) -> np.ndarray:
+        """Each basin's inscribed radius, with the holes it alone encloses closed."""
+        owned = {next(iter(owners)) for owners in self.owners.values() if len(owners) == 1}
+        if not owned:
+            return open_heights
+        distance, grown = self._closed(regions)
+        closed_heights = ndimage.maximum(distance, grown, index=np.arange(len(open_heights)))
+        heights = open_heights.copy()
+        for owner in owned:
+            heights[owner] = max(heights[owner], closed_heights[owner])
+        return heights
+
+    def spot_saddles(self, regions: np.ndarray) -> dict[tuple[int, int], float]:
+        """Saddles, with the spots closed, between the basin pairs that share a hole nobody
+        else touches."""
+        pairs = {tuple(sorted(owners)) for owners in self.owners.values() if len(owners) == 2}
+        if not pairs:
+            return {}
+        distance, grown = self._closed(regions)
+        saddles = _adjacent_saddles(grown, distance)
+        return {pair: saddles[pair] for pair in pairs if pair in saddles}
+
+    def merge(self, kept: int, gone: int) -> None:
+        if self._view is not None:
+            self._view[1][self._view[1] == gone] = kept
+        for owners in self.owners.values():
+            if gone in owners:
+                owners.discard(gone)
+                owners.add(kept)
+
+
 def split_touching(
     component: np.ndarray, min_radius_px: float, neck_ratio: float, filled: np.ndarray | None = None
 ) -> np.ndarray:
@@ -143,9 +209,8 @@ def split_touching(
     inscribed radius (a lumpy outline is one islet; two spheres touching are two).
 
     `component` keeps its holes open, so the pocket that touching islets enclose keeps their
-    necks narrow. `filled` is the same mask with the holes that belong to islets filled: a basin
-    that alone encloses a hole (a pale spot inside one islet) is sized by the filled mask's
-    distance transform, so the spot does not shrink the islet and make its necks look wide.
+    necks narrow. `filled` is the same mask with the holes that may belong to islets filled; a
+    pale spot inside one islet then neither shrinks it nor cuts it in two (see _Holes).
     """
     distance = ndimage.distance_transform_edt(component)
     peaks = peak_local_max(
@@ -156,38 +221,23 @@ def split_touching(
     markers = np.zeros(component.shape, dtype=np.int32)
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
     regions = watershed(-distance, markers, mask=component)
-    holes, hole_count = ndimage.label(filled & ~component) if filled is not None else (None, 0)
-    if hole_count:
-        filled_distance = ndimage.distance_transform_edt(filled)
-        hole_peaks = ndimage.maximum(filled_distance, holes, index=np.arange(hole_count + 1))
-        hole_neighbours = _hole_neighbours(holes, regions)
+    holes = _Holes.find(component, filled, regions)
     while True:
-        index = np.arange(regions.max() + 1)
-        peak_heights = ndimage.maximum(distance, regions, index=index)
-        if hole_count:
-            filled_heights = ndimage.maximum(filled_distance, regions, index=index)
-            for hole, owners in hole_neighbours.items():
-                if len(owners) == 1:
-                    (owner,) = owners
-                    peak_heights[owner] = max(peak_heights[owner], filled_heights[owner], hole_peaks[hole])
+        peak_heights = ndimage.maximum(distance, regions, index=np.arange(regions.max() + 1))
         saddles = _adjacent_saddles(regions, distance)
-        # Basins around the same hole are merged first: they are the pieces of one islet around
-        # a pale spot, which only sizes that islet right once it encloses the spot.
-        around_a_hole = {frozenset(owners) for owners in hole_neighbours.values()} if hole_count else set()
-        best, best_key = None, (False, neck_ratio)
+        if holes is not None:
+            peak_heights = holes.peak_heights(regions, peak_heights)
+            saddles |= holes.spot_saddles(regions)
+        best, best_ratio = None, neck_ratio
         for (a, b), saddle in saddles.items():
             ratio = saddle / max(min(peak_heights[a], peak_heights[b]), 1e-9)
-            key = (any(a in owners and b in owners for owners in around_a_hole), ratio)
-            if ratio >= neck_ratio and key >= best_key:
-                best, best_key = (a, b), key
+            if ratio >= best_ratio:
+                best, best_ratio = (a, b), ratio
         if best is None:
             return regions
         regions[regions == best[1]] = best[0]
-        if hole_count:
-            for owners in hole_neighbours.values():
-                if best[1] in owners:
-                    owners.discard(best[1])
-                    owners.add(best[0])
+        if holes is not None:
+            holes.merge(*best)
 
 
 def simplify_polyline(points: np.ndarray, tolerance: float) -> np.ndarray:
