@@ -63,6 +63,15 @@ def _polynomial_terms(ys: np.ndarray, xs: np.ndarray, degree: int) -> np.ndarray
     return np.stack([xs**i * ys**j for i in range(degree + 1) for j in range(degree + 1 - i)], axis=1)
 
 
+def _least_squares(design: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Coefficients minimising |design @ c - values|, through the normal equations: the products
+    are summed by einsum, not by a multithreaded BLAS whose idle threads spin on a shared host
+    (that spinning cost more CPU than the whole fit), and the system is only terms × terms."""
+    gram = np.einsum("ij,ik->jk", design, design)
+    rhs = np.einsum("ij,i...->j...", design, values)
+    return np.linalg.lstsq(gram, rhs, rcond=None)[0]
+
+
 def estimate_background(rgb: np.ndarray, parameters: ClassicalParameters) -> tuple[np.ndarray, int]:
     """Per-channel light field on a coarse grid of blocks (background brightness at each block).
 
@@ -88,7 +97,7 @@ def estimate_background(rgb: np.ndarray, parameters: ClassicalParameters) -> tup
     for _round in range(10):
         if np.count_nonzero(keep) < 2 * design.shape[1]:
             break
-        coefficients, *_ = np.linalg.lstsq(design[keep], grey[keep], rcond=None)
+        coefficients = _least_squares(design[keep], grey[keep])
         fit = design @ coefficients
         new_keep = grey >= fit * (1.0 - parameters.background_tolerance)
         if np.array_equal(new_keep, keep):
@@ -97,7 +106,7 @@ def estimate_background(rgb: np.ndarray, parameters: ClassicalParameters) -> tup
     field = np.empty((count, 3))
     if np.count_nonzero(keep) >= 2 * design.shape[1]:
         for channel in range(3):
-            coefficients, *_ = np.linalg.lstsq(design[keep], values[keep, channel], rcond=None)
+            coefficients = _least_squares(design[keep], values[keep, channel])
             field[:, channel] = design @ coefficients
     else:
         # Hardly any background (a crowded or tiny image): a flat field from the brightest blocks.
@@ -106,30 +115,30 @@ def estimate_background(rgb: np.ndarray, parameters: ClassicalParameters) -> tup
     return np.maximum(field, 16.0).reshape(rows, cols, 3).astype(np.float32), factor
 
 
-def _interpolation_matrix(positions: np.ndarray, factor: int, size: int) -> tuple[np.ndarray, slice]:
-    """Bilinear weights from the block centres (coarse grid) to full-resolution positions, as a
-    dense matrix over the few coarse cells these positions need, and which cells those are."""
+def _interpolation_indices(positions: np.ndarray, factor: int, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For full-resolution positions along one axis: the block centres below and above each
+    (coarse grid indices) and the weight of the upper one (bilinear interpolation)."""
     coarse = np.clip((positions - (factor - 1) / 2) / factor, 0, size - 1)
     lower = np.floor(coarse).astype(np.intp)
-    upper = np.minimum(lower + 1, size - 1)
-    weight = (coarse - lower).astype(np.float32)
-    first, last = int(lower.min()), int(upper.max()) + 1
-    matrix = np.zeros((len(positions), last - first), dtype=np.float32)
-    index = np.arange(len(positions))
-    np.add.at(matrix, (index, lower - first), 1 - weight)
-    np.add.at(matrix, (index, upper - first), weight)
-    return matrix, slice(first, last)
+    return lower, np.minimum(lower + 1, size - 1), (coarse - lower).astype(np.float32)
 
 
 def _field_for_window(field: np.ndarray, factor: int, rows: slice, cols: slice) -> np.ndarray:
-    """Bilinear upsampling of the coarse field over one window of the full image, as two small
-    matrix products per channel (BLAS; several times faster than gathering)."""
-    by_rows, row_cells = _interpolation_matrix(np.arange(rows.start, rows.stop), factor, field.shape[0])
-    by_cols, col_cells = _interpolation_matrix(np.arange(cols.start, cols.stop), factor, field.shape[1])
-    cells = field[row_cells, col_cells]
-    out = np.empty((by_rows.shape[0], by_cols.shape[0], 3), dtype=np.float32)
+    """Bilinear upsampling of the coarse field over one window of the full image: first along
+    the rows (a few coarse columns), then along the columns by gathering the two neighbours of
+    each. No matrix product: a multithreaded BLAS would burn CPU spinning on a shared host."""
+    row_low, row_high, row_weight = _interpolation_indices(np.arange(rows.start, rows.stop), factor, field.shape[0])
+    col_low, col_high, col_weight = _interpolation_indices(np.arange(cols.start, cols.stop), factor, field.shape[1])
+    out = np.empty((len(row_low), len(col_low), 3), dtype=np.float32)
     for channel in range(3):
-        out[:, :, channel] = (by_rows @ cells[:, :, channel]) @ by_cols.T
+        coarse = np.ascontiguousarray(field[:, :, channel])
+        by_rows = coarse[row_low] + (coarse[row_high] - coarse[row_low]) * row_weight[:, None]
+        low = np.take(by_rows, col_low, axis=1)
+        high = np.take(by_rows, col_high, axis=1)
+        high -= low
+        high *= col_weight
+        low += high
+        out[:, :, channel] = low
     return out
 
 
