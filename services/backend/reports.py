@@ -239,6 +239,7 @@ def write_job_pdf(target: IO[bytes], job: Mapping[str, Any], result: Mapping[str
     class_table = Table([["Diameter class (µm)", *order], ["Islets", *[str(classes.get(n, 0)) for n in order]]])
     class_table.setStyle(_grid_style())
     story.append(class_table)
+    story += quality_flag_paragraphs(result, styles)
 
     for number, png in enumerate(overlay_pngs, start=1):
         story.append(Spacer(1, 6 * mm))
@@ -256,6 +257,22 @@ def write_job_pdf(target: IO[bytes], job: Mapping[str, Any], result: Mapping[str
     table.setStyle(_grid_style(font_size=7.5))
     story.append(table)
     document.build(story)
+
+
+def quality_flag_paragraphs(result: Mapping[str, Any], styles: Any) -> list[Any]:
+    """The images' quality flags (result JSON "quality_flags") as a "Check these images" section:
+    one line per flag, naming the image, with the sentence that says what to check or redo.
+    Nothing when no image raised one."""
+    lines = [
+        f"<b>Image {number}</b> ({_escape(image.get('name') or '')}): {_escape(flag.get('message', ''))}"
+        for number, image in enumerate(result.get("images") or [], start=1)
+        for flag in image.get("quality_flags") or []
+    ]
+    if not lines:
+        return []
+    return [Spacer(1, 6 * mm), Paragraph("Check these images", styles["Heading2"])] + [
+        Paragraph(line, styles["BodyText"]) for line in lines
+    ]
 
 
 def _escape(value: Any) -> str:

@@ -194,6 +194,7 @@ def test_upload_watch_and_read_a_result_at_desktop_size(browser, live_stack: Liv
     assert rows.count() == len(islets)
     assert page.locator("[data-summary=islet-count]").inner_text() == str(len(islets))
     assert page.locator("[data-summary=ieq-ricordi]").inner_text() == f"{result['summary']['ieq_ricordi']:,.2f}"
+    assert page.locator("#quality-flags").count() == 0  # a clean image raises no quality flag
     histogram_total = sum(int(text) for text in page.locator(".histogram .count").all_inner_texts())
     assert histogram_total == sum(result["summary"]["size_classes"].values())
     overlay = page.locator("#overlay")
@@ -271,6 +272,22 @@ def test_tablet_width_upload_for_training_and_result(browser, live_stack: LiveSt
     page.wait_for_selector("#file-input", state="attached")
     assert page.evaluate("document.documentElement.scrollWidth") <= 768
     shot(page, "upload-768")
+    assert page.errors == []
+
+
+def test_quality_flags_of_a_dark_image_are_shown_as_sentences(browser, live_stack: LiveStack, tmp_path: Path) -> None:
+    rgb, _truth = make_dtz_image(seed=7, diameters_um=(80, 110, 150, 190, 240), size=(600, 800))
+    dark = tmp_path / "dark.png"
+    Image.fromarray((rgb * 0.4).astype("uint8")).save(dark)
+    page = new_page(browser, 1280, 800)
+    job_id = upload_and_wait(page, live_stack, dark)
+    result = requests.get(f"{live_stack.api_url}/api/jobs/{job_id}/result", timeout=10).json()
+    flags = result["images"][0]["quality_flags"]
+    assert [flag["code"] for flag in flags] == ["underexposed"]
+    notes = page.locator("#quality-flags")
+    assert notes.get_by_role("heading", name="Check this image").count() == 1
+    assert notes.locator("li[data-flag=underexposed]").inner_text() == flags[0]["message"]
+    shot(page, "result-quality-flags")
     assert page.errors == []
 
 

@@ -253,3 +253,16 @@ def test_a_12_image_pdf_embeds_downscaled_overlays_and_stays_small(job: dict, re
     images = [image for page in PdfReader(io.BytesIO(pdf)).pages for image in page.images]
     assert len(images) == 12
     assert all(max(image.image.size) <= PREVIEW_MAX_PX for image in images)
+
+
+def test_pdf_lists_each_images_quality_flags_and_nothing_when_there_are_none(job: dict, result: dict) -> None:
+    def text_of(pdf: bytes) -> str:
+        return "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages)
+
+    assert "Check these images" not in text_of(reports.job_pdf(job, result))
+    result["images"][1]["quality_flags"] = [
+        {"code": "out_of_focus", "value": 0.0002, "message": "The image is out of focus: refocus & retake."}
+    ]
+    text = text_of(reports.job_pdf(job, result))
+    assert "Check these images" in text
+    assert "Image 2 (b.png): The image is out of focus: refocus & retake." in " ".join(text.split())

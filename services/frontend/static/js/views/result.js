@@ -106,7 +106,8 @@ function resultBody(job, data, result, actions) {
           type: "button", role: "tab", "aria-selected": String(index === result.image),
           dataset: { focusKey: `image-${index}` }, onClick: () => actions.showImage(index),
         }, (job.file_names || [])[index] || `Image ${index + 1}`))) : null,
-      figure(job, image, result)),
+      figure(job, image, result),
+      qualityNotes(image)),
     h("section", { className: "panel stack", "aria-labelledby": "summary-heading" },
       h("h2", { id: "summary-heading" }, images.length > 1 ? "Summary (all images)" : "Summary"),
       h("dl", { className: "summary-list", id: "summary" },
@@ -124,6 +125,16 @@ function resultBody(job, data, result, actions) {
             className: "button", href: downloadUrl(job.id, name), download: "", title: description,
             "aria-label": `${label}: ${description}`,
           }, label))))));
+}
+
+// The image's quality flags (result JSON "quality_flags"): each a sentence saying what to check
+// or redo before the count and IEQ of this image are trusted.
+export function qualityNotes(image) {
+  const flags = image.quality_flags || [];
+  if (!flags.length) return null;
+  return h("div", { className: "notice warn", id: "quality-flags", role: "note", "aria-labelledby": "quality-heading" },
+    h("h3", { id: "quality-heading" }, flags.length === 1 ? "Check this image" : `Check this image (${flags.length} warnings)`),
+    h("ul", { className: "errors" }, flags.map((flag) => h("li", { dataset: { flag: flag.code } }, flag.message))));
 }
 
 function term(label, value, id) {
