@@ -46,6 +46,12 @@ class SplitParameters:
     contour_max_points: int = 400
     # Islet-class pieces smaller than about one cell are noise, not fragments of islets.
     min_fragment_diameter_um: float = 10.0
+    # Holes up to this equivalent diameter are closed before splitting (noise); larger ones stay
+    # open while splitting, as the pocket between touching islets must.
+    pinhole_diameter_um: float = 4.0
+    # A component with more holes than this left is split with all of them filled: the holes are
+    # the model's noise, not pockets (five touching islets enclose at most a few).
+    max_open_holes: int = 12
 
 
 @dataclass
@@ -78,17 +84,20 @@ def _label(mask: np.ndarray) -> tuple[np.ndarray, int]:
         return ndimage.label(mask, structure=EIGHT_CONNECTED, output=np.int32)
 
 
-def _fill_holes(component: np.ndarray, max_hole_px: float) -> np.ndarray:
-    """Holes smaller than max_hole_px filled (larger enclosed areas are not islet)."""
-    filled = ndimage.binary_fill_holes(component)
-    holes = filled & ~component
+def _fill_holes(
+    component: np.ndarray, max_hole_px: float, pinhole_px: float = 0.0
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """The component with its holes up to max_hole_px filled (larger enclosed areas are not
+    islet), the component with only its pinholes (up to pinhole_px) filled, and how many holes
+    the second keeps open."""
+    holes = ndimage.binary_fill_holes(component) & ~component
     if not holes.any():
-        return component
+        return component, component, 0
     hole_labels, count = ndimage.label(holes)
     sizes = np.bincount(hole_labels.ravel(), minlength=count + 1)
-    small = sizes <= max_hole_px
-    small[0] = False
-    return component | small[hole_labels]
+    small, tiny = sizes <= max_hole_px, sizes <= pinhole_px
+    small[0] = tiny[0] = False
+    return component | small[hole_labels], component | tiny[hole_labels], int(np.count_nonzero(small & ~tiny))
 
 
 # Each pixel's neighbours to the right, below, below-right and below-left (8-connectivity, each
@@ -137,17 +146,19 @@ def _hole_neighbours(holes: np.ndarray, regions: np.ndarray) -> dict[int, set[in
 class _Holes:
     """The holes of a component during the merge of its basins (see split_touching).
 
-    A hole enclosed by one basin belongs to it: the basin is sized as if the hole were closed. A
-    hole between exactly two basins is a pale spot that cuts one islet in two (a pocket between
-    touching islets is bordered by three or more): those two basins are compared on the mask
-    with such spots closed (pockets stay open).
+    A hole enclosed by one basin belongs to it: the basin is sized by the distance transform of
+    the mask with its holes filled. A hole that at the start touches at most two basins is a pale
+    spot that may cut one islet in two (a pocket between touching islets is bordered by three or
+    more): the basins around it are compared on the mask with such spots closed. Both views are
+    computed once; merges only relabel.
     """
 
-    component: np.ndarray
-    labels: np.ndarray  # the holes, labelled
-    owners: dict[int, set[int]]  # hole label -> labels of the basins it touches
-    _view_key: frozenset[int] = frozenset()
-    _view: tuple[np.ndarray, np.ndarray] | None = None
+    owners: dict[int, set[int]]  # hole label -> labels of the basins it touches now
+    hole_peaks: np.ndarray  # per hole, the filled mask's distance transform at its maximum inside
+    filled_distance: np.ndarray
+    spots: frozenset[int]  # holes that touched at most two basins at the start
+    spot_distance: np.ndarray  # distance transform with the spots closed
+    spot_regions: np.ndarray  # the basins grown into the spots
 
     @classmethod
     def find(cls, component: np.ndarray, filled: np.ndarray | None, regions: np.ndarray) -> _Holes | None:
@@ -156,47 +167,47 @@ class _Holes:
         labels, count = ndimage.label(filled & ~component)
         if count == 0:
             return None
-        return cls(component, labels, _hole_neighbours(labels, regions))
-
-    def _closed(self, regions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Distance transform of the mask with the holes of at most two basins closed, and the
-        basins grown into them (cached while that set of holes stays the same)."""
-        key = frozenset(hole for hole, owners in self.owners.items() if len(owners) <= 2)
-        if self._view is None or key != self._view_key:
-            mask = self.component | np.isin(self.labels, list(key))
-            distance = ndimage.distance_transform_edt(mask)
-            self._view_key, self._view = key, (distance, watershed(-distance, regions, mask=mask))
-        return self._view
+        owners = _hole_neighbours(labels, regions)
+        filled_distance = ndimage.distance_transform_edt(filled)
+        spots = frozenset(hole for hole, touching in owners.items() if len(touching) <= 2)
+        is_spot = np.zeros(count + 1, dtype=bool)
+        is_spot[list(spots)] = True
+        spot_mask = component | is_spot[labels]
+        spot_distance = ndimage.distance_transform_edt(spot_mask)
+        return cls(
+            owners=owners,
+            hole_peaks=ndimage.maximum(filled_distance, labels, index=np.arange(count + 1)),
+            filled_distance=filled_distance,
+            spots=spots,
+            spot_distance=spot_distance,
+            spot_regions=watershed(-spot_distance, regions, mask=spot_mask) if spots else regions.copy(),
+        )
 
     def peak_heights(self, regions: np.ndarray, open_heights: np.ndarray) -> np.ndarray:
-        """Each basin's inscribed radius, with the holes it alone encloses closed."""
-        owned = {next(iter(owners)) for owners in self.owners.values() if len(owners) == 1}
+        """Each basin's inscribed radius, with the holes it alone encloses filled."""
+        owned = {hole: next(iter(touching)) for hole, touching in self.owners.items() if len(touching) == 1}
         if not owned:
             return open_heights
-        distance, grown = self._closed(regions)
-        closed_heights = ndimage.maximum(distance, grown, index=np.arange(len(open_heights)))
+        filled_heights = ndimage.maximum(self.filled_distance, regions, index=np.arange(len(open_heights)))
         heights = open_heights.copy()
-        for owner in owned:
-            heights[owner] = max(heights[owner], closed_heights[owner])
+        for hole, owner in owned.items():
+            heights[owner] = max(heights[owner], filled_heights[owner], self.hole_peaks[hole])
         return heights
 
-    def spot_saddles(self, regions: np.ndarray) -> dict[tuple[int, int], float]:
-        """Saddles, with the spots closed, between the basin pairs that share a hole nobody
-        else touches."""
-        pairs = {tuple(sorted(owners)) for owners in self.owners.values() if len(owners) == 2}
+    def spot_saddles(self) -> dict[tuple[int, int], float]:
+        """Saddles, with the spots closed, between the two basins around each spot."""
+        pairs = {tuple(sorted(self.owners[hole])) for hole in self.spots if len(self.owners[hole]) == 2}
         if not pairs:
             return {}
-        distance, grown = self._closed(regions)
-        saddles = _adjacent_saddles(grown, distance)
+        saddles = _adjacent_saddles(self.spot_regions, self.spot_distance)
         return {pair: saddles[pair] for pair in pairs if pair in saddles}
 
     def merge(self, kept: int, gone: int) -> None:
-        if self._view is not None:
-            self._view[1][self._view[1] == gone] = kept
-        for owners in self.owners.values():
-            if gone in owners:
-                owners.discard(gone)
-                owners.add(kept)
+        self.spot_regions[self.spot_regions == gone] = kept
+        for touching in self.owners.values():
+            if gone in touching:
+                touching.discard(gone)
+                touching.add(kept)
 
 
 def split_touching(
@@ -227,7 +238,7 @@ def split_touching(
         saddles = _adjacent_saddles(regions, distance)
         if holes is not None:
             peak_heights = holes.peak_heights(regions, peak_heights)
-            saddles |= holes.spot_saddles(regions)
+            saddles |= holes.spot_saddles()
         best, best_ratio = None, neck_ratio
         for (a, b), saddle in saddles.items():
             ratio = saddle / max(min(peak_heights[a], peak_heights[b]), 1e-9)
@@ -361,7 +372,8 @@ def _measure_component(
     tally: _Tally,
 ) -> None:
     max_hole_px = math.pi / 4 * (parameters.max_hole_diameter_um / pixel_size_um) ** 2
-    filled = _fill_holes(component, max_hole_px)
+    pinhole_px = _disc_area_px(parameters.pinhole_diameter_um, pixel_size_um)
+    filled, opened, open_holes = _fill_holes(component, max_hole_px, pinhole_px)
     area_px = int(np.count_nonzero(filled))
     if area_px < _disc_area_px(parameters.min_fragment_diameter_um, pixel_size_um):
         return  # noise
@@ -374,7 +386,11 @@ def _measure_component(
     # Split the mask as it is, holes open: the pocket that three touching islets enclose keeps
     # their necks narrow (filled, it would join them into one fat blob). Then each hole goes to
     # the one islet around it; a pocket between several islets stays background.
-    regions = split_touching(component, min_diameter_um / pixel_size_um / 2, parameters.neck_ratio, filled)
+    # Pinholes (a noisy model's speckle) are closed first: each would be a dip in the distance
+    # transform, a peak more and a merge step more.
+    if open_holes > parameters.max_open_holes:
+        opened = filled  # riddled with holes (a noisy model): split it filled, as a cheese is one piece
+    regions = split_touching(opened, min_diameter_um / pixel_size_um / 2, parameters.neck_ratio, filled)
     regions = _give_holes_to_regions(regions, filled & ~component)
     islet_pixels = regions > 0
     tally.islet_area_px += int(np.count_nonzero(islet_pixels))
