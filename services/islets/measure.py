@@ -142,6 +142,17 @@ def _hole_neighbours(holes: np.ndarray, regions: np.ndarray) -> dict[int, set[in
     return neighbours
 
 
+def _merge_saddles(saddles: dict[tuple[int, int], float], kept: int, gone: int) -> None:
+    """Update pairwise saddles after basin `gone` joined `kept`: the merged basin's saddle with a
+    neighbour is the higher of the two (the highest point of the joint border)."""
+    for pair in [pair for pair in saddles if gone in pair]:
+        value = saddles.pop(pair)
+        other = pair[0] if pair[1] == gone else pair[1]
+        if other != kept:
+            key = (min(kept, other), max(kept, other))
+            saddles[key] = max(saddles.get(key, -np.inf), value)
+
+
 @dataclass
 class _Holes:
     """The holes of a component during the merge of its basins (see split_touching).
@@ -150,15 +161,14 @@ class _Holes:
     the mask with its holes filled. A hole that at the start touches at most two basins is a pale
     spot that may cut one islet in two (a pocket between touching islets is bordered by three or
     more): the basins around it are compared on the mask with such spots closed. Both views are
-    computed once; merges only relabel.
+    computed once; merges only update the per-basin figures.
     """
 
     owners: dict[int, set[int]]  # hole label -> labels of the basins it touches now
     hole_peaks: np.ndarray  # per hole, the filled mask's distance transform at its maximum inside
-    filled_distance: np.ndarray
+    filled_heights: np.ndarray  # per basin, the filled mask's distance transform at its maximum
     spots: frozenset[int]  # holes that touched at most two basins at the start
-    spot_distance: np.ndarray  # distance transform with the spots closed
-    spot_regions: np.ndarray  # the basins grown into the spots
+    spot_saddles: dict[tuple[int, int], float]  # basin saddles with the spots closed
 
     @classmethod
     def find(cls, component: np.ndarray, filled: np.ndarray | None, regions: np.ndarray) -> _Holes | None:
@@ -170,40 +180,40 @@ class _Holes:
         owners = _hole_neighbours(labels, regions)
         filled_distance = ndimage.distance_transform_edt(filled)
         spots = frozenset(hole for hole, touching in owners.items() if len(touching) <= 2)
-        is_spot = np.zeros(count + 1, dtype=bool)
-        is_spot[list(spots)] = True
-        spot_mask = component | is_spot[labels]
-        spot_distance = ndimage.distance_transform_edt(spot_mask)
+        spot_saddles: dict[tuple[int, int], float] = {}
+        if spots:
+            is_spot = np.zeros(count + 1, dtype=bool)
+            is_spot[list(spots)] = True
+            spot_mask = component | is_spot[labels]
+            spot_distance = ndimage.distance_transform_edt(spot_mask)
+            spot_saddles = _adjacent_saddles(watershed(-spot_distance, regions, mask=spot_mask), spot_distance)
         return cls(
             owners=owners,
             hole_peaks=ndimage.maximum(filled_distance, labels, index=np.arange(count + 1)),
-            filled_distance=filled_distance,
+            filled_heights=np.asarray(ndimage.maximum(filled_distance, regions, index=np.arange(regions.max() + 1))),
             spots=spots,
-            spot_distance=spot_distance,
-            spot_regions=watershed(-spot_distance, regions, mask=spot_mask) if spots else regions.copy(),
+            spot_saddles=spot_saddles,
         )
 
-    def peak_heights(self, regions: np.ndarray, open_heights: np.ndarray) -> np.ndarray:
+    def peak_heights(self, open_heights: np.ndarray) -> np.ndarray:
         """Each basin's inscribed radius, with the holes it alone encloses filled."""
-        owned = {hole: next(iter(touching)) for hole, touching in self.owners.items() if len(touching) == 1}
-        if not owned:
-            return open_heights
-        filled_heights = ndimage.maximum(self.filled_distance, regions, index=np.arange(len(open_heights)))
-        heights = open_heights.copy()
-        for hole, owner in owned.items():
-            heights[owner] = max(heights[owner], filled_heights[owner], self.hole_peaks[hole])
+        heights = open_heights
+        for hole, touching in self.owners.items():
+            if len(touching) == 1:
+                if heights is open_heights:
+                    heights = open_heights.copy()
+                (owner,) = touching
+                heights[owner] = max(heights[owner], self.filled_heights[owner], self.hole_peaks[hole])
         return heights
 
-    def spot_saddles(self) -> dict[tuple[int, int], float]:
+    def saddles_across_spots(self) -> dict[tuple[int, int], float]:
         """Saddles, with the spots closed, between the two basins around each spot."""
         pairs = {tuple(sorted(self.owners[hole])) for hole in self.spots if len(self.owners[hole]) == 2}
-        if not pairs:
-            return {}
-        saddles = _adjacent_saddles(self.spot_regions, self.spot_distance)
-        return {pair: saddles[pair] for pair in pairs if pair in saddles}
+        return {pair: self.spot_saddles[pair] for pair in pairs if pair in self.spot_saddles}
 
     def merge(self, kept: int, gone: int) -> None:
-        self.spot_regions[self.spot_regions == gone] = kept
+        self.filled_heights[kept] = max(self.filled_heights[kept], self.filled_heights[gone])
+        _merge_saddles(self.spot_saddles, kept, gone)
         for touching in self.owners.values():
             if gone in touching:
                 touching.discard(gone)
@@ -217,7 +227,8 @@ def split_touching(
 
     Watershed on the inverted distance transform from its local maxima, then neighbouring basins
     are merged back while the neck between them is wide compared with the smaller basin's
-    inscribed radius (a lumpy outline is one islet; two spheres touching are two).
+    inscribed radius (a lumpy outline is one islet; two spheres touching are two). The saddles
+    and peaks are measured once and updated as basins merge.
 
     `component` keeps its holes open, so the pocket that touching islets enclose keeps their
     necks narrow. `filled` is the same mask with the holes that may belong to islets filled; a
@@ -233,22 +244,28 @@ def split_touching(
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
     regions = watershed(-distance, markers, mask=component)
     holes = _Holes.find(component, filled, regions)
+    open_heights = np.asarray(ndimage.maximum(distance, regions, index=np.arange(len(peaks) + 1)))
+    saddles = _adjacent_saddles(regions, distance)
+    joined = np.arange(len(peaks) + 1)  # basin label -> the basin it was merged into
     while True:
-        peak_heights = ndimage.maximum(distance, regions, index=np.arange(regions.max() + 1))
-        saddles = _adjacent_saddles(regions, distance)
+        heights, candidates = open_heights, saddles
         if holes is not None:
-            peak_heights = holes.peak_heights(regions, peak_heights)
-            saddles |= holes.spot_saddles()
+            heights = holes.peak_heights(open_heights)
+            candidates = saddles | holes.saddles_across_spots()
         best, best_ratio = None, neck_ratio
-        for (a, b), saddle in saddles.items():
-            ratio = saddle / max(min(peak_heights[a], peak_heights[b]), 1e-9)
+        for (a, b), saddle in candidates.items():
+            ratio = saddle / max(min(heights[a], heights[b]), 1e-9)
             if ratio >= best_ratio:
                 best, best_ratio = (a, b), ratio
         if best is None:
-            return regions
-        regions[regions == best[1]] = best[0]
+            break
+        kept, gone = best
+        open_heights[kept] = max(open_heights[kept], open_heights[gone])
+        _merge_saddles(saddles, kept, gone)
         if holes is not None:
-            holes.merge(*best)
+            holes.merge(kept, gone)
+        joined[joined == gone] = kept
+    return joined[regions]
 
 
 def simplify_polyline(points: np.ndarray, tolerance: float) -> np.ndarray:
