@@ -40,14 +40,14 @@ CHROMIUM = "/usr/bin/chromium"
 FRONTEND_NGINX_CONF = REPO / "services" / "frontend" / "nginx.conf"
 
 
-def nginx_conf(tmp: Path, port: int, backend_port: int) -> str:
+def nginx_conf(tmp: Path, port: int, backend_port: int, static: Path) -> str:
     """The frontend image's own nginx.conf, with the container's paths, port and backend swapped
     for this test's (so the browser tests exercise the configuration that ships)."""
     text = FRONTEND_NGINX_CONF.read_text()
     swaps = {
         "/var/lib/isletnet/nginx": str(tmp),
         "listen 8080;": f"listen 127.0.0.1:{port};",
-        "root /app/static;": f"root {STATIC};",
+        "root /app/static;": f"root {static};",
         "http://backend:8000": f"http://127.0.0.1:{backend_port}",
     }
     for old, new in swaps.items():
@@ -55,6 +55,15 @@ def nginx_conf(tmp: Path, port: int, backend_port: int) -> str:
         text = text.replace(old, new)
     # The container runs nginx in the foreground as its only process; so does the test.
     return "daemon off;\n" + text.replace("access_log /dev/stdout;", f"access_log {tmp}/access.log;")
+
+
+def copy_readable(source: Path, target: Path) -> Path:
+    """Copy a tree that an unprivileged nginx worker must read, readable by everyone (the
+    checkout's own modes and its parents' 0700 must not matter)."""
+    shutil.copytree(source, target)
+    for path in [target, *target.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return target
 
 
 @dataclass
@@ -112,8 +121,10 @@ def live_stack(isolated_service_env: dict[str, str]) -> Iterator[LiveStack]:
     worker.start()
     tmp = Path(tempfile.mkdtemp(prefix="h7-nginx-"))
     tmp.chmod(0o755)  # nginx workers run as an unprivileged user and keep upload bodies here
+    # ...and read the UI from here too: a checkout under a 0700 home folder is out of their reach.
+    static = copy_readable(STATIC, tmp / "static")
     port = free_port()
-    (tmp / "nginx.conf").write_text(nginx_conf(tmp, port, backend_port))
+    (tmp / "nginx.conf").write_text(nginx_conf(tmp, port, backend_port, static))
     process = subprocess.Popen([nginx, "-p", str(tmp), "-c", str(tmp / "nginx.conf")],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
