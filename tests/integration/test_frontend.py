@@ -10,6 +10,7 @@ import csv
 import io
 import re
 import shutil
+import socket
 import subprocess
 import tempfile
 import threading
@@ -37,24 +38,56 @@ STATIC = REPO / "services" / "frontend" / "static"
 ARTIFACTS = REPO / "artifacts" / "frontend"
 CHROMIUM = "/usr/bin/chromium"
 
+# What the edge sends on every response (nginx/isletnet.conf.j2 on the host sends the same).
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+                               "object-src 'none'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+}
+
 FRONTEND_NGINX_CONF = REPO / "services" / "frontend" / "nginx.conf"
+EDGE_NGINX_CONF = REPO / "services" / "edge" / "nginx.conf"
 
 
-def nginx_conf(tmp: Path, port: int, backend_port: int, static: Path) -> str:
-    """The frontend image's own nginx.conf, with the container's paths, port and backend swapped
-    for this test's (so the browser tests exercise the configuration that ships)."""
-    text = FRONTEND_NGINX_CONF.read_text()
-    swaps = {
-        "/var/lib/isletnet/nginx": str(tmp),
+def shipped_nginx_conf(conf: Path, prefix: Path, swaps: dict[str, str]) -> str:
+    """An image's own nginx.conf with the container's paths, port and upstreams swapped for this
+    test's (so the browser tests exercise the configuration that ships)."""
+    text = conf.read_text()
+    for old, new in {"/var/lib/isletnet/nginx": str(prefix), **swaps}.items():
+        assert old in text, f"{conf} no longer contains {old!r}; update this test's swaps"
+        text = text.replace(old, new)
+    # The container runs nginx in the foreground as its only process; so does the test.
+    return "daemon off;\n" + text.replace("access_log /dev/stdout;", f"access_log {prefix}/access.log;")
+
+
+def nginx_conf(prefix: Path, port: int, backend_port: int, static: Path) -> str:
+    """The frontend image's nginx.conf: serves `static`, proxies /api/ to the backend."""
+    return shipped_nginx_conf(FRONTEND_NGINX_CONF, prefix, {
         "listen 8080;": f"listen 127.0.0.1:{port};",
         "root /app/static;": f"root {static};",
         "http://backend:8000": f"http://127.0.0.1:{backend_port}",
-    }
-    for old, new in swaps.items():
-        assert old in text, f"{FRONTEND_NGINX_CONF} no longer contains {old!r}; update this test's swaps"
-        text = text.replace(old, new)
-    # The container runs nginx in the foreground as its only process; so does the test.
-    return "daemon off;\n" + text.replace("access_log /dev/stdout;", f"access_log {tmp}/access.log;")
+    })  # fmt: skip
+
+
+def edge_nginx_conf(prefix: Path, port: int, frontend_port: int) -> str:
+    """The edge image's nginx.conf: proxies everything to the frontend."""
+    return shipped_nginx_conf(EDGE_NGINX_CONF, prefix, {
+        "listen 8080;": f"listen 127.0.0.1:{port};",
+        "http://frontend:8080": f"http://127.0.0.1:{frontend_port}",
+    })  # fmt: skip
+
+
+def start_nginx(nginx: str, prefix: Path, conf_text: str) -> subprocess.Popen:
+    """Start nginx with its own prefix; `prefix` is readable by its unprivileged workers."""
+    prefix.mkdir(mode=0o755)
+    prefix.chmod(0o755)
+    (prefix / "nginx.conf").write_text(conf_text)
+    with (prefix / "stderr.log").open("wb") as stderr:
+        return subprocess.Popen([nginx, "-p", str(prefix), "-c", str(prefix / "nginx.conf")],
+                                stdout=subprocess.DEVNULL, stderr=stderr)
 
 
 def copy_readable(source: Path, target: Path) -> Path:
@@ -68,11 +101,12 @@ def copy_readable(source: Path, target: Path) -> Path:
 
 @dataclass
 class LiveStack:
-    url: str           # the frontend (nginx)
+    url: str           # the edge (nginx), in front of the frontend
     api_url: str       # the backend directly
     store: object
     queue: object
     backend: object    # the backend's HTTP server (tests may shut it down)
+    frontend_url: str  # the frontend (nginx) directly
 
 
 class Worker(threading.Thread):
@@ -123,17 +157,22 @@ def live_stack(isolated_service_env: dict[str, str]) -> Iterator[LiveStack]:
     tmp.chmod(0o755)  # nginx workers run as an unprivileged user and keep upload bodies here
     # ...and read the UI from here too: a checkout under a 0700 home folder is out of their reach.
     static = copy_readable(STATIC, tmp / "static")
-    port = free_port()
-    (tmp / "nginx.conf").write_text(nginx_conf(tmp, port, backend_port, static))
-    process = subprocess.Popen([nginx, "-p", str(tmp), "-c", str(tmp / "nginx.conf")],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    frontend_port, edge_port = free_port(), free_port()
+    # The browser talks to the edge, as in a real instance: browser -> edge -> frontend -> backend.
+    frontend_conf = nginx_conf(tmp / "frontend", frontend_port, backend_port, static)
+    processes = [start_nginx(nginx, tmp / "frontend", frontend_conf),
+                 start_nginx(nginx, tmp / "edge", edge_nginx_conf(tmp / "edge", edge_port, frontend_port))]
     try:
-        _wait_http(f"http://127.0.0.1:{port}/")
-        yield LiveStack(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{backend_port}",
-                        app.extensions["isletnet.store"], JobRecords(database), server)
+        _wait_http(f"http://127.0.0.1:{frontend_port}/")
+        _wait_http(f"http://127.0.0.1:{edge_port}/")
+        yield LiveStack(f"http://127.0.0.1:{edge_port}", f"http://127.0.0.1:{backend_port}",
+                        app.extensions["isletnet.store"], JobRecords(database), server,
+                        f"http://127.0.0.1:{frontend_port}")
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=10)
         worker.stopped.set()
         worker.join(timeout=30)
         server.shutdown()
@@ -159,12 +198,32 @@ def sample_png(path: Path, seed: int = 7) -> Path:
     return path
 
 
+# Every Content-Security-Policy violation of the page, in the order the browser reports them.
+RECORD_CSP_VIOLATIONS = """
+    window.cspViolations = [];
+    document.addEventListener("securitypolicyviolation", (event) => window.cspViolations.push(
+        `${event.effectiveDirective} refused ${event.blockedURI || "inline"} `
+        + `(${event.sourceFile}:${event.lineNumber})`));
+"""
+
+
 def new_page(browser, width: int, height: int):
+    """A page that records script errors and CSP refusals (see `page_problems`). Under the CSP,
+    `wait_for_function` takes functions ("() => ..."): a bare expression is evaluated by eval(),
+    which the policy refuses."""
     page = browser.new_page(viewport={"width": width, "height": height}, accept_downloads=True)
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda message: errors.append(message.text)
+            if message.type == "error" and "Content Security Policy" in message.text else None)
+    page.add_init_script(RECORD_CSP_VIOLATIONS)
     page.errors = errors
     return page
+
+
+def page_problems(page) -> list[str]:
+    """Script errors, CSP messages on the console, and the page's securitypolicyviolation events."""
+    return page.errors + page.evaluate("window.cspViolations")
 
 
 def shot(page, name: str) -> None:
@@ -181,7 +240,7 @@ def upload_and_wait(page, stack: LiveStack, image: Path, training: bool = False)
         page.get_by_label("Use these images for training").check()
     page.get_by_role("button", name="Analyse image").click()
     try:
-        page.wait_for_function("/^#\\/jobs\\/[0-9a-f]{32}$/.test(location.hash)", timeout=30_000)
+        page.wait_for_function("() => /^#\\/jobs\\/[0-9a-f]{32}$/.test(location.hash)", timeout=30_000)
     except Exception:
         shot(page, "upload-timeout")
         raise
@@ -230,7 +289,7 @@ def test_upload_watch_and_read_a_result_at_desktop_size(browser, live_stack: Liv
     page.get_by_role("link", name="Jobs", exact=True).click()
     page.wait_for_selector(f"tr[data-job-id='{job_id}'][data-state=done]")
     shot(page, "jobs-1280")
-    assert page.errors == []
+    assert page_problems(page) == []
 
 
 def test_bad_files_are_refused_with_sentences_and_nothing_is_stored(
@@ -262,7 +321,7 @@ def test_bad_files_are_refused_with_sentences_and_nothing_is_stored(
     shot(page, "upload-refused-1280")
     assert live_stack.queue.list_jobs() == []
     assert live_stack.store.list("jobs/") == []
-    assert page.errors == []
+    assert page_problems(page) == []
 
 
 def test_tablet_width_upload_for_training_and_result(browser, live_stack: LiveStack, tmp_path: Path) -> None:
@@ -283,7 +342,53 @@ def test_tablet_width_upload_for_training_and_result(browser, live_stack: LiveSt
     page.wait_for_selector("#file-input", state="attached")
     assert page.evaluate("document.documentElement.scrollWidth") <= 768
     shot(page, "upload-768")
-    assert page.errors == []
+    assert page_problems(page) == []
+
+
+def _raw_request(url: str, request: bytes) -> bytes:
+    """What the server answers to `request` sent as is (for requests `requests` will not make)."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        connection.sendall(request)
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_security_headers_on_every_path_and_the_ui_keeps_to_its_policy(browser, live_stack: LiveStack) -> None:
+    paths = {"/": 200, "/api/health": 200, f"/api/jobs/{'0' * 32}": 404, "/js/app.js": 200, "/css/app.css": 200,
+             "/favicon.svg": 200, "/edge-health": 200}
+    for path, status in paths.items():
+        response = requests.get(live_stack.url + path, timeout=10)
+        assert response.status_code == status, path
+        for name, value in SECURITY_HEADERS.items():
+            assert response.headers.get(name) == value, (path, name)  # once: duplicates would be joined by ", "
+    # An error page of the edge's own (no Host header: 400 before any location) carries them too.
+    answer = _raw_request(live_stack.url, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n").decode(errors="replace")
+    assert answer.startswith("HTTP/1.1 400"), answer[:200]
+    for name, value in SECURITY_HEADERS.items():
+        assert f"\r\n{name}: {value}\r\n" in answer, name
+
+    page = new_page(browser, 1280, 800)
+    page.goto(live_stack.url + "/")
+    page.wait_for_selector("#model option[value=classical]", state="attached")
+    page.goto(live_stack.url + "/#/jobs")
+    page.wait_for_selector("#region-jobs-table p, #jobs-table", state="attached")
+    assert page_problems(page) == []
+    # The policy is in force in the browser: an inline script does not run, a style attribute is
+    # refused, and both are reported to the page (so the listener above would see the UI's own).
+    ran = page.evaluate("""() => {
+        const script = document.createElement("script");
+        script.textContent = "window.inlineScriptRan = true;";
+        document.body.append(script);
+        document.body.setAttribute("style", "outline: 3px solid red");
+        return window.inlineScriptRan === true;
+    }""")
+    assert ran is False
+    page.wait_for_function("() => window.cspViolations.length >= 2")
+    refused = " ".join(page_problems(page))
+    assert "script-src-elem refused inline" in refused and "style-src-attr refused inline" in refused, refused
 
 
 def test_quality_flags_of_a_dark_image_are_shown_as_sentences(browser, live_stack: LiveStack, tmp_path: Path) -> None:
@@ -329,7 +434,7 @@ def test_backend_down_is_a_sentence_on_screen(browser, live_stack: LiveStack) ->
     assert alert.inner_text() == "The backend is not reachable right now; try again in a minute."
     assert page.get_by_text("No jobs yet").count() == 0  # unknown is not empty
     shot(page, "backend-down-1280")
-    assert page.errors == []
+    assert page_problems(page) == []
 
 
 def test_dropping_two_images_makes_one_job_of_two_images(browser, live_stack: LiveStack, tmp_path: Path) -> None:
@@ -351,7 +456,7 @@ def test_dropping_two_images_makes_one_job_of_two_images(browser, live_stack: Li
     )
     assert page.locator(".file-list li").count() == 2
     page.get_by_role("button", name="Analyse 2 images").click()
-    page.wait_for_function("/^#\\/jobs\\/[0-9a-f]{32}$/.test(location.hash)", timeout=30_000)
+    page.wait_for_function("() => /^#\\/jobs\\/[0-9a-f]{32}$/.test(location.hash)", timeout=30_000)
     job_id = page.evaluate("location.hash").rsplit("/", 1)[1]
     job = live_stack.queue.get(job_id)
     assert job.image_count == 2 and job.file_names == ["drop-0.png", "drop-1.png"]
@@ -359,7 +464,7 @@ def test_dropping_two_images_makes_one_job_of_two_images(browser, live_stack: Li
     page.wait_for_selector("[role=tab]", timeout=240_000)  # one tab per image on the result screen
     page.get_by_role("tab", name="drop-1.png").click()
     assert page.locator("#overlay").get_attribute("src").endswith("overlay.png?image=1")
-    page.wait_for_function("(() => { const img = document.querySelector('#overlay'); "
-                           "return img.complete && img.naturalWidth > 0; })()")
+    page.wait_for_function("() => { const img = document.querySelector('#overlay'); "
+                           "return img.complete && img.naturalWidth > 0; }")
     shot(page, "result-two-images-1280")
-    assert page.errors == []
+    assert page_problems(page) == []

@@ -61,7 +61,7 @@ def test_frontend_pruner_and_training_export_on_the_real_stack(stack_instance, t
             page.goto(made.frontend_url + "/")
             page.set_input_files("#file-input", str(image))
             page.get_by_role("button", name="Analyse image").click()
-            page.wait_for_function("/^#\\/jobs\\/[0-9a-f]{32}$/.test(location.hash)", timeout=60_000)
+            page.wait_for_function("() => /^#\\/jobs\\/[0-9a-f]{32}$/.test(location.hash)", timeout=60_000)
             plain = page.evaluate("location.hash").rsplit("/", 1)[1]
             page.wait_for_selector("#islets-table", timeout=180_000)  # the real shepherd analysed it
             assert page.locator("#islets-table tbody tr").count() == 3

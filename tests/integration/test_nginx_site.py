@@ -13,15 +13,15 @@ import requests
 from isletops.nginx import NginxSite, render_site
 from tests.fixtures.provision import nginx_check, nginx_test_config
 from tests.fixtures.servers import free_port
+from tests.integration.test_frontend import SECURITY_HEADERS as EDGE_SECURITY_HEADERS
 
 pytestmark = pytest.mark.integration
 
 LIMIT_MB = 4
+# The edge's headers (one place: tests/integration/test_frontend.py) plus HSTS, which only TLS can send.
 SECURITY_HEADERS = {
     "Strict-Transport-Security": "max-age=31536000; includeSubDomains",
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "SAMEORIGIN",
-    "Referrer-Policy": "same-origin",
+    **EDGE_SECURITY_HEADERS,
 }
 
 

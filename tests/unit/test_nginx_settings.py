@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from isletops.errors import ConfigError
@@ -70,3 +73,22 @@ def test_invalid_settings_are_named(settings: dict, fragment: str) -> None:
     with pytest.raises(ConfigError) as caught:
         NginxSite(**settings)
     assert fragment in str(caught.value)
+
+
+def _added_headers(text: str) -> list[tuple[str, str]]:
+    return sorted(re.findall(r'add_header (\S+) "(.*?)" always;', text))
+
+
+def test_the_host_site_sends_the_edges_security_headers_once() -> None:
+    # One policy: the host's nginx sends what the instance's edge sends (plus HSTS, TLS only),
+    # and drops the edge's copies so no header comes twice.
+    edge_text = (Path(__file__).resolve().parents[2] / "services" / "edge" / "nginx.conf").read_text()
+    host_text = render_site(NginxSite())
+    edge, host = _added_headers(edge_text), _added_headers(host_text)
+    assert [name for name, _ in edge] == sorted(["Content-Security-Policy", "X-Content-Type-Options",
+                                                 "X-Frame-Options", "Referrer-Policy", "Permissions-Policy"])
+    assert [header for header in host if header[0] != "Strict-Transport-Security"] == edge
+    for text in (edge_text, host_text):
+        assert sorted(re.findall(r"proxy_hide_header (\S+);", text)) == [name for name, _ in edge]
+    policy = dict(edge)["Content-Security-Policy"]
+    assert "script-src 'self';" in policy and "unsafe" not in policy and "frame-ancestors 'none'" in policy

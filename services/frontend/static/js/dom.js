@@ -1,4 +1,5 @@
-// Tiny DOM helpers: `h` builds elements from data (text is always text, never HTML), and
+// Tiny DOM helpers: `h` builds elements from data (text is always text, never HTML; styles as
+// `{property: value}`, never a style attribute, which the Content-Security-Policy refuses), and
 // `mountRegions` re-renders a region only when the slice of state it shows has changed, keeping
 // keyboard focus where it was (elements carry `data-focus-key`).
 
@@ -15,6 +16,9 @@ export function h(tag, attributes = {}, ...children) {
       element.setAttribute("class", value);
     } else if (name === "dataset") {
       Object.assign(element.dataset, value);
+    } else if (name === "style") {
+      // Through the CSSOM: the Content-Security-Policy (style-src 'self') refuses style attributes.
+      for (const [property, text] of Object.entries(value)) element.style.setProperty(property, text);
     } else if (name === "value" && !svg) {
       element.value = value;
     } else if (name === "checked" || name === "selected" || name === "disabled" || name === "multiple") {

@@ -169,7 +169,7 @@ function histogram(classes) {
     h("h3", { id: "histogram-heading" }, "Islets per diameter class (µm)"),
     names.map((name) => h("div", { className: "bar-row" },
       h("span", {}, name.replace(">=", "≥ ")),
-      h("div", { className: "bar", style: `width: ${((classes[name] || 0) / largest) * 100}%`, "aria-hidden": "true" }),
+      h("div", { className: "bar", style: { width: `${((classes[name] || 0) / largest) * 100}%` }, "aria-hidden": "true" }),
       h("span", { className: "count", dataset: { sizeClass: name } }, String(classes[name] || 0)))));
 }
 
