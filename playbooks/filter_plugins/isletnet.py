@@ -13,7 +13,7 @@ import yaml
 from isletops.config import parse_config
 from isletops.daemon_json import merge_daemon_json_text, settings_from_variables
 from isletops.errors import IsletOpsError
-from isletops.nginx import letsencrypt_paths, render_site, site_from_variables
+from isletops.nginx import SELF_SIGNED_DIR, letsencrypt_paths, render_site, site_from_variables
 
 
 def isletnet_daemon_json(current_text: str | None, variables: dict[str, Any], path: str) -> dict[str, Any]:
@@ -45,6 +45,8 @@ def isletnet_nginx_site(variables: dict[str, Any], use_letsencrypt: bool = False
         "acme_webroot": site.acme_webroot,
         "ssl_certificate": site.ssl_certificate,
         "ssl_certificate_key": site.ssl_certificate_key,
+        # The playbook's own self-signed certificate (renewed by it), not one the inventory names.
+        "self_signed": site.ssl_certificate.startswith(f"{SELF_SIGNED_DIR}/"),
         "letsencrypt_certificate": letsencrypt_paths(site.server_name)[0] if site.is_public else "",
     }
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import socket
 import ssl
+import warnings
 from pathlib import Path
 
 import pytest
 import requests
+from cryptography.utils import CryptographyDeprecationWarning
 
 from isletops.nginx import NginxSite, render_site
 from tests.fixtures.provision import nginx_check, nginx_test_config
@@ -142,3 +144,60 @@ def test_oversize_upload_is_rejected_with_413_before_the_backend(site: dict) -> 
     assert response.status_code == 413
     assert response.headers.get("Strict-Transport-Security")  # headers even on errors ("always")
     assert not [r for r in site["backend"].requests if r["method"] == "POST"]
+
+
+def mozilla_intermediate_issues(port: int, ca_file: Path) -> dict[str, str]:
+    """sslyze's scan of the server on 127.0.0.1:`port` (name: localhost), checked against
+    Mozilla's intermediate profile; {} when it complies. `ca_file` is the trust store that the
+    certificate's path is validated against."""
+    import sslyze
+    from sslyze.mozilla_tls_profile import tls_config_checker as mozilla
+
+    location = sslyze.ServerNetworkLocation(hostname="localhost", port=port, ip_address="127.0.0.1")
+    extra = sslyze.ScanCommandsExtraArguments(
+        certificate_info=sslyze.CertificateInfoExtraArgument(custom_ca_file=ca_file))
+    scanner = sslyze.Scanner()
+    scanner.queue_scans([sslyze.ServerScanRequest(server_location=location, scan_commands_extra_arguments=extra,
+                                                  scan_commands=mozilla.SCAN_COMMANDS_NEEDED_BY_MOZILLA_CHECKER)])
+    with warnings.catch_warnings():  # sslyze's bundled trust stores hold a root with a serial number <= 0
+        warnings.filterwarnings("ignore", "Parsed a serial number", CryptographyDeprecationWarning)
+        (result,) = scanner.get_results()
+    profile = mozilla.MozillaTlsConfiguration.get(mozilla.TlsConfigurationEnum.MOZILLA_INTERMEDIATE)
+    try:
+        mozilla.check_server_against_tls_configuration(result, profile)
+    except mozilla.ServerNotCompliantWithTlsConfiguration as error:
+        return error.issues
+    return {}
+
+
+def test_tls_meets_mozillas_intermediate_profile(nginx_runner, loopback_upstreams, ca_issued_certificate,
+                                                 tmp_path: Path) -> None:
+    # Every check of sslyze's Mozilla checker runs: protocols, ciphers, key exchange groups and
+    # their sizes, known vulnerabilities, and the certificate (path validated against the test's
+    # own CA, which stands in for Let's Encrypt; key type and size, signature, lifetime). None is
+    # left out. HSTS is not checked: sslyze itself has that check disabled.
+    https_port = free_port()
+    settings = NginxSite(listen_address="127.0.0.1", http_port=free_port(), https_port=https_port,
+                         frontend_upstream=loopback_upstreams["frontend"].address,
+                         backend_upstream=loopback_upstreams["backend"].address,
+                         ssl_certificate=str(ca_issued_certificate.certificate),
+                         ssl_certificate_key=str(ca_issued_certificate.key), acme_webroot=str(tmp_path))
+    nginx_runner(render_site(settings), [https_port])
+    assert mozilla_intermediate_issues(https_port, ca_issued_certificate.ca) == {}
+
+
+def test_the_profile_check_finds_nginxs_default_curves(nginx_runner, loopback_upstreams, ca_issued_certificate,
+                                                       tmp_path: Path) -> None:
+    # The check above is real: the same site without ssl_ecdh_curve offers X448 and secp521r1.
+    https_port = free_port()
+    settings = NginxSite(listen_address="127.0.0.1", http_port=free_port(), https_port=https_port,
+                         frontend_upstream=loopback_upstreams["frontend"].address,
+                         backend_upstream=loopback_upstreams["backend"].address,
+                         ssl_certificate=str(ca_issued_certificate.certificate),
+                         ssl_certificate_key=str(ca_issued_certificate.key), acme_webroot=str(tmp_path))
+    text = render_site(settings)
+    assert "    ssl_ecdh_curve X25519:prime256v1:secp384r1;\n" in text
+    nginx_runner(text.replace("    ssl_ecdh_curve X25519:prime256v1:secp384r1;\n", ""), [https_port])
+    issues = mozilla_intermediate_issues(https_port, ca_issued_certificate.ca)
+    assert list(issues) == ["tls_curves"], issues
+    assert "X448" in issues["tls_curves"] and "secp521r1" in issues["tls_curves"]
