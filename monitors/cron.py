@@ -1,23 +1,33 @@
-"""`isletops monitor install-cron`: one crontab line per instance, written idempotently.
+"""`isletops monitor install-cron`: one crontab line per instance, written idempotently; and the
+log a cron-run probe keeps (`isletops probe --log FILE`).
 
 The line carries a marker comment (`# isletops-probe:<instance>`); installing again replaces
 that line in place (and changes nothing when it is already right), other lines are kept byte
 for byte. Works on the user's crontab through the `crontab` command, or on a file (`--crontab-file`,
 used by tests and for /etc/cron.d-style setups managed elsewhere).
+
+The probe log is rotated by size (`PROBE_LOG_MAX_BYTES`, `PROBE_LOG_BACKUPS` older files), so a
+probe every 5 minutes cannot fill the disk: at about 8 lines a pass that is two weeks of history.
 """
 
 from __future__ import annotations
 
+import logging
+import logging.handlers
 import os
 import shlex
 import shutil
 import subprocess
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from isletops.errors import IsletOpsError
 
 MARKER_PREFIX = "# isletops-probe:"
+PROBE_LOG_MAX_BYTES = 1024 * 1024  # then probe.log becomes probe.log.1, probe.log.1 becomes .2, ...
+PROBE_LOG_BACKUPS = 2
 
 
 class CronError(IsletOpsError):
@@ -105,3 +115,24 @@ def install(
         _write(crontab_file, text)
     target = str(crontab_file) if crontab_file else f"crontab of {os.environ.get('USER', 'this user')}"
     return CronChange(line=line, changed=changed, target=target)
+
+
+def append_to_log(
+    path: Path, lines: Iterable[str], max_bytes: int = PROBE_LOG_MAX_BYTES, backups: int = PROBE_LOG_BACKUPS
+) -> None:
+    """Append `lines` to the log at `path`, each after a UTC time stamp, rotating it by size
+    (the standard library's RotatingFileHandler: at most `backups` older files are kept)."""
+    formatter = logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%dT%H:%M:%SZ")
+    formatter.converter = time.gmtime
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.handlers.RotatingFileHandler(path, maxBytes=max_bytes, backupCount=backups,
+                                                       encoding="utf-8")
+    except OSError as exc:
+        raise CronError(f"Cannot write the probe log {path}: {exc.strerror}.") from None
+    handler.setFormatter(formatter)
+    try:
+        for line in lines:
+            handler.handle(logging.makeLogRecord({"msg": line, "levelno": logging.INFO, "levelname": "INFO"}))
+    finally:
+        handler.close()

@@ -108,6 +108,9 @@ class InstanceConfig:
     health_failed_checks: int = 3
     max_upload_mb: int = 200
     retention_days: float = 30.0
+    # How long the edge and the frontend wait on a proxied upload or answer (PROXY_TIMEOUT_S);
+    # keep it at the host nginx's nginx_proxy_timeout_s, which provisioning copies here.
+    proxy_timeout_s: int = 600
 
     @property
     def project_name(self) -> str:
@@ -300,6 +303,9 @@ def parse_config(raw: Any, source: Path | None = None) -> SiteConfig:
                 f"{name}: instances.{instance_name}.engine must be one of {', '.join(ENGINE_NAMES)}, "
                 f"not '{instance.engine}'."
             )
+        if instance.proxy_timeout_s < 1:
+            raise ConfigError(f"{name}: instances.{instance_name}.proxy_timeout_s must be at least 1 second, "
+                              f"got {instance.proxy_timeout_s}.")
         instances[str(instance_name)] = instance
     _check_port_clashes(instances, name)
     monitoring = _build_monitoring(raw.get("monitoring"), name)

@@ -42,7 +42,7 @@ DATA_DIR_OWNERS: dict[str, int] = {"storage": 10001, "queue": 10002}
 # Settings isletops writes into .env from the site config on every prepare (others are kept).
 MANAGED_ENV_KEYS: tuple[str, ...] = (
     "TAG", "REPOSITORY", "BIND_ADDRESS", "HTTP_PORT", "API_PORT", "LOCAL_DATA_DIR", "MAX_UPLOAD_MB",
-    "RETENTION_SECONDS",
+    "RETENTION_SECONDS", "PROXY_TIMEOUT_S",
 )
 # Extra labels for every container and network, "key=value,key=value" (tests mark theirs so a
 # crashed run can be swept by label).
@@ -129,6 +129,7 @@ def managed_env(instance: InstanceConfig, tag: str, registry: str = "") -> dict[
         "LOCAL_DATA_DIR": str(instance.local_data_dir.resolve()),
         "MAX_UPLOAD_MB": str(instance.max_upload_mb),
         "RETENTION_SECONDS": str(int(instance.retention_days * 86400)),
+        "PROXY_TIMEOUT_S": str(instance.proxy_timeout_s),
     }
 
 

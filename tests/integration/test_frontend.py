@@ -6,6 +6,7 @@ artifacts/frontend/ (look at them)."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import re
@@ -15,7 +16,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from services.backend.tests.test_reports_api import process_next_job
 from services.common.jobs import JobRecords
 from services.common.lease_queue import LeaseQueue
 from services.islets import make_dtz_image
+from tests.fixtures.loopback_http import QuietHandler, serve_on_loopback
 from tests.fixtures.servers import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
@@ -63,20 +65,23 @@ def shipped_nginx_conf(conf: Path, prefix: Path, swaps: dict[str, str]) -> str:
     return "daemon off;\n" + text.replace("access_log /dev/stdout;", f"access_log {prefix}/access.log;")
 
 
-def nginx_conf(prefix: Path, port: int, backend_port: int, static: Path) -> str:
-    """The frontend image's nginx.conf: serves `static`, proxies /api/ to the backend."""
+def nginx_conf(prefix: Path, port: int, backend_port: int, static: Path, timeout_s: int = 600) -> str:
+    """The frontend image's nginx.conf: serves `static`, proxies /api/ to the backend.
+    `timeout_s` stands for PROXY_TIMEOUT_S, which the image's start script puts in."""
     return shipped_nginx_conf(FRONTEND_NGINX_CONF, prefix, {
         "listen 8080;": f"listen 127.0.0.1:{port};",
         "root /app/static;": f"root {static};",
         "http://backend:8000": f"http://127.0.0.1:{backend_port}",
+        "${PROXY_TIMEOUT_S}": str(timeout_s),
     })  # fmt: skip
 
 
-def edge_nginx_conf(prefix: Path, port: int, frontend_port: int) -> str:
+def edge_nginx_conf(prefix: Path, port: int, frontend_port: int, timeout_s: int = 600) -> str:
     """The edge image's nginx.conf: proxies everything to the frontend."""
     return shipped_nginx_conf(EDGE_NGINX_CONF, prefix, {
         "listen 8080;": f"listen 127.0.0.1:{port};",
         "http://frontend:8080": f"http://127.0.0.1:{frontend_port}",
+        "${PROXY_TIMEOUT_S}": str(timeout_s),
     })  # fmt: skip
 
 
@@ -97,6 +102,38 @@ def copy_readable(source: Path, target: Path) -> Path:
     for path in [target, *target.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
     return target
+
+
+@pytest.fixture
+def nginx_pair() -> Iterator[Callable[..., str]]:
+    """Start the edge and frontend nginx in front of a backend on `backend_port`; returns the
+    edge's URL. `edge_timeout_s`/`frontend_timeout_s` stand for each image's PROXY_TIMEOUT_S."""
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(nginx).exists():
+        pytest.skip("nginx is not installed (apt-get install nginx-light)")
+    tmp = Path(tempfile.mkdtemp(prefix="h13-nginx-"))
+    tmp.chmod(0o755)
+    processes: list[subprocess.Popen] = []
+
+    def start(backend_port: int, edge_timeout_s: int = 600, frontend_timeout_s: int = 600) -> str:
+        static = copy_readable(STATIC, tmp / "static")
+        frontend_port, edge_port = free_port(), free_port()
+        processes.append(start_nginx(nginx, tmp / "frontend", nginx_conf(
+            tmp / "frontend", frontend_port, backend_port, static, frontend_timeout_s)))
+        processes.append(start_nginx(nginx, tmp / "edge", edge_nginx_conf(
+            tmp / "edge", edge_port, frontend_port, edge_timeout_s)))
+        _wait_http(f"http://127.0.0.1:{frontend_port}/")
+        _wait_http(f"http://127.0.0.1:{edge_port}/")
+        return f"http://127.0.0.1:{edge_port}"
+
+    try:
+        yield start
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=10)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @dataclass
@@ -468,3 +505,43 @@ def test_dropping_two_images_makes_one_job_of_two_images(browser, live_stack: Li
                            "return img.complete && img.naturalWidth > 0; }")
     shot(page, "result-two-images-1280")
     assert page_problems(page) == []
+
+
+def test_the_scheme_the_client_used_reaches_the_backend(nginx_pair, loopback_upstreams) -> None:
+    # Behind the host's TLS nginx the edge gets X-Forwarded-Proto: https; the frontend keeps it.
+    edge = nginx_pair(loopback_upstreams["backend"].port)
+    behind_tls = requests.get(f"{edge}/api/jobs", headers={"X-Forwarded-Proto": "https"}, timeout=10)
+    assert behind_tls.json()["forwarded_proto"] == "https"
+    direct = requests.get(f"{edge}/api/jobs", timeout=10)  # a client on the edge's own port: plain http
+    assert direct.json()["forwarded_proto"] == "http"
+
+
+class SlowBackend(QuietHandler):
+    """Answers after SLOW_ANSWER_S: longer than the proxy timeout under test."""
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        time.sleep(SLOW_ANSWER_S)
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # nginx has given up by now
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+
+SLOW_ANSWER_S = 6
+
+
+@pytest.mark.parametrize(("edge_timeout_s", "frontend_timeout_s", "sentence"), [
+    (30, 2, "The backend is not reachable right now; try again in a minute."),
+    (2, 30, "IsletNet is not reachable right now; try again in a minute."),
+])  # fmt: skip
+def test_each_nginx_waits_its_proxy_timeout(nginx_pair, edge_timeout_s: int, frontend_timeout_s: int,
+                                            sentence: str) -> None:
+    # PROXY_TIMEOUT_S is where each config uses it: the hop with the short timeout gives up first.
+    with serve_on_loopback(SlowBackend) as backend:
+        edge = nginx_pair(backend.server_address[1], edge_timeout_s, frontend_timeout_s)
+        started = time.monotonic()
+        response = requests.get(f"{edge}/api/slow", timeout=30)
+        waited = time.monotonic() - started
+    assert response.status_code == 503 and response.json()["error"] == sentence
+    assert 1.5 < waited < SLOW_ANSWER_S - 1, waited

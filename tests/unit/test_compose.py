@@ -175,3 +175,14 @@ def test_api_url_goes_through_the_public_port_unless_the_backend_is_published(tm
     assert _site(tmp_path, publish_api_port=True).instance("prod").api_url == "http://127.0.0.1:8181"
     with pytest.raises(ConfigError, match="publish_api_port"):
         _site(tmp_path, publish_api_port="yes")
+
+
+def test_the_instances_proxy_timeout_reaches_the_edge_and_the_frontend(tmp_path, monkeypatch):
+    monkeypatch.setattr(stack, "detect_gpu", lambda: False)
+    site = _site(tmp_path, proxy_timeout_s=900)
+    stack.prepare_instance(site, "prod", "2026-11-23_01")
+    assert read_env_file(site.instance("prod").env_file)["PROXY_TIMEOUT_S"] == "900"
+    documents, _ = _render(tmp_path)
+    services = documents["docker-compose.yml"]["services"]
+    for name in ("edge", "frontend"):
+        assert services[name]["environment"]["PROXY_TIMEOUT_S"] == "${PROXY_TIMEOUT_S:-600}", name

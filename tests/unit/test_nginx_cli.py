@@ -28,6 +28,14 @@ def test_render_nginx_uses_the_instance_settings(tmp_path: Path) -> None:
     assert "server 127.0.0.1:9081;" in result.output
     assert "client_max_body_size 300m;" in result.output
     assert "server_name islets.example.org;" in result.output
+    assert "proxy_read_timeout 600s;" in result.output  # the instance's default proxy_timeout_s
+
+
+def test_render_nginx_uses_the_instance_proxy_timeout(tmp_path: Path) -> None:
+    config = _config(tmp_path, proxy_timeout_s=900)
+    result = CliRunner().invoke(main, ["--config", str(config), "-i", "prod", "render", "nginx"])
+    assert result.exit_code == 0, result.output
+    assert "proxy_read_timeout 900s;" in result.output and "send_timeout 900s;" in result.output
 
 
 def test_render_nginx_sends_api_to_the_public_port_when_the_backend_port_is_not_published(tmp_path: Path) -> None:

@@ -57,8 +57,12 @@ def _exit_unknown(reason: str) -> NoReturn:
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.option("--no-alert", is_flag=True, help="Only check: no alert state change, no mail.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing unless mail could not be sent (for cron).")
+@click.option("--log", "log_file", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="Also append the results to FILE, with a time stamp; kept under 1 MiB plus 2 older files.")
 @pass_context
-def probe_command(ctx: Context, only: str | None, as_json: bool, no_alert: bool, quiet: bool) -> None:
+def probe_command(
+    ctx: Context, only: str | None, as_json: bool, no_alert: bool, quiet: bool, log_file: Path | None
+) -> None:
     """One monitoring pass: run the probes, alert by mail, exit with the worst status.
 
     \b
@@ -73,9 +77,17 @@ def probe_command(ctx: Context, only: str | None, as_json: bool, no_alert: bool,
       isletops probe --only disk           one Nagios/Icinga service check per probe
       isletops probe --only e2e,containers --json
       */5 * * * * isletops -i prod probe -q   (what 'isletops monitor install-cron' writes)
+      isletops -i prod probe -q --log /home/isletnet/prod/logs/probe.log   (the provisioned cron entry)
     """
     instance = ctx.instance()
-    report = runner.monitor_pass(ctx.config, instance, only=runner.parse_only(only), send_alerts=not no_alert)
+    try:
+        report = runner.monitor_pass(ctx.config, instance, only=runner.parse_only(only), send_alerts=not no_alert)
+    except IsletOpsError as error:
+        if log_file:
+            cron.append_to_log(log_file, [f"isletops: error: {error}"])
+        raise
+    if log_file:
+        cron.append_to_log(log_file, _log_lines(report))
     if as_json:
         document = {
             "instance": instance.name,
@@ -95,6 +107,15 @@ def probe_command(ctx: Context, only: str | None, as_json: bool, no_alert: bool,
     if report.delivery and report.delivery.error:
         click.secho(f"isletops: warning: {report.delivery.error}", fg="yellow", err=True)
     sys.exit(int(report.status.value))
+
+
+def _log_lines(report: runner.PassReport) -> list[str]:
+    """What a probe pass leaves in its log: the lines it prints, and the mail warning."""
+    lines = [nagios.status_line(report.results), *(nagios.probe_line(result) for result in report.results)]
+    lines += [f"mail: {n.state_word} {n.incident} ({n.kind})" for n in report.notifications]
+    if report.delivery and report.delivery.error:
+        lines.append(f"isletops: warning: {report.delivery.error}")
+    return lines
 
 
 @click.command("silence")

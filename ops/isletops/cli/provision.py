@@ -122,6 +122,7 @@ def register(main: click.Group) -> None:
             # The backend's own port, or the frontend (which proxies /api/) when it is not published.
             "nginx_backend_upstream": urlparse(instance.api_url).netloc,
             "nginx_client_max_body_size": f"{instance.max_upload_mb}m",
+            "nginx_proxy_timeout_s": instance.proxy_timeout_s,
         }
         if instance.public_url:
             variables["nginx_server_name"] = urlparse(instance.public_url).hostname or ""
