@@ -19,7 +19,7 @@ from PIL import Image
 from isletops import stack
 from isletops.cli import main
 from services.islets import make_dtz_image
-from tests.integration.test_frontend import ARTIFACTS, CHROMIUM
+from tests.integration.test_frontend import ARTIFACTS, CHROMIUM, SECURITY_HEADERS, new_page, page_problems
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -55,9 +55,7 @@ def test_frontend_pruner_and_training_export_on_the_real_stack(stack_instance, t
     with playwright_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 800})
-            errors: list[str] = []
-            page.on("pageerror", lambda error: errors.append(str(error)))
+            page = new_page(browser, 1280, 800)  # records script errors and CSP refusals
             page.goto(made.frontend_url + "/")
             page.set_input_files("#file-input", str(image))
             page.get_by_role("button", name="Analyse image").click()
@@ -67,9 +65,15 @@ def test_frontend_pruner_and_training_export_on_the_real_stack(stack_instance, t
             assert page.locator("#islets-table tbody tr").count() == 3
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "stack-result-1280.png"), full_page=True)
-            assert errors == []
+            assert page_problems(page) == []
         finally:
             browser.close()
+
+    # The real edge sends the security headers on every path, error pages included.
+    for path, status in {"/": 200, "/api/health": 200, "/js/app.js": 200, f"/api/jobs/{'0' * 32}": 404}.items():
+        response = requests.get(made.frontend_url + path, timeout=10)
+        assert response.status_code == status, path
+        assert {name: response.headers.get(name) for name in SECURITY_HEADERS} == SECURITY_HEADERS, path
 
     # A training job through the API; retention 15 s and a 3 s schedule prune the plain one soon.
     with image.open("rb") as handle:

@@ -170,34 +170,35 @@ def mozilla_intermediate_issues(port: int, ca_file: Path) -> dict[str, str]:
     return {}
 
 
+def _ca_issued_site(nginx_runner, upstreams: dict, issued, tmp_path: Path, without: str = "") -> int:
+    """Serve the rendered site with the CA-issued certificate, less the line `without`; its HTTPS port."""
+    https_port = free_port()
+    settings = NginxSite(listen_address="127.0.0.1", http_port=free_port(), https_port=https_port,
+                         frontend_upstream=upstreams["frontend"].address,
+                         backend_upstream=upstreams["backend"].address,
+                         ssl_certificate=str(issued.certificate), ssl_certificate_key=str(issued.key),
+                         acme_webroot=str(tmp_path))
+    text = render_site(settings)
+    assert not without or without in text
+    nginx_runner(text.replace(without, "") if without else text, [https_port])
+    return https_port
+
+
 def test_tls_meets_mozillas_intermediate_profile(nginx_runner, loopback_upstreams, ca_issued_certificate,
                                                  tmp_path: Path) -> None:
     # Every check of sslyze's Mozilla checker runs: protocols, ciphers, key exchange groups and
     # their sizes, known vulnerabilities, and the certificate (path validated against the test's
     # own CA, which stands in for Let's Encrypt; key type and size, signature, lifetime). None is
     # left out. HSTS is not checked: sslyze itself has that check disabled.
-    https_port = free_port()
-    settings = NginxSite(listen_address="127.0.0.1", http_port=free_port(), https_port=https_port,
-                         frontend_upstream=loopback_upstreams["frontend"].address,
-                         backend_upstream=loopback_upstreams["backend"].address,
-                         ssl_certificate=str(ca_issued_certificate.certificate),
-                         ssl_certificate_key=str(ca_issued_certificate.key), acme_webroot=str(tmp_path))
-    nginx_runner(render_site(settings), [https_port])
+    https_port = _ca_issued_site(nginx_runner, loopback_upstreams, ca_issued_certificate, tmp_path)
     assert mozilla_intermediate_issues(https_port, ca_issued_certificate.ca) == {}
 
 
 def test_the_profile_check_finds_nginxs_default_curves(nginx_runner, loopback_upstreams, ca_issued_certificate,
                                                        tmp_path: Path) -> None:
     # The check above is real: the same site without ssl_ecdh_curve offers X448 and secp521r1.
-    https_port = free_port()
-    settings = NginxSite(listen_address="127.0.0.1", http_port=free_port(), https_port=https_port,
-                         frontend_upstream=loopback_upstreams["frontend"].address,
-                         backend_upstream=loopback_upstreams["backend"].address,
-                         ssl_certificate=str(ca_issued_certificate.certificate),
-                         ssl_certificate_key=str(ca_issued_certificate.key), acme_webroot=str(tmp_path))
-    text = render_site(settings)
-    assert "    ssl_ecdh_curve X25519:prime256v1:secp384r1;\n" in text
-    nginx_runner(text.replace("    ssl_ecdh_curve X25519:prime256v1:secp384r1;\n", ""), [https_port])
+    https_port = _ca_issued_site(nginx_runner, loopback_upstreams, ca_issued_certificate, tmp_path,
+                                 without="    ssl_ecdh_curve X25519:prime256v1:secp384r1;\n")
     issues = mozilla_intermediate_issues(https_port, ca_issued_certificate.ca)
     assert list(issues) == ["tls_curves"], issues
     assert "X448" in issues["tls_curves"] and "secp521r1" in issues["tls_curves"]
