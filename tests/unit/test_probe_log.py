@@ -55,8 +55,10 @@ def test_probe_appends_its_results_to_the_log_even_when_quiet(tmp_path: Path) ->
         result = CliRunner().invoke(main, args)
         assert result.exit_code == 0, result.output
         assert result.output == ""
-    lines = log.read_text().splitlines()
-    assert len(lines) == 2 and all(re.match(r"^\S+Z OK       disk       ", line) for line in lines), lines
+    lines = log.read_text().splitlines()  # per pass: the Nagios status line, then one line per probe
+    assert len(lines) == 4, lines
+    assert all(re.match(r"^\S+Z ISLETNET OK - disk: ", line) for line in lines[0::2]), lines
+    assert all(re.match(r"^\S+Z OK       disk       ", line) for line in lines[1::2]), lines
 
 
 def test_a_failing_pass_leaves_its_sentence_in_the_log(tmp_path: Path) -> None:
