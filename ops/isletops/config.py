@@ -87,6 +87,25 @@ class MonitoringConfig:
 
 
 @dataclass(frozen=True)
+class SwarmConfig:
+    """How an instance runs on Docker Swarm (`instances.<name>.swarm`; see isletops.swarm_stack)."""
+
+    backend_replicas: int = 2
+    frontend_replicas: int = 2
+    shepherd_replicas: int = 1  # the autoscaler moves it between its bounds
+    # Ask for one `NVIDIA-GPU` generic resource per shepherd task: nodes advertise theirs in
+    # daemon.json (`node-generic-resources`), so Swarm places at most one task per GPU.
+    gpu_generic_resources: bool = False
+    # IPsec between nodes on the overlay network. Needs ESP in every node's kernel: without it
+    # tasks on different nodes cannot talk at all. Off: traffic between nodes is in clear, so the
+    # nodes' network must be private (a VLAN, a WireGuard mesh).
+    encrypted_overlay: bool = False
+    # External services instead of the pinned queue/storage services (secrets stay in .env).
+    external_database: bool = False  # DATABASE_URL in the instance's .env
+    external_s3: bool = False  # S3_ENDPOINT_URL (and keys) in the instance's .env
+
+
+@dataclass(frozen=True)
 class InstanceConfig:
     """One instance of the stack: where it lives and how it is exposed."""
 
@@ -111,6 +130,7 @@ class InstanceConfig:
     # How long the edge and the frontend wait on a proxied upload or answer (PROXY_TIMEOUT_S);
     # keep it at the host nginx's nginx_proxy_timeout_s, which provisioning copies here.
     proxy_timeout_s: int = 600
+    swarm: SwarmConfig = field(default_factory=SwarmConfig)
 
     @property
     def project_name(self) -> str:
@@ -287,12 +307,16 @@ def parse_config(raw: Any, source: Path | None = None) -> SiteConfig:
     instances = {}
     for instance_name, settings in instances_raw.items():
         validate_instance_name(str(instance_name))
+        where = f"{name}: instances.{instance_name}"
+        settings = dict(settings) if isinstance(settings, dict) else settings
+        swarm = _build_swarm(settings.pop("swarm", None) if isinstance(settings, dict) else None, f"{where}.swarm")
         instance = _build(
             InstanceConfig,
             settings,
-            f"{name}: instances.{instance_name}",
+            where,
             name=str(instance_name),
             directory=instances_root / str(instance_name),
+            swarm=swarm,
         )
         if instance.gpu not in ("auto", "yes", "no"):
             raise ConfigError(f"{name}: instances.{instance_name}.gpu must be auto, yes or no.")
@@ -328,6 +352,16 @@ def parse_config(raw: Any, source: Path | None = None) -> SiteConfig:
         monitoring=monitoring,
         mail=mail,
     )
+
+
+def _build_swarm(raw: Any, where: str) -> SwarmConfig:
+    swarm = _build(SwarmConfig, raw, where)
+    for key in ("backend_replicas", "frontend_replicas"):
+        if getattr(swarm, key) < 1:
+            raise ConfigError(f"{where}.{key} must be at least 1, got {getattr(swarm, key)}.")
+    if swarm.shepherd_replicas < 0:
+        raise ConfigError(f"{where}.shepherd_replicas must be 0 or more, got {swarm.shepherd_replicas}.")
+    return swarm
 
 
 def _build_monitoring(raw: Any, name: str) -> MonitoringConfig:

@@ -10,7 +10,8 @@ by one module each (docs/architecture.md, "Database"):
 | `services.common.training` | training-marked jobs and their one-time export (`TrainingSet`) |
 | `services.common.access_stats` | requests per day/endpoint/method/status (`AccessStatistics`) |
 
-Environment (`JobDatabase.from_env`): `DATABASE_URL` (`postgresql://user:pass@host:5432/db`).
+Environment (`JobDatabase.from_env`): `DATABASE_URL` (`postgresql://user:pass@host:5432/db`), or the
+file `DATABASE_URL_FILE` names (a Swarm secret).
 Connection failures raise `DatabaseUnavailable` (one sentence, worth retrying).
 """
 
@@ -27,6 +28,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from services.common.errors import ServiceError, Unavailable
+from services.common.settings import read_secret
 
 # Fixed key for pg_advisory_xact_lock so concurrent ensure_schema() calls run one after another.
 _SCHEMA_LOCK_KEY = 0x15_1E_7_0B
@@ -115,7 +117,7 @@ class JobDatabase:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **kwargs: Any) -> JobDatabase:
         env = os.environ if env is None else env
-        return cls(env.get("DATABASE_URL", ""), **kwargs)
+        return cls(read_secret(env, "DATABASE_URL"), **kwargs)
 
     @property
     def safe_url(self) -> str:

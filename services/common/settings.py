@@ -6,6 +6,7 @@ Usage::
 
     lease_s = read_number(env, "LEASE_SECONDS", 60.0, minimum=1)          # blank or unset: 60.0
     retention_s = read_number(env, "RETENTION_SECONDS", 86400.0, minimum=0, unit="seconds")
+    password = read_secret(env, "DB_PASSWORD")   # or the file named by DB_PASSWORD_FILE (Swarm secrets)
 """
 
 from __future__ import annotations
@@ -38,3 +39,19 @@ def read_number(env: Mapping[str, str], name: str, default: float, minimum: floa
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum:g}, got {raw}.")
     return value
+
+
+def read_secret(env: Mapping[str, str], name: str) -> str:
+    """`env[name]`, or else the content of the file `env[name + "_FILE"]` names ("" when neither).
+
+    Docker Swarm hands secrets over as files under /run/secrets, never as environment values; the
+    `*_FILE` convention is the one the official images use. A trailing newline is dropped."""
+    value = env.get(name) or ""
+    path = env.get(f"{name}_FILE") or ""
+    if value or not path:
+        return value
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read().rstrip("\n")
+    except OSError as exc:
+        raise ConfigError(f"{name}_FILE names {path}, which cannot be read: {exc.strerror}.") from None

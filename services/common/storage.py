@@ -7,7 +7,8 @@ CRC headers). Timeouts are short and retries bounded, so a dead storage fails a 
 few seconds with `StorageUnavailable` instead of hanging a worker.
 
 Environment (`ObjectStore.from_env`): `S3_ENDPOINT_URL`, `S3_ACCESS_KEY`, `S3_SECRET_KEY`,
-`S3_BUCKET` (default `isletnet`), optional `S3_REGION` (default `us-east-1`).
+`S3_BUCKET` (default `isletnet`), optional `S3_REGION` (default `us-east-1`); the keys may come
+from files instead (`S3_ACCESS_KEY_FILE`, `S3_SECRET_KEY_FILE`: Swarm secrets).
 
 Usage::
 
@@ -34,6 +35,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from services.common.errors import ServiceError, Unavailable
+from services.common.settings import read_secret
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +110,8 @@ class ObjectStore:
         env = os.environ if env is None else env
         return cls(
             env.get("S3_ENDPOINT_URL"),
-            env.get("S3_ACCESS_KEY"),
-            env.get("S3_SECRET_KEY"),
+            read_secret(env, "S3_ACCESS_KEY"),
+            read_secret(env, "S3_SECRET_KEY"),
             env.get("S3_BUCKET") or DEFAULT_BUCKET,
             region=env.get("S3_REGION") or DEFAULT_REGION,
             **kwargs,

@@ -3,6 +3,13 @@
 # password (scram) logins from the compose network. Later starts reuse the data as it is.
 # SIGINT (the image's STOPSIGNAL) is PostgreSQL's "fast shutdown": no lost commits.
 set -eu
+# Swarm hands secrets over as files (`NAME_FILE=/run/secrets/...`); compose as values.
+for name in DB_PASSWORD; do
+  eval "file=\${${name}_FILE:-}"
+  if [ -n "$file" ] && eval "[ -z \"\${$name:-}\" ]"; then
+    export "$name=$(cat "$file")"
+  fi
+done
 : "${DB_PASSWORD:?DB_PASSWORD is required}"
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
   echo "isletnet-queue: creating the database cluster in $PGDATA"

@@ -4,6 +4,13 @@
 # keys needs only a restart. Master, volume and filer talk to each other over loopback; only S3
 # is reachable from the other containers.
 set -eu
+# Swarm hands secrets over as files (`NAME_FILE=/run/secrets/...`); compose as values.
+for name in S3_ACCESS_KEY S3_SECRET_KEY; do
+  eval "file=\${${name}_FILE:-}"
+  if [ -n "$file" ] && eval "[ -z \"\${$name:-}\" ]"; then
+    export "$name=$(cat "$file")"
+  fi
+done
 : "${S3_ACCESS_KEY:?S3_ACCESS_KEY is required}"
 : "${S3_SECRET_KEY:?S3_SECRET_KEY is required}"
 config=/etc/seaweedfs/s3.json

@@ -19,6 +19,17 @@ from isletops import __version__
 from isletops.config import SiteConfig, load_config
 from isletops.errors import ExitStatus, IsletOpsError
 
+# Area modules that register commands on `main`; each exposes `register(main)`.
+COMMAND_MODULES: tuple[str, ...] = (
+    "isletops.cli.stack",
+    "isletops.cli.deploy",
+    "isletops.cli.monitor",
+    "isletops.cli.provision",
+    "isletops.cli.training",
+    "isletops.cli.doctor",
+    "isletops.cli.swarm",
+)
+
 DEBUG_LOG = Path(tempfile.gettempdir()) / "isletops-debug.log"
 
 
@@ -102,9 +113,9 @@ def main(ctx: click.Context, config_path: str | None, instance: str | None, verb
 
 def _register_commands() -> None:
     """Every area module registers its commands (they all ship together: an import error is a bug)."""
-    from isletops.cli import deploy, doctor, monitor, provision, stack, training
+    from isletops.cli import deploy, doctor, monitor, provision, stack, swarm, training
 
-    for module in (stack, deploy, monitor, provision, training, doctor):
+    for module in (stack, deploy, monitor, provision, training, doctor, swarm):
         module.register(main)
 
 
