@@ -49,7 +49,8 @@ def test_docker_stack_config_accepts_the_stack(tmp_path: Path, swarm: SwarmConfi
 def test_docker_stack_config_rejects_a_broken_stack(tmp_path: Path) -> None:
     """The check can fail: a stack file the loader does not take."""
     stack_file = tmp_path / "stack.yml"
-    stack_file.write_text("version: '3.8'\nservices:\n  a:\n    image: x\n    deploy: {update_config: {order: sideways}}\n")
+    stack_file.write_text(
+        "version: '3.8'\nservices:\n  a:\n    image: x\n    deploy: {update_config: {order: sideways}}\n")
     result = subprocess.run([docker_with_stack_config(), "stack", "config", "--compose-file", str(stack_file)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
