@@ -9,4 +9,5 @@ pytest_plugins = [
     "tests.fixtures.mail",
     "tests.fixtures.provision",
     "tests.fixtures.kube_api",
+    "tests.fixtures.swarm",
 ]
