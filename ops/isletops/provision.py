@@ -26,7 +26,7 @@ from isletops.render import PROJECT_ROOT
 
 PLAYBOOK_DIR = PROJECT_ROOT / "playbooks"
 DEFAULT_PLAYBOOK = "site.yml"
-KNOWN_TAGS: tuple[str, ...] = ("docker", "instance", "nginx", "certbot", "monitoring")
+KNOWN_TAGS: tuple[str, ...] = ("docker", "swarm", "instance", "nginx", "certbot", "monitoring")
 DOCKER_RESTART_HANDLERS = ("Restart Docker Engine", "Record that Docker Engine must be restarted by its owner")
 ARTIFACTS_KEPT = 30
 # The folder of the service images' wheels (scripts/build-wheelhouse.sh): reused so installing
