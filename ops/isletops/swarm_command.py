@@ -44,10 +44,10 @@ class SwarmCommand:
     def inspect_nodes(self, ids: Sequence[str]) -> list[str]:
         return self.args("node", "inspect", *ids)
 
-    def deploy(self, stack_file: str) -> list[str]:
-        """Create or update the stack's services, networks and volumes, without waiting (isletops waits)."""
-        return self.args("stack", "deploy", "--prune", "--with-registry-auth", "--compose-file", stack_file,
-                         self.stack)
+    def deploy(self) -> list[str]:
+        """Create or update the services a stack file (on stdin) names, and its networks and secrets,
+        without waiting (isletops waits). No `--prune`: services the file does not name stay."""
+        return self.args("stack", "deploy", "--with-registry-auth", "--compose-file", "-", self.stack)
 
     def service_name(self, service: str) -> str:
         return f"{self.stack}_{service}"

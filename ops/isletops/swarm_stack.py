@@ -180,6 +180,29 @@ def _env_to_secrets(environment: dict[str, Any], needed: dict[str, str]) -> tupl
     return out, used
 
 
+def stack_services(instance: InstanceConfig, compose_texts: Mapping[str, str]) -> dict[str, Any]:
+    """The merged compose `services:` an instance runs on Swarm (external queue/storage left out)."""
+    merged: dict[str, Any] = {}
+    for text in compose_texts.values():
+        merged = merge(merged, yaml.safe_load(text) or {})
+    services: dict[str, Any] = dict(merged.get("services") or {})
+    if instance.swarm.external_database:
+        services.pop("queue", None)
+    if instance.swarm.external_s3:
+        services.pop("storage", None)
+    for spec in services.values():  # nothing depends on a left-out service
+        if isinstance(spec.get("depends_on"), dict):
+            spec["depends_on"] = {k: v for k, v in spec["depends_on"].items() if k in services}
+    return services
+
+
+def stack_levels(instance: InstanceConfig) -> tuple[tuple[str, ...], ...]:
+    """The dependency levels of the instance's stack; reads no .env (a plan writes nothing)."""
+    from isletops import stack  # the compose templates' renderer
+
+    return dependency_levels(stack_services(instance, stack.render_compose_files(instance, gpu=False)))
+
+
 def render_stack(
     instance: InstanceConfig,
     compose_texts: Mapping[str, str],
@@ -192,14 +215,7 @@ def render_stack(
     merged: dict[str, Any] = {}
     for text in compose_texts.values():
         merged = merge(merged, yaml.safe_load(text) or {})
-    services_in: dict[str, Any] = dict(merged.get("services") or {})
-    if settings.external_database:
-        services_in.pop("queue", None)
-    if settings.external_s3:
-        services_in.pop("storage", None)
-    for spec in services_in.values():  # external services: nothing depends on a left-out service
-        if isinstance(spec.get("depends_on"), dict):
-            spec["depends_on"] = {k: v for k, v in spec["depends_on"].items() if k in services_in}
+    services_in = stack_services(instance, compose_texts)
     levels = dependency_levels(services_in)
     if settings.external_s3 and not env.get("S3_ENDPOINT_URL"):
         raise ConfigError(

@@ -49,7 +49,7 @@ def test_commands_never_carry_secret_values() -> None:
     assert command.update_image("backend", NEW) == [
         "docker", "service", "update", "--detach", "--with-registry-auth", "--image", NEW, "prod_backend"]
     assert command.lock_take()[-2:] == ["isletops-lock-prod", "-"]
-    assert command.deploy("/x/stack.yml")[-1] == "prod"
+    assert command.deploy()[-3:] == ["--compose-file", "-", "prod"] and "--prune" not in command.deploy()
     assert command.scale("shepherd", 3)[-1] == "prod_shepherd=3"
 
 
