@@ -25,7 +25,7 @@ from isletops.errors import ConfigError
 from isletops.release import COMPONENTS
 
 # Orchestrators an instance may run on (`engine:`); `isletops.engines.engine_for` makes them.
-ENGINE_NAMES: tuple[str, ...] = ("compose", "kubernetes")
+ENGINE_NAMES: tuple[str, ...] = ("compose", "kubernetes", "swarm")
 
 DEFAULT_CONFIG_PATH = Path("isletops.yml")
 CONFIG_ENV_VAR = "ISLETOPS_CONFIG"

@@ -52,7 +52,7 @@ def test_two_instances_with_their_own_folders_and_ports(tmp_path):
         ({"instances": {"a": {"http_port": 1, "api_port": 2}, "b": {"http_port": 2, "api_port": 3}}}, "port 2"),
         ({"mail": {"security": "tls9"}}, "mail.security"),
         ({"instances": {"prod": {"engine": "nomad"}}},
-         r"instances.prod.engine must be one of compose, kubernetes, not 'nomad'\."),
+         r"instances.prod.engine must be one of compose, kubernetes, swarm, not 'nomad'\."),
         ({"instances": {"prod": {"health_failed_checks": 0}}}, "health_failed_checks must be 1 or more"),
         ({"instances": {"prod": {"proxy_timeout_s": 0}}}, "proxy_timeout_s must be at least 1 second"),
         ({"instances": {"prod": {"proxy_timeout_s": "15m"}}}, "proxy_timeout_s must be a whole number"),

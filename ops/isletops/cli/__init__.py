@@ -19,17 +19,6 @@ from isletops import __version__
 from isletops.config import SiteConfig, load_config
 from isletops.errors import ExitStatus, IsletOpsError
 
-# Area modules that register commands on `main`; each exposes `register(main)`.
-COMMAND_MODULES: tuple[str, ...] = (
-    "isletops.cli.stack",
-    "isletops.cli.deploy",
-    "isletops.cli.monitor",
-    "isletops.cli.provision",
-    "isletops.cli.training",
-    "isletops.cli.doctor",
-    "isletops.cli.swarm",
-)
-
 DEBUG_LOG = Path(tempfile.gettempdir()) / "isletops-debug.log"
 
 

@@ -34,6 +34,10 @@ def engine_for(
         from isletops.engines.kubernetes import KubernetesEngine
 
         return KubernetesEngine(site, instance)
+    if instance.engine == "swarm":
+        from isletops.engines.swarm import SwarmEngine
+
+        return SwarmEngine(site, instance)
     raise ConfigError(
         f"Instance '{instance.name}' asks for engine '{instance.engine}', which isletops does not have.",
         f"Set 'engine:' to one of: {', '.join(ENGINE_NAMES)}.",

@@ -1,0 +1,292 @@
+"""`SwarmEngine`: the `Engine` protocol on a Docker Swarm, driven from a manager with the docker CLI.
+
+- `prepare(tag)` checks that this host is a manager and that every service of the stack can be
+  placed (labels, GPU capacity) before anything changes, creates the stack's secrets (immutable,
+  named by a hash of their value), and renders the stack file (`isletops.swarm_stack`).
+- Every service "recreates" in the deploy's terms: `replace(services)` deploys a stack file that
+  names only those services (no `--prune`: the others are left as they are), and Swarm moves
+  them with their own `update_config` (start-first for the stateless ones, one task at a time).
+  So the deploy logic's dependency levels are kept, and a restore moves back exactly the services
+  a deploy changed.
+- `wait_healthy` reads each service's UpdateStatus and task list until every task runs on the
+  new image (a task with a healthcheck is `running` only once healthy); a paused update, a
+  rejected or failed task is a failure at once, with the task's error, the health output where
+  the container is on this host, and the service's last log lines.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shlex
+import subprocess  # nosec B404 - the docker CLI, argument lists only
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from isletops import release, stack
+from isletops.config import InstanceConfig, SiteConfig, ensure_env_file
+from isletops.engines.base import HealthPolicy, ServicePlan, ServiceState, ServiceStep, Strategy
+from isletops.engines.health import HealthFailed
+from isletops.errors import ConfigError, DeployError, DockerError, IsletOpsError
+from isletops.swarm_command import (
+    Convergence,
+    SwarmCommand,
+    TaskView,
+    convergence,
+    parse_json_lines,
+    parse_nodes,
+    parse_tasks,
+    placement_problems,
+    require_manager,
+)
+from isletops.swarm_stack import RenderedStack, stack_for_instance, stack_levels
+
+LOG_TAIL_LINES = 20
+DOCKER_CLI_ENV = "ISLETOPS_SWARM_DOCKER"  # how to reach a manager's docker CLI (default: `docker` here)
+Runner = Callable[[list[str], str | None], subprocess.CompletedProcess]
+
+
+def run_cli(argv: list[str], stdin: str | None = None) -> subprocess.CompletedProcess:
+    """Run one docker CLI line; the caller reads returncode, stdout and stderr."""
+    return subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=300, check=False)  # nosec B603
+
+
+class SwarmEngine:
+    """One instance as a stack on the swarm this host manages."""
+
+    name = "swarm"
+
+    def __init__(self, site: SiteConfig, instance: InstanceConfig, runner: Runner = run_cli,
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.site = site
+        self.instance = instance
+        # The docker CLI of a manager: `docker` here, or e.g. `ssh admin@manager-1 docker`.
+        self.command = SwarmCommand(instance.name, tuple(shlex.split(os.environ.get(DOCKER_CLI_ENV, "docker"))))
+        self.runner = runner
+        self.clock = clock
+        self.sleep = sleep
+        self.prepared: RenderedStack | None = None
+
+    # -- running the CLI --------------------------------------------------------------------
+
+    def _run(self, argv: list[str], what: str, stdin: str | None = None) -> str:
+        result = self.runner(argv, stdin)
+        if result.returncode != 0:
+            detail = (result.stderr or result.stdout or "").strip().splitlines()
+            raise DockerError(f"{what} failed: {detail[-1] if detail else 'exit ' + str(result.returncode)}.")
+        return result.stdout
+
+    def _json(self, argv: list[str], what: str) -> list[dict[str, Any]]:
+        return parse_json_lines(self._run(argv, what))
+
+    def _require_manager(self) -> None:
+        info = json.loads(self._run(self.command.info(), "docker info") or "{}")
+        require_manager(info or {}, self.instance.name)
+
+    # -- host and images --------------------------------------------------------------------
+
+    def data_root(self) -> Path | None:
+        return None  # images live on every node
+
+    def image_present(self, ref: str) -> bool:
+        """The nodes pull from the registry themselves; the deploy's registry check covers it."""
+        return True
+
+    def pull(self, ref: str) -> None:
+        """Nothing to pull on the manager: each node pulls when its task starts."""
+
+    def push(self, ref: str) -> None:
+        self._run(self.command.args("push", ref), f"docker push {ref}")
+
+    def tag(self, source: str, target: str) -> None:
+        self._run(self.command.args("tag", source, target), f"docker tag {source}")
+
+    def prune_releases(self, registry: str, keep: int) -> list[str]:
+        return ["swarm: old release images stay on the nodes; prune them on each node (isletops prune images)."]
+
+    # -- a release --------------------------------------------------------------------------
+
+    def _render(self, tag: str, registry: str) -> RenderedStack:
+        return stack_for_instance(self.instance, tag=tag, registry=registry)
+
+    def plan(self, tag: str, registry: str) -> ServicePlan:
+        levels = stack_levels(self.instance)
+        services = [s for level in levels for s in level]
+        return ServicePlan(steps=tuple(ServiceStep(s, Strategy.RECREATE) for s in services), levels=levels)
+
+    def prepare(self, tag: str, registry: str) -> None:
+        """Refuse before touching anything (not a manager, a service that cannot be placed), then
+        create the secrets the stack needs."""
+        self._require_manager()
+        env = stack.managed_env(self.instance, tag, registry)
+        ensure_env_file(self.instance, env)  # secrets generated once, kept afterwards
+        stack.update_env_values(self.instance, env)
+        rendered = self._render(tag, registry)
+        ids = self._run(self.command.nodes(), "docker node ls").split()
+        nodes = parse_nodes(self._json(self.command.inspect_nodes(ids), "docker node inspect"))
+        problems = placement_problems(rendered.document["services"], nodes)
+        if problems:
+            raise ConfigError(" ".join(problems), "Nothing was changed on the swarm.")
+        for secret in rendered.secrets:
+            if self.runner(self.command.secret_exists(secret.name), None).returncode != 0:
+                self._run(self.command.secret_create(secret.name), f"docker secret create {secret.name}", secret.value)
+        self.prepared = rendered
+
+    def _stack_for(self, services: Sequence[str]) -> dict[str, Any]:
+        if self.prepared is None:
+            raise DeployError("The swarm engine was asked to deploy before a release was prepared.")
+        document = dict(self.prepared.document)
+        document["services"] = {s: document["services"][s] for s in services if s in document["services"]}
+        return document
+
+    def _image_of(self, service: str) -> str:
+        if self.prepared is None:
+            raise DeployError("The swarm engine was asked about a release before one was prepared.")
+        return str(self.prepared.document["services"][service]["image"])
+
+    def runs_image(self, service: str, ref: str) -> bool:
+        inspected = self._inspect_service(service)
+        if inspected is None:
+            return False
+        return convergence(inspected, self._tasks(service), ref).done
+
+    def running_release(self, services: Sequence[str]) -> dict[str, list[str]]:
+        releases: dict[str, list[str]] = {}
+        for service in services:
+            tags = {t.image.rsplit(":", 1)[-1] for t in self._tasks(service) if t.desired == "running" and t.image}
+            releases[service] = sorted(tags)
+        return releases
+
+    # -- rolling over -----------------------------------------------------------------------
+
+    def start_beside(self, service: str) -> list[str]:
+        raise DeployError(f"{service}: the swarm engine moves services with Swarm's own start-first update.")
+
+    def replace(self, services: Sequence[str], drain_s: int) -> None:
+        """Deploy a stack file naming only `services`: Swarm updates exactly those."""
+        document = self._stack_for(services)
+        self._run(self.command.deploy(), f"docker stack deploy ({', '.join(services)})",
+                  yaml.safe_dump(document, sort_keys=False))
+
+    def wait_healthy(self, services: Sequence[str], policy: HealthPolicy, only: Sequence[str] = ()) -> None:
+        deadline = self.clock() + policy.timeout_s
+        pending = list(services)
+        while pending:
+            verdicts = {s: self._convergence(s) for s in pending}
+            failed = next(((s, v) for s, v in verdicts.items() if v.failed), None)
+            if failed:
+                raise self._failure(failed[0], failed[1].failed)
+            pending = [s for s, v in verdicts.items() if not v.done]
+            if pending and self.clock() >= deadline:
+                raise self._failure(pending[0], f"not converged within {policy.timeout_s:.0f} s "
+                                                f"({verdicts[pending[0]].waiting})")
+            if pending:
+                self.sleep(policy.poll_s)
+
+    def _convergence(self, service: str) -> Convergence:
+        inspected = self._inspect_service(service)
+        if inspected is None:
+            return Convergence(done=False, failed=f"service {self.command.service_name(service)} does not exist")
+        return convergence(inspected, self._tasks(service), self._image_of(service))
+
+    def _failure(self, service: str, why: str) -> HealthFailed:
+        message = f"{service} did not become healthy on the swarm ({why})"
+        failure = HealthFailed(service, message)
+        failure.details = self._failure_details(service)
+        return failure
+
+    def _failure_details(self, service: str) -> str:
+        parts = []
+        tasks = [t for t in self._tasks(service) if t.state in ("failed", "rejected", "starting", "running")]
+        image = self._image_of(service) if self.prepared else ""
+        failing = [t for t in tasks if t.image == image and t.state in ("failed", "rejected")] or tasks
+        if failing:
+            task = failing[0]
+            parts.append(f"Task {task.id[:12]} on node {task.node_id[:12]}: {task.state}: {task.error or '-'}")
+            health = self._health_output(task)
+            if health:
+                parts.append(f"Last health checks of its container:\n  {health}")
+        with contextlib.suppress(IsletOpsError):
+            tail = self.logs(service, LOG_TAIL_LINES).rstrip()
+            if tail:
+                parts.append(f"Last {LOG_TAIL_LINES} log lines of {service}:\n  " + "\n  ".join(tail.splitlines()))
+        return "\n".join(parts)
+
+    def _health_output(self, task: TaskView) -> str:
+        """The container's health log when it is on this host (other nodes' containers are theirs)."""
+        if not task.container_id:
+            return ""
+        result = self.runner(self.command.args("inspect", "--type", "container", "--format",
+                                               "{{json .State.Health}}", task.container_id), None)
+        if result.returncode != 0:
+            return f"(on another node: docker inspect {task.container_id[:12]} there)"
+        health = json.loads(result.stdout or "null") or {}
+        return "\n  ".join(str(entry.get("Output", "")).strip()[:300] for entry in (health.get("Log") or [])[-3:])
+
+    def drain(self, instance_name: str) -> None:
+        """Swarm takes a stopping task out of the service's DNS itself."""
+
+    def stop(self, instance_name: str, drain_s: int) -> None:
+        """Tasks are stopped by Swarm (their stop_grace_period) when their service moves on."""
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def _inspect_service(self, service: str) -> dict[str, Any] | None:
+        result = self.runner(self.command.inspect_services([service]), None)
+        if result.returncode != 0:
+            return None
+        found = parse_json_lines(result.stdout)
+        return found[0] if found else None
+
+    def _tasks(self, service: str) -> list[TaskView]:
+        result = self.runner(self.command.tasks(service), None)
+        ids = result.stdout.split() if result.returncode == 0 else []
+        if not ids:
+            return []
+        return parse_tasks(self._json(self.command.inspect_tasks(ids), "docker inspect (tasks)"), service)
+
+    def service_states(self, services: Sequence[str] = ()) -> list[ServiceState]:
+        chosen = list(services or release.COMPONENTS)
+        states: list[ServiceState] = []
+        for service in chosen:
+            tasks = [t for t in self._tasks(service) if t.desired == "running"]
+            for task in tasks:
+                states.append(_task_state(self.command.service_name(service), service, task))
+            if not tasks and services:
+                states.append(ServiceState(service=service, name="", state="missing", health=None, restart_count=0,
+                                           started_at=None, image="", exit_code=None, last_health_output=""))
+        return states
+
+    def logs(self, service: str, tail: int = 100, instance_name: str = "") -> str:
+        result = self.runner(self.command.logs(service, tail), None)
+        if result.returncode != 0:
+            raise DockerError(f"docker service logs {service} failed: {result.stderr.strip()}.")
+        return result.stdout + result.stderr  # service logs interleave the tasks' stdout and stderr
+
+    def restart(self, services: Sequence[str], policy: HealthPolicy) -> list[ServiceState]:
+        chosen = list(services or release.COMPONENTS)
+        for service in chosen:
+            self._run(self.command.args("service", "update", "--detach", "--force",
+                                        self.command.service_name(service)), f"docker service update {service}")
+        self.wait_healthy(chosen, policy)
+        return self.service_states(chosen)
+
+
+def _task_state(stack_service: str, service: str, task: TaskView) -> ServiceState:
+    mapping = {"running": ("running", "healthy"), "starting": ("running", "starting"),
+               "failed": ("exited", None), "rejected": ("dead", None), "shutdown": ("exited", None),
+               "complete": ("exited", None)}
+    state, health = mapping.get(task.state, ("created", None))
+    started = None
+    with contextlib.suppress(ValueError):  # Docker's RFC 3339 with nanoseconds: keep microseconds
+        started = datetime.fromisoformat(re.sub(r"(\.\d{6})\d*", r"\1", task.timestamp).replace("Z", "+00:00"))
+    return ServiceState(service=service, name=f"{stack_service}.{task.slot}.{task.id[:12]}", state=state,
+                        health=health, restart_count=0, started_at=started, image=task.image, exit_code=None,
+                        last_health_output=task.error)

@@ -1,0 +1,176 @@
+"""SwarmEngine over a scripted docker CLI: refusals before any change, secrets on stdin, a stack
+file naming only the level's services, the health wait on UpdateStatus and tasks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from isletops.config import InstanceConfig, SiteConfig
+from isletops.engines import engine_for
+from isletops.engines.base import HealthPolicy
+from isletops.engines.health import HealthFailed
+from isletops.engines.swarm import SwarmEngine
+from isletops.errors import ConfigError
+
+MANAGER = {"LocalNodeState": "active", "ControlAvailable": True}
+LABELS = {"isletnet.storage": "true", "isletnet.edge": "true", "isletnet.gpu": "true"}
+ENV = "S3_ACCESS_KEY=ak\nS3_SECRET_KEY=sk\nDB_PASSWORD=pw\n"
+
+
+class FakeDocker:
+    """Answers the docker CLI lines the engine runs; records every call and its stdin."""
+
+    def __init__(self, info: dict[str, Any] = MANAGER, labels: dict[str, str] = LABELS) -> None:
+        self.info = info
+        self.labels = labels
+        self.calls: list[tuple[list[str], str | None]] = []
+        self.secrets: set[str] = set()
+        self.service: dict[str, Any] = {}
+        self.tasks: list[dict[str, Any]] = []
+
+    def __call__(self, argv: list[str], stdin: str | None) -> subprocess.CompletedProcess:
+        self.calls.append((argv, stdin))
+        args = argv[1:]
+        out, rc = "", 0
+        if args[:1] == ["info"]:
+            out = json.dumps(self.info)
+        elif args[:2] == ["node", "ls"]:
+            out = "n1\n"
+        elif args[:2] == ["node", "inspect"]:
+            out = json.dumps([{"ID": "n1", "Spec": {"Labels": self.labels, "Availability": "active"},
+                               "Description": {"Hostname": "node-1"}, "Status": {"State": "ready"}}])
+        elif args[:2] == ["secret", "inspect"]:
+            rc = 0 if args[-1] in self.secrets else 1
+        elif args[:2] == ["secret", "create"]:
+            self.secrets.add(args[-2])
+        elif args[:2] == ["service", "inspect"]:
+            out, rc = (json.dumps([self.service]), 0) if self.service else ("", 1)
+        elif args[:2] == ["service", "ps"]:
+            out = "\n".join(t["ID"] for t in self.tasks)
+        elif args[:1] == ["inspect"] and "task" in args:
+            out = json.dumps(self.tasks)
+        elif args[:1] == ["inspect"]:
+            rc = 1  # the container is on another node
+        elif args[:2] == ["service", "logs"]:
+            out = "Traceback: boom\n"
+        return subprocess.CompletedProcess(argv, rc, out, "")
+
+    def ran(self, *prefix: str) -> list[tuple[list[str], str | None]]:
+        return [(argv, stdin) for argv, stdin in self.calls if argv[1:1 + len(prefix)] == list(prefix)]
+
+
+def make_engine(tmp_path: Path, docker: FakeDocker) -> SwarmEngine:
+    directory = tmp_path / "prod"
+    directory.mkdir(exist_ok=True)
+    (directory / ".env").write_text(ENV)
+    instance = InstanceConfig(name="prod", directory=directory, engine="swarm")
+    return SwarmEngine(SiteConfig(source=None), instance, runner=docker, clock=iter(range(0, 10_000, 5)).__next__,
+                       sleep=lambda _: None)
+
+
+def task(state: str, image: str, desired: str = "running", err: str = "") -> dict[str, Any]:
+    return {"ID": f"task-{state}-{image[-2:]}", "Slot": 1, "NodeID": "n1", "DesiredState": desired,
+            "Status": {"State": state, "Err": err, "Timestamp": "2026-12-04T23:00:00.123456789Z",
+                       "ContainerStatus": {"ContainerID": "c1"}},
+            "Spec": {"ContainerSpec": {"Image": f"{image}@sha256:ab"}}}
+
+
+def test_engine_for_picks_swarm(tmp_path: Path) -> None:
+    instance = InstanceConfig(name="prod", directory=tmp_path, engine="swarm")
+    assert engine_for(SiteConfig(source=None), instance).name == "swarm"
+
+
+def test_not_a_manager_changes_nothing(tmp_path: Path) -> None:
+    docker = FakeDocker(info={"LocalNodeState": "inactive"})
+    with pytest.raises(ConfigError, match="This host is not a swarm manager"):
+        make_engine(tmp_path, docker).prepare("2026-12-04_01", "reg:5000")
+    assert [argv[1] for argv, _ in docker.calls] == ["info"]
+
+
+def test_missing_label_refused_before_secrets(tmp_path: Path) -> None:
+    docker = FakeDocker(labels={"isletnet.edge": "true", "isletnet.gpu": "true"})
+    with pytest.raises(ConfigError, match="Service queue cannot be placed.*isletnet.storage"):
+        make_engine(tmp_path, docker).prepare("2026-12-04_01", "reg:5000")
+    assert not docker.ran("secret", "create") and not docker.ran("stack")
+
+
+def test_no_gpu_node_refused(tmp_path: Path) -> None:
+    docker = FakeDocker(labels={"isletnet.storage": "true", "isletnet.edge": "true"})
+    with pytest.raises(ConfigError, match="Service shepherd cannot be placed.*isletnet.gpu"):
+        make_engine(tmp_path, docker).prepare("2026-12-04_01", "reg:5000")
+
+
+def test_secrets_created_once_on_stdin(tmp_path: Path) -> None:
+    docker = FakeDocker()
+    engine = make_engine(tmp_path, docker)
+    engine.prepare("2026-12-04_01", "reg:5000")
+    created = docker.ran("secret", "create")
+    assert {stdin for _, stdin in created} == {"ak", "sk", "pw", "postgresql://isletnet:pw@queue:5432/isletnet"}
+    assert all("pw" not in " ".join(argv) and argv[-1] != "sk" for argv, _ in created)
+    engine.prepare("2026-12-04_01", "reg:5000")
+    assert len(docker.ran("secret", "create")) == 4  # a second prepare creates none
+
+
+def test_replace_deploys_only_the_named_services(tmp_path: Path) -> None:
+    docker = FakeDocker()
+    engine = make_engine(tmp_path, docker)
+    engine.prepare("2026-12-04_01", "reg:5000")
+    engine.replace(["queue", "storage"], 30)
+    (argv, stdin), = docker.ran("stack", "deploy")
+    assert argv[-3:] == ["--compose-file", "-", "prod"] and "--prune" not in argv
+    document = yaml.safe_load(stdin or "")
+    assert set(document["services"]) == {"queue", "storage"}
+    assert set(document["secrets"]) >= {"DB_PASSWORD"}
+
+
+def test_plan_levels_and_recreate(tmp_path: Path) -> None:
+    plan = make_engine(tmp_path, FakeDocker()).plan("2026-12-04_01", "reg:5000")
+    assert plan.levels[0] == ("queue", "storage") and plan.levels[-1] == ("edge",)
+    assert {step.strategy.value for step in plan.steps} == {"recreate"}
+
+
+def test_wait_healthy_converges(tmp_path: Path) -> None:
+    docker = FakeDocker()
+    engine = make_engine(tmp_path, docker)
+    engine.prepare("2026-12-04_01", "reg:5000")
+    image = "reg:5000/isletnet-backend:2026-12-04_01"
+    docker.service = {"Spec": {"Name": "prod_backend", "Mode": {"Replicated": {"Replicas": 1}}},
+                      "UpdateStatus": {"State": "completed"}}
+    docker.tasks = [task("running", image)]
+    engine.wait_healthy(["backend"], HealthPolicy(timeout_s=60))
+    assert engine.runs_image("backend", image)
+    assert engine.running_release(["backend"]) == {"backend": ["2026-12-04_01"]}
+    (state,) = engine.service_states(["backend"])
+    assert state.is_ready and state.started_at is not None
+
+
+def test_paused_update_fails_with_task_error_and_logs(tmp_path: Path) -> None:
+    docker = FakeDocker()
+    engine = make_engine(tmp_path, docker)
+    engine.prepare("2026-12-04_01", "reg:5000")
+    image = "reg:5000/isletnet-backend:2026-12-04_01"
+    docker.service = {"Spec": {"Name": "prod_backend", "Mode": {"Replicated": {"Replicas": 1}}},
+                      "UpdateStatus": {"State": "paused", "Message": "update paused due to failure"}}
+    docker.tasks = [task("failed", image, desired="shutdown", err="task: non-zero exit (1)"),
+                    task("running", "reg:5000/isletnet-backend:2026-12-01_01")]
+    with pytest.raises(HealthFailed) as caught:
+        engine.wait_healthy(["backend"], HealthPolicy(timeout_s=60))
+    assert "backend did not become healthy on the swarm (update paused: task: non-zero exit (1))" in str(caught.value)
+    assert "Traceback: boom" in caught.value.details
+    assert "non-zero exit (1)" in caught.value.details
+
+
+def test_never_converging_times_out(tmp_path: Path) -> None:
+    docker = FakeDocker()
+    engine = make_engine(tmp_path, docker)
+    engine.prepare("2026-12-04_01", "reg:5000")
+    docker.service = {"Spec": {"Name": "prod_backend", "Mode": {"Replicated": {"Replicas": 2}}}}
+    docker.tasks = [task("starting", "reg:5000/isletnet-backend:2026-12-04_01")]
+    with pytest.raises(HealthFailed, match="not converged within 60 s"):
+        engine.wait_healthy(["backend"], HealthPolicy(timeout_s=60))
