@@ -174,3 +174,33 @@ def test_never_converging_times_out(tmp_path: Path) -> None:
     docker.tasks = [task("starting", "reg:5000/isletnet-backend:2026-12-04_01")]
     with pytest.raises(HealthFailed, match="not converged within 60 s"):
         engine.wait_healthy(["backend"], HealthPolicy(timeout_s=60))
+
+
+def test_scale_beyond_gpu_capacity_is_refused(tmp_path: Path) -> None:
+    docker = FakeDocker()  # one ready node labelled gpu, no generic resources: room for one
+    engine = make_engine(tmp_path, docker)
+    with pytest.raises(ConfigError, match="The GPU nodes hold 1 shepherd task"):
+        engine.scale("shepherd", 2, HealthPolicy(timeout_s=60))
+    assert not docker.ran("service", "scale")
+
+
+def test_scale_waits_until_the_tasks_run(tmp_path: Path) -> None:
+    docker = FakeDocker()
+    engine = make_engine(tmp_path, docker)
+    docker.service = {"Spec": {"Name": "prod_backend", "Mode": {"Replicated": {"Replicas": 1}}}}
+    docker.tasks = [task("running", "reg/isletnet-backend:T1"), {**task("running", "reg/isletnet-backend:T1"),
+                                                                  "ID": "other"}]
+    engine.scale("backend", 2, HealthPolicy(timeout_s=60))
+    assert docker.ran("service", "scale")[0][0][-1] == "prod_backend=2"
+    assert engine.replicas("backend") == 1  # what the (scripted) service says
+
+
+def test_scale_refuses_a_compose_instance(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from isletops.cli import main
+
+    config = tmp_path / "isletops.yml"
+    config.write_text(yaml.safe_dump({"instances_root": str(tmp_path), "instances": {"prod": {}}}))
+    result = CliRunner().invoke(main, ["--config", str(config), "-i", "prod", "scale", "shepherd", "2"])
+    assert result.exit_code != 0 and "scaling is for engine swarm" in result.output

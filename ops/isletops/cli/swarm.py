@@ -1,13 +1,44 @@
-"""Docker Swarm commands: `isletops render stack`. Parse, call isletops.swarm_stack, print."""
+"""Docker Swarm commands: `isletops render stack`, `isletops scale`, `isletops autoscale`. Parse,
+call isletops.swarm_stack / the swarm engine / isletops.autoscale, print."""
 
 from __future__ import annotations
 
+import logging
+import time
 from pathlib import Path
 
 import click
+import requests
 
+from isletops.autoscale import Load, ScalePolicy, decide
 from isletops.cli import Context, pass_context
+from isletops.engines import HealthPolicy, engine_for
+from isletops.engines.swarm import SwarmEngine
+from isletops.errors import ConfigError
+from isletops.release import COMPONENTS
 from isletops.swarm_stack import stack_for_instance
+
+log = logging.getLogger("isletops.autoscale")
+
+
+def _swarm_engine(ctx: Context) -> SwarmEngine:
+    instance = ctx.instance()
+    engine = engine_for(ctx.config, instance)
+    if not isinstance(engine, SwarmEngine):
+        raise ConfigError(f"Instance '{instance.name}' runs on engine {engine.name}; scaling is for engine swarm.",
+                          "Set 'engine: swarm' for the instance (see README, Several hosts).")
+    return engine
+
+
+def _queue_load(url: str) -> tuple[int, int]:
+    """(queued, running) from the backend's /api/queue through the public edge."""
+    try:
+        response = requests.get(f"{url}/api/queue", timeout=10)
+        response.raise_for_status()
+        body = response.json()
+        return int(body["queued"]), int(body["running"])
+    except (requests.RequestException, ValueError, KeyError) as exc:
+        raise ConfigError(f"Cannot read the queue at {url}/api/queue: {exc}.") from None
 
 
 def register(main: click.Group) -> None:
@@ -42,3 +73,58 @@ def register(main: click.Group) -> None:
             click.echo(f"Wrote {output}")
         else:
             click.echo(rendered.text(), nl=False)
+
+    @main.command("scale")
+    @click.argument("service", type=click.Choice(COMPONENTS))
+    @click.argument("replicas", type=click.IntRange(min=0))
+    @pass_context
+    def scale(ctx: Context, service: str, replicas: int) -> None:
+        """Run REPLICAS tasks of SERVICE (engine swarm) and wait until they run.
+
+        \b
+        Example:
+          isletops -i prod scale shepherd 3
+        """
+        engine = _swarm_engine(ctx)
+        before = engine.replicas(service)
+        engine.scale(service, replicas, HealthPolicy(timeout_s=ctx.instance().health_timeout_s))
+        click.echo(f"{service}: {before} -> {replicas} replicas, all running")
+
+    @main.command("autoscale")
+    @click.option("--target-per-worker", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True,
+                  help="Jobs (queued + running) one shepherd task should carry.")
+    @click.option("--min", "min_replicas", type=click.IntRange(min=0), default=1, show_default=True)
+    @click.option("--max", "max_replicas", type=click.IntRange(min=0), default=4, show_default=True)
+    @click.option("--activation", type=click.FloatRange(min=0), default=1.0, show_default=True,
+                  help="Below this many jobs: min replicas.")
+    @click.option("--cooldown", "cooldown_s", type=click.FloatRange(min=0), default=300.0, show_default=True,
+                  help="Seconds the load must want fewer replicas before scaling down.")
+    @click.option("--hysteresis", type=click.FloatRange(min=0, max=1, max_open=True), default=0.2, show_default=True)
+    @click.option("--interval", "interval_s", type=click.FloatRange(min=1), default=30.0, show_default=True)
+    @click.option("--once", is_flag=True, help="One decision, then exit.")
+    @pass_context
+    def autoscale(ctx: Context, target_per_worker: float, min_replicas: int, max_replicas: int, activation: float,
+                  cooldown_s: float, hysteresis: float, interval_s: float, once: bool) -> None:
+        """Scale the shepherd to the queue (KEDA's postgresql rule), within the GPU nodes' capacity.
+
+        replicas = clamp(ceil((queued + running) / target), min, max); down only after the
+        cooldown and outside the hysteresis band. Each decision is printed with its numbers.
+        """
+        policy = ScalePolicy(target_per_worker, min_replicas, max_replicas, activation, cooldown_s,
+                             hysteresis).validate()
+        engine = _swarm_engine(ctx)
+        instance = ctx.instance()
+        below_since: float | None = None
+        while True:
+            queued, running = _queue_load(instance.api_url)
+            load = Load(queued=queued, running=running, current=engine.replicas("shepherd"),
+                        capacity=engine.gpu_capacity(), now=time.monotonic(), below_since=below_since)
+            decision = decide(policy, load)
+            below_since = decision.below_since
+            log.info(decision.describe())
+            click.echo(decision.describe())
+            if decision.changes:
+                engine.scale("shepherd", decision.replicas, HealthPolicy(timeout_s=instance.health_timeout_s))
+            if once:
+                return
+            time.sleep(interval_s)

@@ -40,6 +40,7 @@ from isletops.swarm_command import (
     SwarmCommand,
     TaskView,
     convergence,
+    gpu_capacity,
     parse_json_lines,
     parse_nodes,
     parse_tasks,
@@ -235,6 +236,40 @@ class SwarmEngine:
 
     def stop(self, instance_name: str, drain_s: int) -> None:
         """Tasks are stopped by Swarm (their stop_grace_period) when their service moves on."""
+
+    # -- scaling (swarm only: `isletops scale`, `isletops autoscale`) -------------------------
+
+    def replicas(self, service: str) -> int:
+        inspected = self._inspect_service(service)
+        if inspected is None:
+            raise ConfigError(f"Service {self.command.service_name(service)} does not exist on this swarm.",
+                              "Deploy the instance first (isletops deploy --tag TAG).")
+        mode = (inspected.get("Spec") or {}).get("Mode") or {}
+        return int((mode.get("Replicated") or {}).get("Replicas") or 0)
+
+    def gpu_capacity(self) -> int:
+        """Shepherd tasks the ready GPU nodes can hold."""
+        ids = self._run(self.command.nodes(), "docker node ls").split()
+        return gpu_capacity(parse_nodes(self._json(self.command.inspect_nodes(ids), "docker node inspect")))
+
+    def scale(self, service: str, replicas: int, policy: HealthPolicy) -> None:
+        """Set `service`'s replicas (the shepherd: at most what the GPU nodes hold) and wait until they run."""
+        self._require_manager()
+        if service == "shepherd":
+            capacity = self.gpu_capacity()
+            if replicas > capacity:
+                raise ConfigError(f"The GPU nodes hold {capacity} shepherd task(s); {replicas} asked.",
+                                  "Label more nodes isletnet.gpu=true, or ask for fewer.")
+        self.replicas(service)  # exists
+        self._run(self.command.scale(service, replicas), f"docker service scale {service}")
+        deadline = self.clock() + policy.timeout_s
+        while True:
+            running = [t for t in self._tasks(service) if t.desired == "running" and t.state == "running"]
+            if len(running) == replicas:
+                return
+            if self.clock() >= deadline:
+                raise self._failure(service, f"{len(running)}/{replicas} tasks running after {policy.timeout_s:.0f} s")
+            self.sleep(policy.poll_s)
 
     # -- reading ----------------------------------------------------------------------------
 
