@@ -96,6 +96,11 @@ class SwarmCommand:
     def drain_node(self, node: str) -> list[str]:
         return self.args("node", "update", "--availability", "drain", node)
 
+    def node_tasks(self, node: str) -> list[str]:
+        """`STATE SERVICE` of the tasks Swarm still wants running on `node`."""
+        return self.args("node", "ps", "--filter", "desired-state=running", "--format",
+                         "{{.CurrentState}}|{{.Name}}", node)
+
 
 # -- readings -------------------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from isletops.engines import engine_for
 from isletops.engines.base import HealthPolicy
 from isletops.engines.health import HealthFailed
 from isletops.engines.swarm import SwarmEngine
-from isletops.errors import ConfigError
+from isletops.errors import ConfigError, DeployError
 
 MANAGER = {"LocalNodeState": "active", "ControlAvailable": True}
 LABELS = {"isletnet.storage": "true", "isletnet.edge": "true", "isletnet.gpu": "true"}
@@ -33,6 +33,7 @@ class FakeDocker:
         self.secrets: set[str] = set()
         self.service: dict[str, Any] = {}
         self.tasks: list[dict[str, Any]] = []
+        self.node_ps: list[str] = [""]
 
     def __call__(self, argv: list[str], stdin: str | None) -> subprocess.CompletedProcess:
         self.calls.append((argv, stdin))
@@ -40,6 +41,8 @@ class FakeDocker:
         out, rc = "", 0
         if args[:1] == ["info"]:
             out = json.dumps(self.info)
+        elif args[:2] == ["node", "ps"]:
+            out = self.node_ps.pop(0) if len(self.node_ps) > 1 else self.node_ps[0]
         elif args[:2] == ["node", "ls"]:
             out = "n1\n"
         elif args[:2] == ["node", "inspect"]:
@@ -204,3 +207,23 @@ def test_scale_refuses_a_compose_instance(tmp_path: Path) -> None:
     config.write_text(yaml.safe_dump({"instances_root": str(tmp_path), "instances": {"prod": {}}}))
     result = CliRunner().invoke(main, ["--config", str(config), "-i", "prod", "scale", "shepherd", "2"])
     assert result.exit_code != 0 and "scaling is for engine swarm" in result.output
+
+
+def test_drain_waits_until_the_node_runs_nothing(tmp_path: Path) -> None:
+    docker = FakeDocker()
+    engine = make_engine(tmp_path, docker)
+    docker.node_ps = ["Running 1 minute ago|prod_backend.1\n", "Running 1 second ago|prod_backend.1\n",
+                      "Shutdown 1 second ago|prod_backend.1\n"]
+    docker.service = {"Spec": {"Name": "prod_backend", "Mode": {"Replicated": {"Replicas": 1}}}}
+    docker.tasks = [task("running", "reg/isletnet-backend:T1")]
+    assert engine.drain_node("node-2", HealthPolicy(timeout_s=60)) == ["prod_backend"]
+    assert docker.ran("node", "update")[0][0][-3:] == ["--availability", "drain", "node-2"]
+    assert len(docker.ran("node", "ps")) == 3
+
+
+def test_drain_that_never_empties_says_so(tmp_path: Path) -> None:
+    docker = FakeDocker()
+    engine = make_engine(tmp_path, docker)
+    docker.node_ps = ["Running 1 minute ago|prod_queue.1\n"]
+    with pytest.raises(DeployError, match="Node node-1 still runs 1 task"):
+        engine.drain_node("node-1", HealthPolicy(timeout_s=60))

@@ -128,3 +128,21 @@ def register(main: click.Group) -> None:
             if once:
                 return
             time.sleep(interval_s)
+
+    @main.group("node")
+    def node() -> None:
+        """Swarm nodes (engine swarm)."""
+
+    @node.command("drain")
+    @click.argument("name")
+    @pass_context
+    def node_drain(ctx: Context, name: str) -> None:
+        """Drain node NAME and wait until its tasks run elsewhere.
+
+        \b
+        Example:
+          isletops -i prod node drain node-2
+        """
+        engine = _swarm_engine(ctx)
+        moved = engine.drain_node(name, HealthPolicy(timeout_s=ctx.instance().health_timeout_s))
+        click.echo(f"{name}: drained; {', '.join(moved) or 'no task'} now running elsewhere")

@@ -271,6 +271,37 @@ class SwarmEngine:
                 raise self._failure(service, f"{len(running)}/{replicas} tasks running after {policy.timeout_s:.0f} s")
             self.sleep(policy.poll_s)
 
+    def drain_node(self, node: str, policy: HealthPolicy) -> list[str]:
+        """Drain `node` and wait until none of its tasks runs there any more and every service of
+        the stack runs its replicas elsewhere; returns the services that were on it."""
+        self._require_manager()
+        before = self._run(self.command.node_tasks(node), f"docker node ps {node}").split()
+        moved = sorted({row.split("|", 1)[-1].split(".", 1)[0] for row in before if "|" in row})
+        self._run(self.command.drain_node(node), f"docker node update --availability drain {node}")
+        deadline = self.clock() + policy.timeout_s
+        while True:
+            left = [row for row in self._run(self.command.node_tasks(node), f"docker node ps {node}").splitlines()
+                    if row.startswith("Running")]
+            stack_prefix = f"{self.instance.name}_"
+            services = [s.removeprefix(stack_prefix) for s in moved if s.startswith(stack_prefix)]
+            pending = [s for s in services if not self._replicas_running(s)]
+            if not left and not pending:
+                return moved
+            if self.clock() >= deadline:
+                raise DeployError(
+                    f"Node {node} still runs {len(left)} task(s) and {', '.join(pending) or 'no service'} "
+                    f"lacks replicas after {policy.timeout_s:.0f} s.",
+                    "See docker node ps and docker service ps --no-trunc; runbook: Swarm: draining a node.")
+            self.sleep(policy.poll_s)
+
+    def _replicas_running(self, service: str) -> bool:
+        inspected = self._inspect_service(service)
+        if inspected is None:
+            return True
+        wanted = ((inspected.get("Spec") or {}).get("Mode") or {}).get("Replicated", {}).get("Replicas")
+        running = [t for t in self._tasks(service) if t.desired == "running" and t.state == "running"]
+        return wanted is None or len(running) >= int(wanted)
+
     # -- reading ----------------------------------------------------------------------------
 
     def _inspect_service(self, service: str) -> dict[str, Any] | None:
