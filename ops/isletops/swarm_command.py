@@ -113,10 +113,11 @@ def is_manager(swarm_info: Mapping[str, Any]) -> bool:
 def require_manager(swarm_info: Mapping[str, Any], instance: str) -> None:
     if not is_manager(swarm_info):
         state = swarm_info.get("LocalNodeState") or "unknown"
+        role = "a worker" if state == "active" else f"in swarm state '{state}'"
         raise ConfigError(
-            f"This host is not a swarm manager (its swarm state is '{state}'), and instance '{instance}' "
-            "runs on engine swarm.",
-            "Run isletops provision --inventory INVENTORY (it builds the swarm), or run isletops on a manager.",
+            f"This host is not a swarm manager ({role}); run isletops provision --inventory INVENTORY to build "
+            f"the swarm, then run isletops on a manager (instance '{instance}' has engine: swarm).",
+            "Or point ISLETOPS_SWARM_DOCKER at a manager's docker CLI (e.g. 'ssh admin@node-1 docker').",
         )
 
 

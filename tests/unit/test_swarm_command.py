@@ -56,9 +56,8 @@ def test_commands_never_carry_secret_values() -> None:
 def test_not_a_manager_is_one_sentence() -> None:
     require_manager({"LocalNodeState": "active", "ControlAvailable": True}, "prod")
     for info in ({"LocalNodeState": "inactive"}, {"LocalNodeState": "active", "ControlAvailable": False}):
-        with pytest.raises(ConfigError, match="not a swarm manager") as caught:
+        with pytest.raises(ConfigError, match="not a swarm manager .*; run isletops provision --inventory"):
             require_manager(info, "prod")
-        assert "isletops provision --inventory" in (caught.value.hint or "")
 
 
 STACK = {
