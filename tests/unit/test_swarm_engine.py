@@ -96,6 +96,16 @@ def test_not_a_manager_changes_nothing(tmp_path: Path) -> None:
     assert [argv[1] for argv, _ in docker.calls] == ["info"]
 
 
+def test_plan_refuses_first_so_a_deploy_touches_nothing(tmp_path: Path) -> None:
+    engine = make_engine(tmp_path, FakeDocker(labels={"isletnet.edge": "true", "isletnet.gpu": "true"}))
+    engine.instance.env_file.unlink()  # a first deploy: no .env yet, and none is written by a plan
+    with pytest.raises(ConfigError, match="Service queue cannot be placed.*Nothing was changed"):
+        engine.plan("2026-12-04_01", "reg:5000")
+    assert not engine.instance.env_file.exists()
+    with pytest.raises(ConfigError, match="not a swarm manager"):
+        make_engine(tmp_path, FakeDocker(info={"LocalNodeState": "inactive"})).plan("2026-12-04_01", "reg:5000")
+
+
 def test_missing_label_refused_before_secrets(tmp_path: Path) -> None:
     docker = FakeDocker(labels={"isletnet.edge": "true", "isletnet.gpu": "true"})
     with pytest.raises(ConfigError, match="Service queue cannot be placed.*isletnet.storage"):

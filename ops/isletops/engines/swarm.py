@@ -31,7 +31,7 @@ from typing import Any
 import yaml
 
 from isletops import release, stack
-from isletops.config import InstanceConfig, SiteConfig, ensure_env_file
+from isletops.config import GENERATED_SECRETS, InstanceConfig, SiteConfig, ensure_env_file, read_env_file
 from isletops.engines.base import HealthPolicy, ServicePlan, ServiceState, ServiceStep, Strategy
 from isletops.engines.health import HealthFailed
 from isletops.errors import ConfigError, DeployError, DockerError, IsletOpsError
@@ -47,7 +47,7 @@ from isletops.swarm_command import (
     placement_problems,
     require_manager,
 )
-from isletops.swarm_stack import RenderedStack, stack_for_instance, stack_levels
+from isletops.swarm_stack import RenderedStack, render_stack, stack_for_instance, stack_levels
 
 LOG_TAIL_LINES = 20
 DOCKER_CLI_ENV = "ISLETOPS_SWARM_DOCKER"  # how to reach a manager's docker CLI (default: `docker` here)
@@ -118,6 +118,9 @@ class SwarmEngine:
         return stack_for_instance(self.instance, tag=tag, registry=registry)
 
     def plan(self, tag: str, registry: str) -> ServicePlan:
+        """The levels of the stack, after the refusals that must come before any change (a deploy
+        plans before it touches anything): not a manager, a service that cannot be placed."""
+        self._preflight(tag, registry)
         levels = stack_levels(self.instance)
         services = [s for level in levels for s in level]
         return ServicePlan(steps=tuple(ServiceStep(s, Strategy.RECREATE) for s in services), levels=levels)
@@ -125,20 +128,30 @@ class SwarmEngine:
     def prepare(self, tag: str, registry: str) -> None:
         """Refuse before touching anything (not a manager, a service that cannot be placed), then
         create the secrets the stack needs."""
-        self._require_manager()
+        self._preflight(tag, registry)
         env = stack.managed_env(self.instance, tag, registry)
         ensure_env_file(self.instance, env)  # secrets generated once, kept afterwards
         stack.update_env_values(self.instance, env)
         rendered = self._render(tag, registry)
-        ids = self._run(self.command.nodes(), "docker node ls").split()
-        nodes = parse_nodes(self._json(self.command.inspect_nodes(ids), "docker node inspect"))
-        problems = placement_problems(rendered.document["services"], nodes)
-        if problems:
-            raise ConfigError(" ".join(problems), "Nothing was changed on the swarm.")
         for secret in rendered.secrets:
             if self.runner(self.command.secret_exists(secret.name), None).returncode != 0:
                 self._run(self.command.secret_create(secret.name), f"docker secret create {secret.name}", secret.value)
         self.prepared = rendered
+
+    def _preflight(self, tag: str, registry: str) -> None:
+        """Raise before any change when this host is no manager or a service cannot be placed.
+        Reads the .env where there is one; placement does not depend on the secrets' values."""
+        self._require_manager()
+        placeholders = {name: "unset" for name in GENERATED_SECRETS}
+        managed = stack.managed_env(self.instance, tag, registry)
+        env = {**placeholders, **read_env_file(self.instance.env_file), **managed}
+        texts = stack.render_compose_files(self.instance, gpu=False)
+        document = render_stack(self.instance, texts, env).document
+        ids = self._run(self.command.nodes(), "docker node ls").split()
+        nodes = parse_nodes(self._json(self.command.inspect_nodes(ids), "docker node inspect"))
+        problems = placement_problems(document["services"], nodes)
+        if problems:
+            raise ConfigError(" ".join(problems) + " Nothing was changed on the swarm.")
 
     def _stack_for(self, services: Sequence[str]) -> dict[str, Any]:
         if self.prepared is None:
