@@ -100,6 +100,16 @@ def main(ctx: click.Context, config_path: str | None, instance: str | None, verb
     ctx.obj = Context(config_path, instance, verbose)
 
 
+def render_group(main_group: click.Group) -> click.Group:
+    """The `isletops render` group, shared by the areas that render files (made by the first asking)."""
+    existing = main_group.commands.get("render")
+    if isinstance(existing, click.Group):
+        return existing
+    group = click.Group("render", help="Show the files isletops writes, rendered from the templates and settings.")
+    main_group.add_command(group)
+    return group
+
+
 def _register_commands() -> None:
     """Every area module registers its commands (they all ship together: an import error is a bug)."""
     from isletops.cli import deploy, doctor, monitor, provision, stack, swarm, training

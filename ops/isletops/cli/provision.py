@@ -9,7 +9,7 @@ from urllib.parse import urlparse
 import click
 import yaml
 
-from isletops.cli import Context, pass_context
+from isletops.cli import Context, pass_context, render_group
 from isletops.config import read_yaml_mapping
 from isletops.daemon_json import DAEMON_JSON_PATH, merge_daemon_json_text, settings_from_variables
 from isletops.errors import ConfigError, ExitStatus, ProvisionError
@@ -91,14 +91,7 @@ def register(main: click.Group) -> None:
         if result.warnings:
             raise SystemExit(int(ExitStatus.WARNING))
 
-    existing = main.commands.get("render")
-    if isinstance(existing, click.Group):
-        render = existing
-    else:
-
-        @main.group("render")
-        def render() -> None:
-            """Show the files isletops writes, rendered from the templates and settings."""
+    render = render_group(main)
 
     @render.command("nginx")
     @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",

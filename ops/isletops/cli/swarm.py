@@ -11,7 +11,7 @@ import click
 import requests
 
 from isletops.autoscale import Load, ScalePolicy, decide
-from isletops.cli import Context, pass_context
+from isletops.cli import Context, pass_context, render_group
 from isletops.engines import HealthPolicy, engine_for
 from isletops.engines.swarm import SwarmEngine
 from isletops.errors import ConfigError
@@ -42,14 +42,7 @@ def _queue_load(url: str) -> tuple[int, int]:
 
 
 def register(main: click.Group) -> None:
-    existing = main.commands.get("render")
-    if isinstance(existing, click.Group):
-        render = existing
-    else:
-
-        @main.group("render")
-        def render() -> None:
-            """Show the files isletops writes, rendered from the templates and settings."""
+    render = render_group(main)
 
     @render.command("stack")
     @click.option("--tag", default=None, metavar="TAG", help="Release tag (default: the one in the instance's .env).")
