@@ -315,6 +315,14 @@ class RegistryClient:
         self._check(response, f"looking up {repository}:{tag}")
         return True
 
+    def manifest_digest(self, repository: str, tag: str) -> str:
+        """The manifest's digest (`sha256:...`), what a Swarm task pins its image to; "" if absent."""
+        response = self._request("HEAD", f"/v2/{repository}/manifests/{tag}", headers={"Accept": MANIFEST_ACCEPT})
+        if response.status_code == 404:
+            return ""
+        self._check(response, f"looking up {repository}:{tag}")
+        return response.headers.get("Docker-Content-Digest", "")
+
     def manifest_size(self, repository: str, tag: str) -> int:
         """Compressed bytes of an image's layers and config (0 for a manifest list we cannot size)."""
         response = self._request("GET", f"/v2/{repository}/manifests/{tag}", headers={"Accept": MANIFEST_ACCEPT})

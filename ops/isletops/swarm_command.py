@@ -226,6 +226,7 @@ class TaskView:
     image: str
     container_id: str
     timestamp: str
+    digest: str = ""  # the manifest digest Swarm pinned the task's image to
 
 
 def parse_tasks(inspected: Iterable[Mapping[str, Any]], service: str) -> list[TaskView]:
@@ -242,6 +243,7 @@ def parse_tasks(inspected: Iterable[Mapping[str, Any]], service: str) -> list[Ta
             state=status.get("State", ""),
             error=status.get("Err", "") or status.get("Message", ""),
             image=spec.get("Image", "").split("@", 1)[0],
+            digest=spec.get("Image", "").partition("@")[2],
             container_id=(status.get("ContainerStatus") or {}).get("ContainerID", ""),
             timestamp=status.get("Timestamp", ""),
         ))

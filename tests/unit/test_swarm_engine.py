@@ -237,3 +237,23 @@ def test_drain_that_never_empties_says_so(tmp_path: Path) -> None:
     docker.node_ps = ["Running 1 minute ago|prod_queue.1\n"]
     with pytest.raises(DeployError, match="Node node-1 still runs 1 task"):
         engine.drain_node("node-1", HealthPolicy(timeout_s=60))
+
+
+def test_same_image_under_a_new_tag_is_kept_running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from isletops.registry import RegistryClient
+
+    asked: list[tuple[str, str, str]] = []
+
+    def digest(client: RegistryClient, repository: str, tag: str) -> str:
+        asked.append((client.address.base_url, repository, tag))
+        return "sha256:ab" if tag == "T2" else "sha256:other"
+
+    monkeypatch.setattr(RegistryClient, "manifest_digest", digest)
+    docker = FakeDocker()
+    engine = make_engine(tmp_path, docker)
+    engine.site = SiteConfig(source=None, registry="http://reg:5000")
+    docker.service = {"Spec": {"Name": "prod_edge", "Mode": {"Global": {}}}}
+    docker.tasks = [task("running", "reg:5000/isletnet-edge:T1")]  # pinned to sha256:ab
+    assert engine.runs_image("edge", "reg:5000/isletnet-edge:T2")
+    assert not engine.runs_image("edge", "reg:5000/isletnet-edge:T3")
+    assert asked[0] == ("http://reg:5000", "isletnet-edge", "T2")

@@ -37,7 +37,7 @@ def engine_for(
     if instance.engine == "swarm":
         from isletops.engines.swarm import SwarmEngine
 
-        return SwarmEngine(site, instance)
+        return SwarmEngine(site, instance, credentials=credentials)
     raise ConfigError(
         f"Instance '{instance.name}' asks for engine '{instance.engine}', which isletops does not have.",
         f"Set 'engine:' to one of: {', '.join(ENGINE_NAMES)}.",

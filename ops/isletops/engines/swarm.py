@@ -23,7 +23,7 @@ import re
 import shlex
 import subprocess  # nosec B404 - the docker CLI, argument lists only
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from isletops.config import GENERATED_SECRETS, InstanceConfig, SiteConfig, ensur
 from isletops.engines.base import HealthPolicy, ServicePlan, ServiceState, ServiceStep, Strategy
 from isletops.engines.health import HealthFailed
 from isletops.errors import ConfigError, DeployError, DockerError, IsletOpsError
+from isletops.registry import RegistryAddress, RegistryClient, RegistryCredentials
 from isletops.swarm_command import (
     Convergence,
     SwarmCommand,
@@ -65,8 +66,10 @@ class SwarmEngine:
     name = "swarm"
 
     def __init__(self, site: SiteConfig, instance: InstanceConfig, runner: Runner = run_cli,
-                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+                 credentials: Mapping[str, RegistryCredentials] | None = None) -> None:
         self.site = site
+        self.credentials = credentials
         self.instance = instance
         # The docker CLI of a manager: `docker` here, or e.g. `ssh admin@manager-1 docker`.
         self.command = SwarmCommand(instance.name, tuple(shlex.split(os.environ.get(DOCKER_CLI_ENV, "docker"))))
@@ -166,10 +169,36 @@ class SwarmEngine:
         return str(self.prepared.document["services"][service]["image"])
 
     def runs_image(self, service: str, ref: str) -> bool:
+        """Converged on `ref`, or every running task runs the very image `ref` names (same digest
+        under another tag: the edge's image rarely changes, so a deploy leaves it running)."""
         inspected = self._inspect_service(service)
         if inspected is None:
             return False
-        return convergence(inspected, self._tasks(service), ref).done
+        tasks = self._tasks(service)
+        if convergence(inspected, tasks, ref).done:
+            return True
+        running = [t for t in tasks if t.desired == "running"]
+        digests = {t.digest for t in running}
+        if not running or len(digests) != 1 or not all(t.state == "running" for t in running):
+            return False
+        mode = (inspected.get("Spec") or {}).get("Mode") or {}
+        replicas = (mode.get("Replicated") or {}).get("Replicas")
+        if replicas is not None and len(running) != int(replicas):
+            return False
+        return self._registry_digest(ref) == next(iter(digests))
+
+    def _registry_digest(self, ref: str) -> str:
+        """The digest the registry gives `ref` ("" when it cannot say)."""
+        name, _, tag = ref.rpartition(":")
+        host, _, repository = name.partition("/")
+        registry = host  # the site's registry when it is that one (its scheme, http or https)
+        with contextlib.suppress(IsletOpsError):
+            if RegistryAddress.parse(self.site.registry).host == host:
+                registry = self.site.registry
+        with contextlib.suppress(IsletOpsError):
+            client = RegistryClient(registry, credentials=(self.credentials or {}).get(host))
+            return client.manifest_digest(repository, tag)
+        return ""
 
     def running_release(self, services: Sequence[str]) -> dict[str, list[str]]:
         releases: dict[str, list[str]] = {}
