@@ -63,6 +63,12 @@ class FakeRegistry:
         self._answer("manifest_exists")
         return tag in self.repositories.get(repository, {})
 
+    def manifest_digest(self, repository: str, tag: str) -> str:
+        """A digest per stored size: same size, same image (enough for the fakes' tests)."""
+        self._answer("manifest_digest")
+        size = self.repositories.get(repository, {}).get(tag)
+        return "" if size is None else f"sha256:{size:064x}"
+
     def manifest_size(self, repository: str, tag: str) -> int:
         self._answer("manifest_size")
         try:
