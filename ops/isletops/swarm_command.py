@@ -288,6 +288,8 @@ def convergence(service_inspect: Mapping[str, Any], tasks: Sequence[TaskView], i
         return Convergence(done=False, waiting=f"{service}: {len(running_new)}/{replicas} tasks running{why}")
     if any(t.image != image for t in desired) or not desired:
         return Convergence(done=False, waiting=f"{service}: tasks still on the old image")
+    if any(t.state != "running" for t in desired):  # a global service: every node's task
+        return Convergence(done=False, waiting=f"{service}: {len(running_new)}/{len(desired)} tasks running")
     return Convergence(done=True)
 
 

@@ -131,3 +131,4 @@ def test_rejected_task_fails_without_waiting() -> None:
 
 def test_global_service_converges_on_its_running_tasks() -> None:
     assert convergence(service(None), tasks(task("running", NEW)), NEW).done
+    assert not convergence(service(None), tasks(task("running", NEW), task("preparing", NEW, id_="b")), NEW).done
