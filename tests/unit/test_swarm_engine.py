@@ -3,6 +3,7 @@ file naming only the level's services, the health wait on UpdateStatus and tasks
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 from pathlib import Path
@@ -16,7 +17,7 @@ from isletops.engines import engine_for
 from isletops.engines.base import HealthPolicy
 from isletops.engines.health import HealthFailed
 from isletops.engines.swarm import SwarmEngine
-from isletops.errors import ConfigError, DeployError
+from isletops.errors import ConfigError, DeployError, LockError
 
 MANAGER = {"LocalNodeState": "active", "ControlAvailable": True}
 LABELS = {"isletnet.storage": "true", "isletnet.edge": "true", "isletnet.gpu": "true"}
@@ -34,6 +35,7 @@ class FakeDocker:
         self.service: dict[str, Any] = {}
         self.tasks: list[dict[str, Any]] = []
         self.node_ps: list[str] = [""]
+        self.configs: dict[str, str] = {}
 
     def __call__(self, argv: list[str], stdin: str | None) -> subprocess.CompletedProcess:
         self.calls.append((argv, stdin))
@@ -41,6 +43,16 @@ class FakeDocker:
         out, rc = "", 0
         if args[:1] == ["info"]:
             out = json.dumps(self.info)
+        elif args[:2] == ["config", "create"]:
+            if args[-2] in self.configs:
+                return subprocess.CompletedProcess(argv, 1, "", "Error response from daemon: rpc error: code = "
+                                                   "AlreadyExists desc = config isletops-lock-prod already exists")
+            self.configs[args[-2]] = stdin or ""
+        elif args[:2] == ["config", "inspect"]:
+            data = base64.b64encode(self.configs.get(args[-1], "").encode()).decode()
+            out = json.dumps([{"Spec": {"Name": args[-1], "Data": data}}])
+        elif args[:2] == ["config", "rm"]:
+            self.configs.pop(args[-1], None)
         elif args[:2] == ["node", "ps"]:
             out = self.node_ps.pop(0) if len(self.node_ps) > 1 else self.node_ps[0]
         elif args[:2] == ["node", "ls"]:
@@ -257,3 +269,14 @@ def test_same_image_under_a_new_tag_is_kept_running(tmp_path: Path, monkeypatch:
     assert engine.runs_image("edge", "reg:5000/isletnet-edge:T2")
     assert not engine.runs_image("edge", "reg:5000/isletnet-edge:T3")
     assert asked[0] == ("http://reg:5000", "isletnet-edge", "T2")
+
+
+def test_cluster_lock_is_held_by_one_operator(tmp_path: Path) -> None:
+    docker = FakeDocker()  # one swarm: two engines (two operators on two managers) share it
+    first, second = make_engine(tmp_path, docker), make_engine(tmp_path, docker)
+    release = first.take_cluster_lock("deploy 2026-12-04_02 by alice@node-1")
+    with pytest.raises(LockError, match="holds the swarm's lock isletops-lock-prod: deploy 2026-12-04_02 by alice"):
+        second.take_cluster_lock("deploy 2026-12-04_03 by bob@node-2")
+    release()
+    second.take_cluster_lock("deploy 2026-12-04_03 by bob@node-2")()
+    assert docker.configs == {}

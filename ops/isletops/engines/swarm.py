@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -34,7 +35,7 @@ from isletops import release, stack
 from isletops.config import GENERATED_SECRETS, InstanceConfig, SiteConfig, ensure_env_file, read_env_file
 from isletops.engines.base import HealthPolicy, ServicePlan, ServiceState, ServiceStep, Strategy
 from isletops.engines.health import HealthFailed
-from isletops.errors import ConfigError, DeployError, DockerError, IsletOpsError
+from isletops.errors import ConfigError, DeployError, DockerError, IsletOpsError, LockError
 from isletops.registry import RegistryAddress, RegistryClient, RegistryCredentials
 from isletops.swarm_command import (
     Convergence,
@@ -93,6 +94,32 @@ class SwarmEngine:
     def _require_manager(self) -> None:
         info = json.loads(self._run(self.command.info(), "docker info") or "{}")
         require_manager(info or {}, self.instance.name)
+
+    # -- the cluster-wide deploy lock (besides the instance's file lock) ---------------------
+
+    def take_cluster_lock(self, holder: str) -> Callable[[], None]:
+        """Create the Swarm config `isletops-lock-<instance>` (atomic in the managers' Raft store:
+        it fails when the name exists, so two operators on two managers cannot both hold it);
+        LockError names the holder. Returns its release."""
+        result = self.runner(self.command.lock_take(), holder)
+        if result.returncode != 0:
+            if "exists" not in (result.stderr or "").lower():
+                raise DockerError(f"Taking the swarm's deploy lock failed: {(result.stderr or '').strip()}.")
+            raise LockError(
+                f"Another deploy holds the swarm's lock {self.command.lock_name()}: {self._lock_holder()}.",
+                f"Wait for it; if that deploy is dead: docker config rm {self.command.lock_name()}.",
+            )
+        return lambda: self._release_lock()
+
+    def _lock_holder(self) -> str:
+        found = parse_json_lines(self.runner(self.command.lock_read(), None).stdout or "")
+        data = ((found[0] if found else {}).get("Spec") or {}).get("Data") or ""
+        with contextlib.suppress(ValueError):
+            return base64.b64decode(data).decode(errors="replace").strip() or "unknown"
+        return "unknown"
+
+    def _release_lock(self) -> None:
+        self.runner(self.command.lock_release(), None)
 
     # -- host and images --------------------------------------------------------------------
 
