@@ -49,12 +49,12 @@ def _container_address(context: DoctorContext, name: str) -> str:
     return str(address)
 
 
-def query(context: DoctorContext, sql: str) -> list[dict[str, Any]]:
-    """Rows of one read-only query."""
+def query(context: DoctorContext, sql: str, params: tuple[object, ...] = ()) -> list[dict[str, Any]]:
+    """Rows of one read-only query (values go in `params`, never into the text)."""
     try:
         with psycopg.connect(database_url(context), connect_timeout=5, row_factory=dict_row,
                              options="-c default_transaction_read_only=on -c statement_timeout=10000") as conn:
-            return list(conn.execute(sql).fetchall())
+            return list(conn.execute(sql, params).fetchall())
     except psycopg.Error as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise QueueUnreachable(f"Cannot read the job database: {first}.") from None  # fmt: skip
@@ -87,20 +87,20 @@ def diagnose(context: DoctorContext) -> list[Finding]:
                                 context.cmd("isletops ps                          # is the shepherd running?\n"
                                             "isletops restart shepherd            # a live worker re-claims them"),
                                 "jobs-hold-expired-leases"))  # fmt: skip
-    stuck = query(context, f"""SELECT id, worker_id, progress, extract(epoch FROM now() - started_at) AS running_s
+    stuck = query(context, """SELECT id, worker_id, progress, extract(epoch FROM now() - started_at) AS running_s
                                FROM jobs WHERE state = 'running' AND lease_expires_at >= now()
-                               AND started_at < now() - interval '{STUCK_AFTER_S} seconds'
-                               ORDER BY started_at""")  # noqa: S608 - a constant, not input  # fmt: skip
+                               AND started_at < now() - make_interval(secs => %s)
+                               ORDER BY started_at""", (float(STUCK_AFTER_S),))  # fmt: skip
     if stuck:
         evidence = [f"job {r['id']} running for {float(r['running_s']) / 60:.0f} min on {r['worker_id']}, "
                     f"progress {float(r['progress']):.0%}" for r in stuck[:5]]  # fmt: skip
         findings.append(Finding(Severity.WARNING, "queue", f"{len(stuck)} job(s) stuck in a claim", evidence,
                                 context.cmd("isletops logs shepherd --tail 200\nisletops restart shepherd"),
                                 "jobs-hold-expired-leases"))  # fmt: skip
-    repeated = query(context, f"""SELECT left(coalesce(error, '?'), 200) AS error, count(*) AS jobs, max(id) AS last
+    repeated = query(context, """SELECT left(coalesce(error, '?'), 200) AS error, count(*) AS jobs, max(id) AS last
                                   FROM jobs WHERE state = 'failed' AND finished_at > now() - interval '1 day'
-                                  GROUP BY 1 HAVING count(*) >= {REPEATED_FAILURES}
-                                  ORDER BY 2 DESC""")  # noqa: S608 - constants only  # fmt: skip
+                                  GROUP BY 1 HAVING count(*) >= %s
+                                  ORDER BY 2 DESC""", (REPEATED_FAILURES,))  # fmt: skip
     for row in repeated[:3]:
         findings.append(Finding(
             Severity.WARNING, "queue", f"{row['jobs']} jobs failed in 24 h with the same error",
