@@ -102,9 +102,9 @@ def main(ctx: click.Context, config_path: str | None, instance: str | None, verb
 
 def _register_commands() -> None:
     """Every area module registers its commands (they all ship together: an import error is a bug)."""
-    from isletops.cli import deploy, doctor, monitor, provision, stack, training
+    from isletops.cli import accounts, deploy, doctor, monitor, provision, stack, training
 
-    for module in (stack, deploy, monitor, provision, training, doctor):
+    for module in (stack, deploy, monitor, provision, training, doctor, accounts):
         module.register(main)
 
 

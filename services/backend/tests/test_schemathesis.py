@@ -11,6 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import requests
+
+from services.common import accounts as acc
+from services.common.database import JobDatabase
 
 pytestmark = pytest.mark.integration
 
@@ -21,9 +25,27 @@ EXAMPLES_PER_OPERATION = 30
 EXCLUDED_CHECKS = "positive_data_acceptance"
 
 
-def test_the_api_conforms_to_its_spec_and_never_answers_5xx(backend_url: str, tmp_path: Path) -> None:
+def admin_token(database_url: str) -> str:
+    """An admin account with an API token of every scope, in the backend's database."""
+    store = acc.Accounts(JobDatabase(database_url))
+    store.add_user("fuzz-admin", "admin", "default", acc.hash_password(acc.new_secret()))
+    token = acc.new_api_token()
+    store.add_token("fuzz-admin", "schemathesis", list(acc.SCOPES), acc.digest(token))
+    return token
+
+
+def test_the_api_conforms_to_its_spec_and_never_answers_5xx(
+    backend_url: str, isolated_service_env: dict[str, str], tmp_path: Path
+) -> None:
+    # Signed in as an admin, so every operation is reached; the spec's security (401 without the
+    # token) is checked too (schemathesis' ignored_auth check).
+    token = admin_token(isolated_service_env["DATABASE_URL"])
+    spec = tmp_path / "spec.json"
+    spec.write_text(requests.get(f"{backend_url}/api/spec.json", headers={"Authorization": f"Bearer {token}"},
+                                 timeout=30).text)
     command = [
-        str(Path(sys.executable).parent / "st"), "run", f"{backend_url}/api/spec.json", "--url", backend_url,
+        str(Path(sys.executable).parent / "st"), "run", str(spec), "--url", backend_url,
+        "--header", f"Authorization: Bearer {token}",
         "--checks", "all", "--exclude-checks", EXCLUDED_CHECKS,
         "--max-examples", str(EXAMPLES_PER_OPERATION), "--phases", "examples,coverage,fuzzing",
         "--seed", "13", "--workers", "2", "--request-timeout", "30", "--generation-database", "none", "--no-color",
