@@ -89,3 +89,15 @@ def assert_plain_error(response: TestResponse, status: int, pattern: str) -> Non
     assert re.search(pattern, message), message
     assert "\n" not in message and "Traceback" not in message
     assert message.endswith("."), message
+
+
+def admin_token(database_url: str) -> str:
+    """A new admin account with an API token of every scope, in the database at `database_url`."""
+    from services.common import accounts as acc
+
+    store = acc.Accounts(JobDatabase(database_url))
+    name = f"admin-{acc.new_secret()[:8].lower().replace('-', 'x').replace('_', 'x')}"
+    store.add_user(name, "admin", "default", acc.hash_password(acc.new_secret()))
+    token = acc.new_api_token()
+    store.add_token(name, "tests", list(acc.SCOPES), acc.digest(token))
+    return token
