@@ -408,7 +408,7 @@ def _raw_request(url: str, request: bytes) -> bytes:
 
 
 def test_security_headers_on_every_path_and_the_ui_keeps_to_its_policy(browser, live_stack: LiveStack) -> None:
-    paths = {"/": 200, "/api/health": 200, f"/api/jobs/{'0' * 32}": 404, "/js/app.js": 200, "/css/app.css": 200,
+    paths = {"/": 200, "/api/health": 200, f"/api/jobs/{'0' * 32}": 401, "/js/app.js": 200, "/css/app.css": 200,
              "/favicon.svg": 200, "/edge-health": 200}
     for path, status in paths.items():
         response = requests.get(live_stack.url + path, timeout=10)
