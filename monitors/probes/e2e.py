@@ -6,6 +6,10 @@ moving (jobs finish, the queue shrinks, our job started) is a WARNING "slow: N j
 oldest X min" — never CRITICAL. CRITICAL is a refused submission, a failed or wrong result, or
 no result by the deadline while nothing moves (no worker running, nothing finishing).
 
+It signs in with the token of the instance's `probe` account (`Authorization: Bearer`), which
+instance set-up generates into the env file as `ISLETNET_PROBE_TOKEN` and the backend registers at
+start. A 401 means the backend does not know that token (see docs/runbook.md).
+
 The job is submitted with `synthetic=1`, so neither it nor the deploy gate's run of it appear in
 users' job lists, statistics or training exports (the pruner still deletes it with the rest).
 """
@@ -19,6 +23,7 @@ from typing import Any
 
 import requests
 
+from isletops.config import InstanceConfig, read_env_file
 from isletops.errors import ProbeError
 from monitors.metrics import Measurement
 from monitors.probes.http import reason
@@ -36,11 +41,18 @@ DEFAULTS: dict[str, Any] = {
     "pixel_size_um": 0.843,
     "count_tolerance": 0,  # how far the islet count may be off the truth
     "timeout_s": 15.0,  # per HTTP request
+    "token": "",  # default: ISLETNET_PROBE_TOKEN from the instance's env file
 }
+TOKEN_ENV = "ISLETNET_PROBE_TOKEN"  # noqa: S105 - the variable's name
 
 
 def base_url(context: ProbeContext) -> str:
     return (context.options.get("base_url") or context.instance.api_url).rstrip("/")
+
+
+def probe_token(instance: InstanceConfig) -> str:
+    """The probe account's API token, from the instance's 0600 env file ("" when it has none)."""
+    return read_env_file(instance.env_file).get(TOKEN_ENV, "")
 
 
 def synthetic_image(options: dict[str, Any]) -> tuple[bytes, int]:
@@ -93,7 +105,8 @@ def _error(response: requests.Response) -> str:
 def run(
     context: ProbeContext, sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic
 ) -> ProbeResult:
-    result = check(base_url(context), context.options, sleep, clock)
+    options = {**context.options, "token": context.options.get("token") or probe_token(context.instance)}
+    result = check(base_url(context), options, sleep, clock)
     result.measurements = measurements(result, context.options)
     return result
 
@@ -112,13 +125,14 @@ def measurements(result: ProbeResult, options: dict[str, Any]) -> list[Measureme
     return found
 
 
-def run_synthetic_job(base_url: str, timeout_s: float) -> str:
-    """The deploy gate (the CLI injects it into `isletops.deploy`): the job must pass within `timeout_s`.
+def run_synthetic_job(base_url: str, timeout_s: float, token: str = "") -> str:
+    """The deploy gate (the CLI injects it into `isletops.deploy`): the job must pass within `timeout_s`,
+    sent with the probe account's `token`.
 
     Returns the job id; raises `ProbeError` with the probe's sentence otherwise (slow counts as a
     failure here: a fresh release must prove it works).
     """
-    result = check(base_url.rstrip("/"), {**DEFAULTS, "deadline_s": float(timeout_s)})
+    result = check(base_url.rstrip("/"), {**DEFAULTS, "deadline_s": float(timeout_s), "token": token})
     if result.status is not Status.OK:
         raise ProbeError(f"The end-to-end test job did not pass: {result.message}.")
     return str(result.details["job_id"])
@@ -135,6 +149,8 @@ def check(
     png, expected_count = synthetic_image(options)
     details: dict[str, Any] = {"unit": "s", "base_url": base, "expected_islets": expected_count}
     with requests.Session() as session:
+        if options.get("token"):
+            session.headers["Authorization"] = f"Bearer {options['token']}"
         samples = [sample for sample in [_queue(session, base, timeout, clock())] if sample]
         started = clock()
         try:
@@ -152,6 +168,12 @@ def check(
             return ProbeResult(
                 NAME, Status.CRITICAL, None, f"cannot submit a test job to {base}: {reason(exc)}", details
             )
+        if response.status_code == 401:
+            return ProbeResult(
+                NAME, Status.CRITICAL, None,
+                f"test job refused: HTTP 401, the backend does not accept the probe token ({_error(response)}); "
+                f"see the runbook, 'a 401 from the e2e probe'", details,
+            )  # fmt: skip
         if response.status_code != 201:
             return ProbeResult(
                 NAME,

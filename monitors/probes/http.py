@@ -22,7 +22,8 @@ DEFAULTS: dict[str, Any] = {
     "checks": [  # path, expected status, severity when it fails
         {"path": "/", "expect": 200, "severity": "CRITICAL"},
         {"path": "/api/health", "expect": 200, "severity": "CRITICAL", "json_status": "ok"},
-        {"path": "/api/statistics/access_statistics.xlsx", "expect": 200, "severity": "WARNING"},
+        # Without credentials the statistics must be refused: a 200 would mean access control is off.
+        {"path": "/api/statistics/access_statistics.xlsx", "expect": 401, "severity": "WARNING"},
     ],
     "timeout_s": 10.0,
     "slow_s": 3.0,  # slower than this is a WARNING

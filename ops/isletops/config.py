@@ -11,6 +11,7 @@ Validation happens here, once, with messages that name the key and the file.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 import secrets
@@ -32,7 +33,9 @@ CONFIG_ENV_VAR = "ISLETOPS_CONFIG"
 INSTANCE_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 # Secrets generated into an instance's env file on first use; never committed, never logged.
-GENERATED_SECRETS: tuple[str, ...] = ("S3_ACCESS_KEY", "S3_SECRET_KEY", "DB_PASSWORD")
+# ISLETNET_PROBE_TOKEN is the API token of the `probe` account (monitor e2e probe, deploy gate);
+# the backend registers its hash at start.
+GENERATED_SECRETS: tuple[str, ...] = ("S3_ACCESS_KEY", "S3_SECRET_KEY", "DB_PASSWORD", "ISLETNET_PROBE_TOKEN")
 
 
 @dataclass(frozen=True)
@@ -131,6 +134,11 @@ class InstanceConfig:
     # keep it at the host nginx's nginx_proxy_timeout_s, which provisioning copies here.
     proxy_timeout_s: int = 600
     swarm: SwarmConfig = field(default_factory=SwarmConfig)
+    # Sign-in: `password` (accounts of the instance) or `proxy` (trust `auth_proxy_header` from a
+    # reverse proxy at `auth_proxy_addresses`, e.g. oauth2-proxy or the hospital's SSO).
+    auth: str = "password"
+    auth_proxy_addresses: tuple[str, ...] = ()
+    auth_proxy_header: str = "X-Forwarded-User"
 
     @property
     def project_name(self) -> str:
@@ -320,6 +328,7 @@ def parse_config(raw: Any, source: Path | None = None) -> SiteConfig:
         )
         if instance.gpu not in ("auto", "yes", "no"):
             raise ConfigError(f"{name}: instances.{instance_name}.gpu must be auto, yes or no.")
+        _check_auth(instance, f"{name}: instances.{instance_name}")
         if instance.health_failed_checks < 1:
             raise ConfigError(f"{name}: instances.{instance_name}.health_failed_checks must be 1 or more.")
         if instance.engine not in ENGINE_NAMES:
@@ -386,6 +395,22 @@ def _build_monitoring(raw: Any, name: str) -> MonitoringConfig:
                           f"Services: {', '.join(COMPONENTS)}.")
     monitoring = _build(MonitoringConfig, settings, f"{name}: monitoring")
     return dataclasses.replace(monitoring, self_heal=dataclasses.replace(heal, services=dict(services)))
+
+
+def _check_auth(instance: InstanceConfig, where: str) -> None:
+    """`auth: proxy` needs the proxy's addresses; each must be an IP address or network."""
+    if instance.auth not in ("password", "proxy"):
+        raise ConfigError(f"{where}.auth must be password or proxy, not {instance.auth!r}.")
+    if instance.auth == "proxy" and not instance.auth_proxy_addresses:
+        raise ConfigError(f"{where}.auth is proxy but auth_proxy_addresses is empty.",
+                          "List the reverse proxy's addresses, e.g. auth_proxy_addresses: [10.0.0.5].")
+    for address in instance.auth_proxy_addresses:
+        try:
+            ipaddress.ip_network(address, strict=False)
+        except ValueError:
+            raise ConfigError(f"{where}.auth_proxy_addresses: {address!r} is not an IP address or network.") from None
+    if not re.fullmatch(r"[A-Za-z0-9-]{1,64}", instance.auth_proxy_header):
+        raise ConfigError(f"{where}.auth_proxy_header: {instance.auth_proxy_header!r} is not an HTTP header name.")
 
 
 def _check_port_clashes(instances: dict[str, InstanceConfig], name: str) -> None:

@@ -1,11 +1,14 @@
 """`isletops demo`: the whole path once, on this machine — build every image, tag them as a release,
-bring the `demo` instance up healthy, submit one synthetic DTZ image through the REST API and
-wait for its islet count and IEQ. Re-running it is cheap and changes nothing that did not change:
+bring the `demo` instance up healthy, create the demo admin (its password goes to a 0600 file in
+the instance folder, never to the screen), sign in as it the way the web page does (session
+cookie + CSRF token), submit one synthetic DTZ image through the REST API and wait for its islet
+count and IEQ. Re-running it is cheap and changes nothing that did not change:
 the layer cache rebuilds nothing, unchanged images keep their release tag, a healthy stack stays up.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,7 +16,7 @@ from pathlib import Path
 
 import requests
 
-from isletops import stack
+from isletops import accounts, stack
 from isletops.config import InstanceConfig, SiteConfig
 from isletops.docker_engine import DockerEngine
 from isletops.errors import IsletOpsError
@@ -21,6 +24,8 @@ from isletops.errors import IsletOpsError
 # Islets of known equivalent diameters (µm), one in each of four Ricordi classes.
 DEMO_DIAMETERS_UM: tuple[float, ...] = (80.0, 120.0, 160.0, 220.0)
 DEMO_PIXEL_SIZE_UM = 0.843
+DEMO_ADMIN = "demo-admin"
+PASSWORD_FILE = "demo-admin-password"  # noqa: S105 - a file name
 
 
 class DemoError(IsletOpsError):
@@ -46,6 +51,8 @@ class DemoResult:
     overlay_url: str
     overlay_path: Path
     summary: dict
+    admin: str = DEMO_ADMIN
+    password_file: Path | None = None
 
 
 def synthetic_png(
@@ -65,12 +72,49 @@ def _api_error(response: requests.Response) -> str:
         return response.text[:200] or f"HTTP {response.status_code}"
 
 
+def ensure_demo_admin(instance: InstanceConfig, engine: DockerEngine) -> Path:
+    """The demo admin exists and its password is in `<instance>/demo-admin-password` (mode 0600).
+
+    A re-run keeps the password of the file; a new database gets the account again with it."""
+    path = instance.directory / PASSWORD_FILE
+    existed = path.exists()
+    password = path.read_text().strip() if existed else accounts.new_password()
+    if not existed:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(password + "\n")
+    try:
+        accounts.add_user(instance, engine, DEMO_ADMIN, "admin", "default", password)
+    except accounts.AccountsError as error:
+        if "already a user" not in str(error):
+            raise
+        if not existed:  # an account from an earlier file that is gone: give it this password
+            accounts.reset_password(instance, engine, DEMO_ADMIN, password)
+    return path
+
+
+def sign_in(api_url: str, username: str, password: str) -> requests.Session:
+    """A session signed in like the web page: the cookie, and the CSRF token on every request."""
+    session = requests.Session()
+    try:
+        response = session.post(f"{api_url}/api/auth/login", json={"username": username, "password": password},
+                                timeout=30)
+    except requests.RequestException as exc:
+        raise DemoError(f"The API at {api_url} cannot be reached to sign in: {exc.__class__.__name__}.") from None
+    if response.status_code != 200:
+        raise DemoError(f"The demo admin cannot sign in (HTTP {response.status_code}): {_api_error(response)}.",
+                        f"Reset it: isletops users reset-password {username}.")
+    session.headers["X-CSRF-Token"] = response.json()["csrf_token"]
+    return session
+
+
 def submit_job(
-    api_url: str, png: bytes, pixel_size_um: float = DEMO_PIXEL_SIZE_UM, priority: int = 0, timeout_s: float = 60
+    api_url: str, png: bytes, pixel_size_um: float = DEMO_PIXEL_SIZE_UM, priority: int = 0, timeout_s: float = 60,
+    http: requests.Session | None = None,
 ) -> str:
     """POST one image to `/api/jobs`; returns the job id."""
     try:
-        response = requests.post(
+        response = (http or requests.Session()).post(
             f"{api_url}/api/jobs",
             files={"images": ("demo-dtz.png", png, "image/png")},
             data={"pixel_size_um": str(pixel_size_um), "priority": str(priority)},
@@ -85,13 +129,14 @@ def submit_job(
 
 
 def wait_for_job(api_url: str, job_id: str, timeout_s: float, poll_s: float = 1.0,
-                 progress: Callable[[str], None] | None = None) -> dict:
+                 progress: Callable[[str], None] | None = None, http: requests.Session | None = None) -> dict:
     """Poll `/api/jobs/<id>` until done; returns its result document. Fails on `failed` or timeout."""
+    http = http or requests.Session()
     deadline = time.monotonic() + timeout_s
     last_state = ""
     while True:
         try:
-            response = requests.get(f"{api_url}/api/jobs/{job_id}", timeout=30)
+            response = http.get(f"{api_url}/api/jobs/{job_id}", timeout=30)
             job = response.json() if response.ok else {"state": f"HTTP {response.status_code}"}
         except (requests.RequestException, ValueError) as exc:
             job = {"state": f"unreachable ({exc.__class__.__name__})"}
@@ -100,7 +145,7 @@ def wait_for_job(api_url: str, job_id: str, timeout_s: float, poll_s: float = 1.
             progress(f"job {job_id} is {state}")
             last_state = state
         if state == "done":
-            result = requests.get(f"{api_url}/api/jobs/{job_id}/result", timeout=30)
+            result = http.get(f"{api_url}/api/jobs/{job_id}/result", timeout=30)
             if not result.ok:
                 raise DemoError(f"Job {job_id} is done but its result is unavailable: {_api_error(result)}.")
             return result.json()
@@ -113,8 +158,8 @@ def wait_for_job(api_url: str, job_id: str, timeout_s: float, poll_s: float = 1.
         time.sleep(poll_s)
 
 
-def download_overlay(api_url: str, job_id: str, target: Path) -> Path:
-    response = requests.get(f"{api_url}/api/jobs/{job_id}/overlay.png", timeout=60)
+def download_overlay(api_url: str, job_id: str, target: Path, http: requests.Session | None = None) -> Path:
+    response = (http or requests.Session()).get(f"{api_url}/api/jobs/{job_id}/overlay.png", timeout=60)
     if not response.ok:
         raise DemoError(f"The overlay of job {job_id} is unavailable: {_api_error(response)}.")
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -138,14 +183,17 @@ def run_demo(
     progress(f"release {built.tag}{' (unchanged)' if built.reused_tag else ''}")
     progress(f"starting instance '{instance.name}' and waiting until it is healthy")
     stack.up(site, instance, tag=built.tag, registry="", engine=engine)
+    password_file = ensure_demo_admin(instance, engine)
+    progress(f"demo admin '{DEMO_ADMIN}' ready; its password is in {password_file} (mode 0600)")
+    http = sign_in(instance.api_url, DEMO_ADMIN, password_file.read_text().strip())
     progress(f"instance '{instance.name}' is healthy; submitting a synthetic DTZ image to {instance.api_url}")
     png, truth = synthetic_png()
     started = time.monotonic()
-    job_id = submit_job(instance.api_url, png)
-    result = wait_for_job(instance.api_url, job_id, result_timeout_s, progress=progress)
+    job_id = submit_job(instance.api_url, png, http=http)
+    result = wait_for_job(instance.api_url, job_id, result_timeout_s, progress=progress, http=http)
     seconds = time.monotonic() - started
     summary = result.get("summary") or {}
-    overlay = download_overlay(instance.api_url, job_id, instance.state_dir / "demo" / f"{job_id}-overlay.png")
+    overlay = download_overlay(instance.api_url, job_id, instance.state_dir / "demo" / f"{job_id}-overlay.png", http)
     return DemoResult(
         tag=built.tag,
         job_id=job_id,
@@ -158,4 +206,5 @@ def run_demo(
         overlay_url=f"{instance.api_url}/api/jobs/{job_id}/overlay.png",
         overlay_path=overlay,
         summary=summary,
+        password_file=password_file,
     )

@@ -43,6 +43,7 @@ DATA_DIR_OWNERS: dict[str, int] = {"storage": 10001, "queue": 10002}
 MANAGED_ENV_KEYS: tuple[str, ...] = (
     "TAG", "REPOSITORY", "BIND_ADDRESS", "HTTP_PORT", "API_PORT", "LOCAL_DATA_DIR", "MAX_UPLOAD_MB",
     "RETENTION_SECONDS", "PROXY_TIMEOUT_S",
+    "AUTH_MODE", "AUTH_PROXY_ADDRESSES", "AUTH_PROXY_USER_HEADER",
 )
 # Extra labels for every container and network, "key=value,key=value" (tests mark theirs so a
 # crashed run can be swept by label).
@@ -130,6 +131,9 @@ def managed_env(instance: InstanceConfig, tag: str, registry: str = "") -> dict[
         "MAX_UPLOAD_MB": str(instance.max_upload_mb),
         "RETENTION_SECONDS": str(int(instance.retention_days * 86400)),
         "PROXY_TIMEOUT_S": str(instance.proxy_timeout_s),
+        "AUTH_MODE": instance.auth,
+        "AUTH_PROXY_ADDRESSES": ",".join(instance.auth_proxy_addresses),
+        "AUTH_PROXY_USER_HEADER": instance.auth_proxy_header,
     }
 
 

@@ -1,5 +1,6 @@
 """Training-image export: `isletops training export` talks to the instance's REST API the way a
-user would (POST /api/training/export) and saves the one-time ZIP it returns.
+user would (POST /api/training/export) and saves the one-time ZIP it returns. It signs in with an
+API token of an admin (scope `training:export`) from `$ISLETOPS_API_TOKEN`.
 
 The backend records the export when it answers, so everything that can be checked locally (the
 output file is new, its folder writable) is checked *before* the request; a failure while saving
@@ -20,6 +21,7 @@ import requests
 from isletops.errors import IsletOpsError
 
 EXPORT_PATH = "/api/training/export"
+TOKEN_ENV = "ISLETOPS_API_TOKEN"  # noqa: S105 - the variable's name
 CHUNK_BYTES = 1024 * 1024
 
 
@@ -56,12 +58,14 @@ def check_output(output: Path) -> Path:
 
 
 def export_training(api_url: str, output: Path | None = None, include_exported: bool = False,
-                    timeout_s: float = 600.0) -> ExportResult:
+                    timeout_s: float = 600.0, token: str | None = None) -> ExportResult:
     """Ask the backend at `api_url` for the training ZIP and save it to `output` (atomically)."""
     output = check_output(output or default_output())
     url = api_url.rstrip("/") + EXPORT_PATH + ("?all=1" if include_exported else "")
+    token = os.environ.get(TOKEN_ENV, "") if token is None else token
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        response = requests.post(url, stream=True, timeout=(5, timeout_s))
+        response = requests.post(url, stream=True, headers=headers, timeout=(5, timeout_s))
     except requests.RequestException as error:
         raise TrainingExportError(
             f"The backend at {api_url} cannot be reached ({type(error).__name__}).",
@@ -71,6 +75,12 @@ def export_training(api_url: str, output: Path | None = None, include_exported: 
     with response:
         if response.status_code == 204:
             return ExportResult(None)
+        if response.status_code in (401, 403):
+            raise TrainingExportError(
+                f"The backend refused the export (HTTP {response.status_code}): {_error_sentence(response)}",
+                f"Set {TOKEN_ENV} to an admin's API token: isletops tokens create ADMIN training-export "
+                "--scope training:export.",
+            )
         if response.status_code != 200:
             raise TrainingExportError(f"The backend refused the export (HTTP {response.status_code}): "
                                       f"{_error_sentence(response)}")

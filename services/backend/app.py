@@ -16,20 +16,22 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask, Response, g, jsonify, request
+from werkzeug.middleware.proxy_fix import ProxyFix
 
-from services.backend import jobs_api, reports_api
+from services.backend import auth, jobs_api, reports_api
 from services.backend.access import AccessRecorder
 from services.backend.config import BackendConfig
 from services.backend.errors import register_error_handlers
 from services.backend.openapi import build_spec
 from services.common.access_stats import AccessStatistics
+from services.common.accounts import Accounts
 from services.common.database import JobDatabase
 from services.common.errors import ServiceError
 from services.common.storage import ObjectStore
 
 log = logging.getLogger(__name__)
 
-BLUEPRINT_MODULES = (jobs_api, reports_api)
+BLUEPRINT_MODULES = (auth, jobs_api, reports_api)
 
 
 def create_app(
@@ -38,6 +40,8 @@ def create_app(
     store: ObjectStore | None = None,
     database: JobDatabase | None = None,
     settings: BackendConfig | None = None,
+    auth_config: auth.AuthConfig | None = None,
+    accounts: Accounts | None = None,
 ) -> Flask:
     """Build the Flask app from `env` (default: the process environment)."""
     env = os.environ if env is None else env
@@ -45,14 +49,21 @@ def create_app(
     settings = settings or BackendConfig.from_env(env)
     store = store or ObjectStore.from_env(env)
     database = database or JobDatabase.from_env(env)
+    auth_config = auth_config or auth.AuthConfig.from_env(env)
+    accounts = accounts or Accounts(database)
 
     app = Flask("isletnet-backend")
+    hops = int(env.get("FORWARDED_HOPS") or 0)
+    if hops > 0:  # the client address for login rate limits, as the proxies in front saw it
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=0, x_host=0)  # type: ignore[method-assign]
     app.config["ISLETNET_CONFIG"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
     app.config["JSON_SORT_KEYS"] = False
     app.extensions["isletnet.store"] = store
     app.extensions["isletnet.database"] = database
-    app.extensions["isletnet.bucket_ready"] = _prepare_dependencies(store, database)
+    app.extensions["isletnet.bucket_ready"], app.extensions["isletnet.auth_ready"] = _prepare_dependencies(
+        store, database, accounts, auth_config
+    )
     recorder = AccessRecorder(AccessStatistics(database), settings.access_flush_s)
     app.extensions["isletnet.access"] = recorder
 
@@ -60,7 +71,8 @@ def create_app(
 
     for module in BLUEPRINT_MODULES:
         app.register_blueprint(module.blueprint)
-    spec = build_spec([module.OPENAPI_PATHS for module in BLUEPRINT_MODULES] + [SPEC_PATHS])
+    spec = auth.secure_spec(build_spec([module.OPENAPI_PATHS for module in BLUEPRINT_MODULES] + [SPEC_PATHS]))
+    auth.install(app, spec, accounts, auth_config)
 
     @app.get("/api/spec.json")
     def openapi_spec() -> Response:
@@ -78,8 +90,10 @@ def create_app(
     return app
 
 
-def _prepare_dependencies(store: ObjectStore, database: JobDatabase) -> bool:
-    """Create the bucket and the schema if they are missing. A dependency that is down at start is
+def _prepare_dependencies(
+    store: ObjectStore, database: JobDatabase, accounts: Accounts, auth_config: auth.AuthConfig
+) -> tuple[bool, bool]:
+    """Create the bucket, the schema and the probe account if they are missing. A dependency that is down at start is
     not fatal: the backend starts, reports it in /api/health, and retries on first use."""
     bucket_ready = False
     try:
@@ -87,11 +101,14 @@ def _prepare_dependencies(store: ObjectStore, database: JobDatabase) -> bool:
         bucket_ready = True
     except ServiceError as problem:
         log.warning("storage not ready at start: %s", problem)
+    auth_ready = False
     try:
         database.ensure_schema()
+        auth.prepare(auth_config, accounts)
+        auth_ready = True
     except ServiceError as problem:
         log.warning("job database not ready at start: %s", problem)
-    return bucket_ready
+    return bucket_ready, auth_ready
 
 
 SPEC_PATHS: dict[str, Any] = {

@@ -17,7 +17,7 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.utils import secure_filename
 
 import services.islets as islets
-from services.backend import params
+from services.backend import auth, params
 from services.backend.config import BackendConfig
 from services.backend.errors import ApiError
 from services.backend.openapi import RETRY_AFTER_HEADER, error, json_response
@@ -81,6 +81,7 @@ def require_job(job_id: str) -> Job:
     job = records().get(job_id)
     if job is None:
         raise ApiError(404, f"There is no job {job_id[:64]!r}; check the id (GET /api/jobs lists them).")
+    auth.check_job_access(job)
     return job
 
 
@@ -264,6 +265,7 @@ def submit_job() -> tuple[Response, int, dict[str, str]]:
         for upload in uploads:
             store().put(keys.input(upload.index, upload.name), upload.data, upload.content_type)
         store().put(keys.request, json.dumps(request_document, indent=2).encode(), "application/json")
+        auth.record_job_owner(job_id)  # before the row: the job is never visible without its team
         records().create_job(
             job_id=job_id,
             model=model,
@@ -309,7 +311,7 @@ def list_jobs() -> Response:
         raise ApiError(400, f"state={params.shown(state)} is unknown; use queued, running, done or failed.")
     # Monitoring test jobs (e2e probe, deploy gate) are not users' jobs: shown only when asked.
     include_synthetic = params.INCLUDE_SYNTHETIC.parse(request.args.get("include_synthetic"))
-    jobs = records().list_jobs(limit=limit, offset=offset, state=state, include_synthetic=include_synthetic)
+    jobs = auth.visible_jobs(limit, offset, state, include_synthetic, records().list_jobs)
     return jsonify({"jobs": [public_job(job) for job in jobs]})
 
 

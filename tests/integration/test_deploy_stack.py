@@ -80,7 +80,7 @@ def submit_job(made) -> str:
 
     png, _count = synthetic_image(DEFAULTS)
     response = requests.post(f"{made.frontend_url}/api/jobs", files={"images": ("during-deploy.png", png, "image/png")},
-                             timeout=30)
+                             headers=made.auth, timeout=30)
     assert response.status_code == 201, response.text
     return response.json()["id"]
 
@@ -88,7 +88,7 @@ def submit_job(made) -> str:
 def wait_job(made, job_id: str, timeout_s: float = 240) -> dict:
     deadline = time.monotonic() + timeout_s
     while True:
-        job = requests.get(f"{made.frontend_url}/api/jobs/{job_id}", timeout=10).json()
+        job = requests.get(f"{made.frontend_url}/api/jobs/{job_id}", headers=made.auth, timeout=10).json()
         if job["state"] in ("done", "failed") or time.monotonic() > deadline:
             return job
         time.sleep(1)

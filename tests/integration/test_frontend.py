@@ -10,6 +10,7 @@ import contextlib
 import csv
 import io
 import re
+import secrets
 import shutil
 import socket
 import subprocess
@@ -27,9 +28,11 @@ from werkzeug.serving import make_server
 
 from services.backend.app import create_app
 from services.backend.tests.test_reports_api import process_next_job
+from services.common.accounts import hash_password
 from services.common.jobs import JobRecords
 from services.common.lease_queue import LeaseQueue
 from services.islets import make_dtz_image
+from tests.fixtures.accounts import bearer, grant
 from tests.fixtures.loopback_http import QuietHandler, serve_on_loopback
 from tests.fixtures.servers import free_port
 
@@ -144,6 +147,9 @@ class LiveStack:
     queue: object
     backend: object    # the backend's HTTP server (tests may shut it down)
     frontend_url: str  # the frontend (nginx) directly
+    username: str      # a technician of team "default" the browser signs in as
+    password: str
+    headers: dict      # Authorization of an admin, for the tests' own API calls
 
 
 class Worker(threading.Thread):
@@ -202,9 +208,11 @@ def live_stack(isolated_service_env: dict[str, str]) -> Iterator[LiveStack]:
     try:
         _wait_http(f"http://127.0.0.1:{frontend_port}/")
         _wait_http(f"http://127.0.0.1:{edge_port}/")
+        password = secrets.token_urlsafe(12)
+        app.extensions["isletnet.accounts"].add_user("tech", "technician", "default", hash_password(password))
         yield LiveStack(f"http://127.0.0.1:{edge_port}", f"http://127.0.0.1:{backend_port}",
                         app.extensions["isletnet.store"], JobRecords(database), server,
-                        f"http://127.0.0.1:{frontend_port}")
+                        f"http://127.0.0.1:{frontend_port}", "tech", password, bearer(grant(app, "admin")))
     finally:
         for process in processes:
             process.terminate()
@@ -244,11 +252,16 @@ RECORD_CSP_VIOLATIONS = """
 """
 
 
-def new_page(browser, width: int, height: int):
-    """A page that records script errors and CSP refusals (see `page_problems`). Under the CSP,
+def new_page(browser, width: int, height: int, stack: LiveStack | None = None):
+    """A page that records script errors and CSP refusals (see `page_problems`), signed in as the
+    stack's technician when `stack` is given. Under the CSP,
     `wait_for_function` takes functions ("() => ..."): a bare expression is evaluated by eval(),
     which the policy refuses."""
     page = browser.new_page(viewport={"width": width, "height": height}, accept_downloads=True)
+    if stack is not None:
+        signed_in = page.request.post(f"{stack.url}/api/auth/login",
+                                      data={"username": stack.username, "password": stack.password})
+        assert signed_in.ok, signed_in.text()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.on("console", lambda message: errors.append(message.text)
@@ -287,14 +300,15 @@ def upload_and_wait(page, stack: LiveStack, image: Path, training: bool = False)
 
 
 def test_upload_watch_and_read_a_result_at_desktop_size(browser, live_stack: LiveStack, tmp_path: Path) -> None:
-    page = new_page(browser, 1280, 800)
+    page = new_page(browser, 1280, 800, live_stack)
     page.goto(live_stack.url + "/")
     page.wait_for_selector("#model option[value=classical]", state="attached")
     assert page.input_value("#pixel-size") == "0.843"
     shot(page, "upload-1280")
 
     job_id = upload_and_wait(page, live_stack, sample_png(tmp_path / "sample-a.png"))
-    result = requests.get(f"{live_stack.api_url}/api/jobs/{job_id}/result", timeout=10).json()
+    result = requests.get(f"{live_stack.api_url}/api/jobs/{job_id}/result", headers=live_stack.headers,
+                          timeout=10).json()
     islets = result["images"][0]["islets"]
     assert len(islets) >= 4
     rows = page.locator("#islets-table tbody tr")
@@ -332,7 +346,7 @@ def test_upload_watch_and_read_a_result_at_desktop_size(browser, live_stack: Liv
 def test_bad_files_are_refused_with_sentences_and_nothing_is_stored(
     browser, live_stack: LiveStack, tmp_path: Path
 ) -> None:
-    page = new_page(browser, 1280, 800)
+    page = new_page(browser, 1280, 800, live_stack)
     page.goto(live_stack.url + "/#/upload")
     notes = tmp_path / "notes.txt"
     notes.write_text("not an image")
@@ -353,7 +367,7 @@ def test_bad_files_are_refused_with_sentences_and_nothing_is_stored(
     error = page.locator("#upload-error")
     error.wait_for()
     server = requests.post(f"{live_stack.api_url}/api/jobs", files={"images": ("fake.png", fake.read_bytes())},
-                           timeout=10)
+                           headers=live_stack.headers, timeout=10)
     assert error.inner_text() == server.json()["error"]  # the server's own sentence, shown as is
     shot(page, "upload-refused-1280")
     assert live_stack.queue.list_jobs() == []
@@ -362,7 +376,7 @@ def test_bad_files_are_refused_with_sentences_and_nothing_is_stored(
 
 
 def test_tablet_width_upload_for_training_and_result(browser, live_stack: LiveStack, tmp_path: Path) -> None:
-    page = new_page(browser, 768, 1024)
+    page = new_page(browser, 768, 1024, live_stack)
     job_id = upload_and_wait(page, live_stack, sample_png(tmp_path / "tablet.png", seed=11), training=True)
     assert live_stack.queue.get(job_id).training is True
     assert page.locator("#islets-table tbody tr").count() >= 4
@@ -394,7 +408,7 @@ def _raw_request(url: str, request: bytes) -> bytes:
 
 
 def test_security_headers_on_every_path_and_the_ui_keeps_to_its_policy(browser, live_stack: LiveStack) -> None:
-    paths = {"/": 200, "/api/health": 200, f"/api/jobs/{'0' * 32}": 404, "/js/app.js": 200, "/css/app.css": 200,
+    paths = {"/": 200, "/api/health": 200, f"/api/jobs/{'0' * 32}": 401, "/js/app.js": 200, "/css/app.css": 200,
              "/favicon.svg": 200, "/edge-health": 200}
     for path, status in paths.items():
         response = requests.get(live_stack.url + path, timeout=10)
@@ -407,7 +421,7 @@ def test_security_headers_on_every_path_and_the_ui_keeps_to_its_policy(browser, 
     for name, value in SECURITY_HEADERS.items():
         assert f"\r\n{name}: {value}\r\n" in answer, name
 
-    page = new_page(browser, 1280, 800)
+    page = new_page(browser, 1280, 800, live_stack)
     page.goto(live_stack.url + "/")
     page.wait_for_selector("#model option[value=classical]", state="attached")
     page.goto(live_stack.url + "/#/jobs")
@@ -432,9 +446,10 @@ def test_quality_flags_of_a_dark_image_are_shown_as_sentences(browser, live_stac
     rgb, _truth = make_dtz_image(seed=7, diameters_um=(80, 110, 150, 190, 240), size=(600, 800))
     dark = tmp_path / "dark.png"
     Image.fromarray((rgb * 0.4).astype("uint8")).save(dark)
-    page = new_page(browser, 1280, 800)
+    page = new_page(browser, 1280, 800, live_stack)
     job_id = upload_and_wait(page, live_stack, dark)
-    result = requests.get(f"{live_stack.api_url}/api/jobs/{job_id}/result", timeout=10).json()
+    result = requests.get(f"{live_stack.api_url}/api/jobs/{job_id}/result", headers=live_stack.headers,
+                          timeout=10).json()
     flags = result["images"][0]["quality_flags"]
     assert [flag["code"] for flag in flags] == ["underexposed"]
     notes = page.locator("#quality-flags")
@@ -445,7 +460,7 @@ def test_quality_flags_of_a_dark_image_are_shown_as_sentences(browser, live_stac
 
 
 def test_keyboard_only_reaches_every_upload_control(browser, live_stack: LiveStack) -> None:
-    page = new_page(browser, 1280, 800)
+    page = new_page(browser, 1280, 800, live_stack)
     page.goto(live_stack.url + "/#/upload")
     page.wait_for_selector("#model option[value=classical]", state="attached")
     reached = []
@@ -459,7 +474,7 @@ def test_keyboard_only_reaches_every_upload_control(browser, live_stack: LiveSta
 
 
 def test_backend_down_is_a_sentence_on_screen(browser, live_stack: LiveStack) -> None:
-    page = new_page(browser, 1280, 800)
+    page = new_page(browser, 1280, 800, live_stack)
     page.goto(live_stack.url + "/#/jobs")
     page.wait_for_selector("#region-jobs-table p, #jobs-table", state="attached")
     live_stack.backend.shutdown()
@@ -475,7 +490,7 @@ def test_backend_down_is_a_sentence_on_screen(browser, live_stack: LiveStack) ->
 
 
 def test_dropping_two_images_makes_one_job_of_two_images(browser, live_stack: LiveStack, tmp_path: Path) -> None:
-    page = new_page(browser, 1280, 800)
+    page = new_page(browser, 1280, 800, live_stack)
     page.goto(live_stack.url + "/#/upload")
     page.wait_for_selector(".dropzone")
     pngs = [sample_png(tmp_path / f"drop-{n}.png", seed=30 + n).read_bytes() for n in range(2)]

@@ -10,13 +10,14 @@ import json
 import time
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import requests
 from click.testing import CliRunner
 from PIL import Image
 
-from isletops import stack
+from isletops import accounts, stack
 from isletops.cli import main
 from services.islets import make_dtz_image
 from tests.integration.test_frontend import ARTIFACTS, CHROMIUM, SECURITY_HEADERS, new_page, page_problems
@@ -35,8 +36,8 @@ def wait_for(predicate, timeout_s: float, what: str, interval_s: float = 1.0):
         time.sleep(interval_s)
 
 
-def job(api_url: str, job_id: str) -> dict:
-    return requests.get(f"{api_url}/api/jobs/{job_id}", timeout=10).json()
+def job(api_url: str, job_id: str, headers: dict[str, str]) -> dict:
+    return requests.get(f"{api_url}/api/jobs/{job_id}", headers=headers, timeout=10).json()
 
 
 def test_frontend_pruner_and_training_export_on_the_real_stack(stack_instance, tmp_path: Path) -> None:
@@ -48,6 +49,10 @@ def test_frontend_pruner_and_training_export_on_the_real_stack(stack_instance, t
     made = stack_instance("h7issue8", up=False, retention_days=15 / 86400)
     stack.update_env_values(made.instance, {"PRUNE_INTERVAL_SECONDS": "3"})
     made.up()
+    admin = made.admin_auth()  # the tests' own API calls
+    password = accounts.new_password()
+    accounts.add_user(made.instance, made.engine, "tech", "technician", "default", password)
+    signed_in_as = SimpleNamespace(url=made.frontend_url, username="tech", password=password)
 
     image = tmp_path / "stack-sample.png"
     Image.fromarray(make_dtz_image(seed=5, diameters_um=(90, 140, 200), size=(500, 700))[0]).save(image)
@@ -55,7 +60,7 @@ def test_frontend_pruner_and_training_export_on_the_real_stack(stack_instance, t
     with playwright_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:
-            page = new_page(browser, 1280, 800)  # records script errors and CSP refusals
+            page = new_page(browser, 1280, 800, signed_in_as)  # records script errors and CSP refusals
             page.goto(made.frontend_url + "/")
             page.set_input_files("#file-input", str(image))
             page.get_by_role("button", name="Analyse image").click()
@@ -70,7 +75,7 @@ def test_frontend_pruner_and_training_export_on_the_real_stack(stack_instance, t
             browser.close()
 
     # The real edge sends the security headers on every path, error pages included.
-    for path, status in {"/": 200, "/api/health": 200, "/js/app.js": 200, f"/api/jobs/{'0' * 32}": 404}.items():
+    for path, status in {"/": 200, "/api/health": 200, "/js/app.js": 200, f"/api/jobs/{'0' * 32}": 401}.items():
         response = requests.get(made.frontend_url + path, timeout=10)
         assert response.status_code == status, path
         assert {name: response.headers.get(name) for name in SECURITY_HEADERS} == SECURITY_HEADERS, path
@@ -78,15 +83,15 @@ def test_frontend_pruner_and_training_export_on_the_real_stack(stack_instance, t
     # A training job through the API; retention 15 s and a 3 s schedule prune the plain one soon.
     with image.open("rb") as handle:
         created = requests.post(f"{made.api_url}/api/jobs", files={"images": ("kept.png", handle, "image/png")},
-                                data={"training": "true"}, timeout=60)
+                                data={"training": "true"}, headers=admin, timeout=60)
     assert created.status_code == 201, created.text
     marked = created.json()["id"]
-    wait_for(lambda: job(made.api_url, marked)["state"] == "done", 180, "the training job")
-    wait_for(lambda: job(made.api_url, plain)["pruned_at"], 60, "the pruner to prune the plain job")
-    assert requests.get(f"{made.api_url}/api/jobs/{plain}/result", timeout=10).status_code == 410
+    wait_for(lambda: job(made.api_url, marked, admin)["state"] == "done", 180, "the training job")
+    wait_for(lambda: job(made.api_url, plain, admin)["pruned_at"], 60, "the pruner to prune the plain job")
+    assert requests.get(f"{made.api_url}/api/jobs/{plain}/result", headers=admin, timeout=10).status_code == 410
     time.sleep(4)  # at least one more pass after the training job finished
-    assert job(made.api_url, marked)["pruned_at"] is None
-    assert requests.get(f"{made.api_url}/api/jobs/{marked}/report.pdf", timeout=30).status_code == 200
+    assert job(made.api_url, marked, admin)["pruned_at"] is None
+    assert requests.get(f"{made.api_url}/api/jobs/{marked}/report.pdf", headers=admin, timeout=30).status_code == 200
 
     # The pruner's healthcheck output is the record the monitor reads.
     def healthy_record() -> dict | None:
@@ -105,7 +110,8 @@ def test_frontend_pruner_and_training_export_on_the_real_stack(stack_instance, t
 
     out = tmp_path / "training.zip"
     result = CliRunner().invoke(main, ["--config", str(made.config_path), "-i", made.project,
-                                       "training", "export", "--output", str(out)])
+                                       "training", "export", "--output", str(out)],
+                                 env={"ISLETOPS_API_TOKEN": admin["Authorization"].removeprefix("Bearer ")})
     assert result.exit_code == 0, result.output
     assert f"{marked}/inputs/0-kept.png" in zipfile.ZipFile(out).namelist()
-    assert job(made.api_url, marked)["exported_at"] is not None
+    assert job(made.api_url, marked, admin)["exported_at"] is not None

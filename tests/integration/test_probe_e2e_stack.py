@@ -36,7 +36,7 @@ def probe(made, **options) -> object:
 
 
 def queue(made) -> dict:
-    return requests.get(f"{made.api_url}/api/queue", timeout=10).json()
+    return requests.get(f"{made.api_url}/api/queue", headers=made.auth, timeout=10).json()
 
 
 def submit_load(made, jobs: int) -> None:
@@ -48,7 +48,8 @@ def submit_load(made, jobs: int) -> None:
     png = encode_png(rgb)
     for index in range(jobs):
         files = [("images", (f"load-{index}-{n}.png", png, "image/png")) for n in range(3)]
-        response = requests.post(f"{made.api_url}/api/jobs", files=files, data={"priority": "0"}, timeout=60)
+        response = requests.post(f"{made.api_url}/api/jobs", files=files, data={"priority": "0"}, headers=made.auth,
+                                 timeout=60)
         assert response.status_code == 201, response.text
 
 

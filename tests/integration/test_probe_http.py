@@ -21,7 +21,7 @@ class Site:
     """Answers like the frontend: `/`, `/api/health`, the statistics download; behaviour per path."""
 
     def __init__(self) -> None:
-        self.codes = {"/": 200, "/api/health": 200, "/api/statistics/access_statistics.xlsx": 200}
+        self.codes = {"/": 200, "/api/health": 200, "/api/statistics/access_statistics.xlsx": 401}
         self.health = {"status": "ok", "storage": "ok", "queue": "ok"}
         self.delay_s = 0.0
         site = self
@@ -58,7 +58,7 @@ def check(tmp_path: Path, url: str, **options) -> object:
 def test_all_answer(tmp_path: Path, site: Site) -> None:
     result = check(tmp_path, site.url)
     assert result.status is Status.OK and result.message.startswith("3 URLs ok, slowest ")
-    assert [c["code"] for c in result.details["checks"]] == [200, 200, 200]
+    assert [c["code"] for c in result.details["checks"]] == [200, 200, 401]
     timed = {m.labels["path"]: m for m in result.measurements if m.quantity == "http_response_duration"}
     assert list(timed) == ["/", "/api/health", "/api/statistics/access_statistics.xlsx"]
     assert max(m.value for m in timed.values()) == result.value and timed["/"].crit == 10.0

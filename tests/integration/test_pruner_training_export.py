@@ -22,6 +22,7 @@ from services.backend.tests.test_reports_api import process_next_job
 from services.common.jobs import JobRecords
 from services.common.lease_queue import LeaseQueue
 from services.pruner.prune import Pruner, PrunerSettings
+from tests.fixtures.accounts import bearer, grant
 from tests.fixtures.servers import free_port
 
 pytestmark = pytest.mark.integration
@@ -34,6 +35,7 @@ class Backend:
         self.server = make_server("127.0.0.1", self.port, self.app, threaded=True)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.headers = bearer(grant(self.app, "admin"))
         self.store = self.app.extensions["isletnet.store"]
         self.database = self.app.extensions["isletnet.database"]
         self.records = JobRecords(self.database)
@@ -42,7 +44,7 @@ class Backend:
     def submit(self, training: bool, images: int = 1) -> str:
         files = [("images", (f"img-{n}.png", encode(dtz_rgb(seed=n + 20), "PNG"), "image/png")) for n in range(images)]
         response = requests.post(f"{self.url}/api/jobs", files=files, data={"training": str(training).lower()},
-                                 timeout=30)
+                                 headers=self.headers, timeout=30)
         assert response.status_code == 201, response.text
         return response.json()["id"]
 
@@ -59,7 +61,8 @@ def backend(isolated_service_env: dict[str, str]) -> Iterator[Backend]:
 
 
 @pytest.fixture
-def config(backend: Backend, tmp_path: Path) -> Path:
+def config(backend: Backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("ISLETOPS_API_TOKEN", backend.headers["Authorization"].removeprefix("Bearer "))
     path = tmp_path / "isletops.yml"
     path.write_text(yaml.safe_dump({
         "instances_root": str(tmp_path / "instances"),
@@ -130,8 +133,9 @@ def test_training_jobs_survive_retention_zero_and_stay_exportable(backend: Backe
     settings = PrunerSettings(retention_s=0, retry_attempts=1, status_file=tmp_path / "pruner.json")
     report = Pruner(backend.store, backend.database, settings).run_once()
     assert report.ok and report.deleted_jobs == [plain]
-    assert requests.get(f"{backend.url}/api/jobs/{plain}/result", timeout=10).status_code == 410
-    kept = requests.get(f"{backend.url}/api/jobs/{marked}/islets.csv", timeout=10)
+    gone = requests.get(f"{backend.url}/api/jobs/{plain}/result", headers=backend.headers, timeout=10)
+    assert gone.status_code == 410
+    kept = requests.get(f"{backend.url}/api/jobs/{marked}/islets.csv", headers=backend.headers, timeout=10)
     assert kept.status_code == 200  # the training job's results stay with its images
     after = isletops(config, "--all", "--output", str(tmp_path / "after.zip"))
     assert after.exit_code == 0

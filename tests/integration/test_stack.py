@@ -53,13 +53,13 @@ def _last_line(text: str) -> str:
     return text.strip().splitlines()[-1]
 
 
-def _wait_for_job(api_url: str, job_id: str) -> dict:
+def _wait_for_job(api_url: str, job_id: str, headers: dict[str, str]) -> dict:
     deadline = time.monotonic() + JOB_TIMEOUT_S
     while time.monotonic() < deadline:
-        job = requests.get(f"{api_url}/api/jobs/{job_id}", timeout=30).json()
+        job = requests.get(f"{api_url}/api/jobs/{job_id}", headers=headers, timeout=30).json()
         assert job["state"] != "failed", job
         if job["state"] == "done":
-            return requests.get(f"{api_url}/api/jobs/{job_id}/result", timeout=30).json()
+            return requests.get(f"{api_url}/api/jobs/{job_id}/result", headers=headers, timeout=30).json()
         time.sleep(1)
     raise AssertionError(f"job {job_id} not done within {JOB_TIMEOUT_S} s: {job}")
 
@@ -106,10 +106,11 @@ def test_a_synthetic_image_gives_the_known_count_and_ieq(running):
         f"{running.frontend_url}/api/jobs",  # through the frontend's proxy, as a browser does
         files={"images": ("known.png", encode_png(rgb), "image/png")},
         data={"pixel_size_um": str(PIXEL_SIZE_UM)},
+        headers=running.auth,
         timeout=60,
     )
     assert response.status_code == 201, response.text
-    result = _wait_for_job(running.api_url, response.json()["id"])
+    result = _wait_for_job(running.api_url, response.json()["id"], running.auth)
     summary = result["summary"]
     assert summary["islet_count"] == truth["islet_count"] == len(DIAMETERS_UM)
     measured = sorted(i["equivalent_diameter_um"] for i in result["images"][0]["islets"])
@@ -117,7 +118,8 @@ def test_a_synthetic_image_gives_the_known_count_and_ieq(running):
         assert got == pytest.approx(expected, rel=DIAMETER_TOLERANCE)
     assert summary["ieq_ricordi"] == pytest.approx(truth["ieq_ricordi"], rel=1e-6)
     assert summary["ieq_sphere"] == pytest.approx(truth["ieq_sphere"], rel=SPHERE_IEQ_TOLERANCE)
-    overlay = requests.get(f"{running.api_url}/api/jobs/{response.json()['id']}/overlay.png", timeout=30)
+    overlay = requests.get(f"{running.api_url}/api/jobs/{response.json()['id']}/overlay.png", headers=running.auth,
+                           timeout=30)
     assert overlay.status_code == 200 and overlay.content.startswith(b"\x89PNG")
 
 

@@ -36,6 +36,11 @@ def test_demo_runs_end_to_end_and_is_idempotent(service_images, tmp_path_factory
         assert overlay, first.stdout
         with open(overlay.group(1), "rb") as handle:
             assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
+        # The demo admin's password is in a 0600 file, never on the screen.
+        password_file = made.instance.directory / "demo-admin-password"
+        assert f"password in {password_file}, mode 0600" in first.stdout
+        assert password_file.stat().st_mode & 0o777 == 0o600
+        assert password_file.read_text().strip() not in first.output
         tag = re.search(r"on release (\S+):", first.stdout).group(1)
         assert release.ReleaseTag.is_valid(tag)
 

@@ -56,6 +56,11 @@ def test_two_instances_with_their_own_folders_and_ports(tmp_path):
         ({"instances": {"prod": {"health_failed_checks": 0}}}, "health_failed_checks must be 1 or more"),
         ({"instances": {"prod": {"proxy_timeout_s": 0}}}, "proxy_timeout_s must be at least 1 second"),
         ({"instances": {"prod": {"proxy_timeout_s": "15m"}}}, "proxy_timeout_s must be a whole number"),
+        ({"instances": {"prod": {"auth": "ldap"}}}, r"instances.prod.auth must be password or proxy, not 'ldap'\."),
+        ({"instances": {"prod": {"auth": "proxy"}}}, "auth is proxy but auth_proxy_addresses is empty"),
+        ({"instances": {"prod": {"auth": "proxy", "auth_proxy_addresses": ["sso.example"]}}},
+         r"auth_proxy_addresses: 'sso.example' is not an IP address or network\."),
+        ({"instances": {"prod": {"auth_proxy_header": "X User"}}}, "is not an HTTP header name"),
     ],
 )
 def test_invalid_settings_are_named(raw, message):
@@ -69,6 +74,7 @@ def test_env_file_generated_0600_and_secrets_kept_on_rerun(tmp_path):
     first = ensure_env_file(instance, {"TAG": "2026-11-23_01"})
     assert stat.S_IMODE(instance.env_file.stat().st_mode) == 0o600
     assert len(first["S3_SECRET_KEY"]) >= 32
+    assert len(first["ISLETNET_PROBE_TOKEN"]) >= 32  # the probe account's token: 160 random bits
     second = ensure_env_file(instance, {"TAG": "2026-11-23_01"})
     assert second["S3_SECRET_KEY"] == first["S3_SECRET_KEY"]
     assert read_env_file(instance.env_file)["TAG"] == "2026-11-23_01"
@@ -84,3 +90,16 @@ def test_engine_defaults_to_compose_and_an_unknown_one_is_refused_where_it_is_pi
     odd = dataclasses.replace(config.instance("prod"), engine="nomad")
     with pytest.raises(ConfigError, match="asks for engine 'nomad', which isletops does not have"):
         engine_for(config, odd)
+
+
+def test_proxy_sign_on_reaches_the_env_file_as_the_backend_reads_it(tmp_path):
+    from isletops.stack import managed_env
+
+    config = parse_config({"instances_root": str(tmp_path), "instances": {"prod": {
+        "auth": "proxy", "auth_proxy_addresses": ["10.0.0.5", "192.168.7.0/24"],
+        "auth_proxy_header": "X-Remote-User"}}})
+    env = managed_env(config.instance("prod"), "2026-11-23_01")
+    assert env["AUTH_MODE"] == "proxy"
+    assert env["AUTH_PROXY_ADDRESSES"] == "10.0.0.5,192.168.7.0/24"
+    assert env["AUTH_PROXY_USER_HEADER"] == "X-Remote-User"
+    assert managed_env(parse_config({"instances": {"x": {}}}).instance("x"), "t")["AUTH_MODE"] == "password"

@@ -32,7 +32,8 @@ from isletops.stack import managed_env, render_compose_files
 
 GOLDEN = PROJECT_ROOT / "tests" / "golden" / "kubernetes" / "demo"
 TAG = "2026-11-23_01"
-FIXED_SECRETS = {"S3_ACCESS_KEY": "golden-access", "S3_SECRET_KEY": "golden-secret", "DB_PASSWORD": "golden-db"}
+FIXED_SECRETS = {"S3_ACCESS_KEY": "golden-access", "S3_SECRET_KEY": "golden-secret", "DB_PASSWORD": "golden-db",
+                 "ISLETNET_PROBE_TOKEN": "golden-probe-token"}
 
 
 def make_instance(tmp_path: Path, name: str = "demo", **settings: Any) -> InstanceConfig:

@@ -43,7 +43,8 @@ class Api:
                 length = int(self.headers["Content-Length"])
                 body = self.rfile.read(length)
                 api.posted.append({"bytes": len(body), "priority": b'name="priority"\r\n\r\n100' in body,
-                                   "synthetic": b'name="synthetic"\r\n\r\n1' in body})
+                                   "synthetic": b'name="synthetic"\r\n\r\n1' in body,
+                                   "authorization": self.headers.get("Authorization")})
                 if api.post_code == 201:
                     self._json(201, {"id": "a" * 32, "state": "queued"})
                 else:
@@ -176,3 +177,23 @@ def test_duration_and_queue_are_measured_in_seconds_and_jobs(api: Api) -> None:
     assert measured[("e2e_duration", None)] == result.value
     assert measured[("queue_jobs", "queued")] == 40 and measured[("queue_jobs", "running")] == 2
     assert measured[("queue_oldest_queued_age", None)] == 600.0
+
+
+def test_the_probe_sends_the_token_and_a_401_points_at_the_runbook(api: Api) -> None:
+    api.job_states = ["done"]
+    assert e2e.run_synthetic_job(api.url, 5, token="isk_probe") == "a" * 32
+    assert api.posted[-1]["authorization"] == "Bearer isk_probe"
+    api.post_code = 401
+    result = e2e.check(api.url, {**OPTIONS, "token": "isk_old"})
+    assert result.status is Status.CRITICAL
+    assert "HTTP 401, the backend does not accept the probe token" in result.message
+    assert "the runbook" in result.message
+
+
+def test_the_probe_reads_its_token_from_the_instance_env_file(tmp_path) -> None:
+    from isletops.config import InstanceConfig
+
+    instance = InstanceConfig(name="lab", directory=tmp_path)
+    assert e2e.probe_token(instance) == ""
+    (tmp_path / ".env").write_text("ISLETNET_PROBE_TOKEN=abc123\n")
+    assert e2e.probe_token(instance) == "abc123"

@@ -112,9 +112,9 @@ def render_group(main_group: click.Group) -> click.Group:
 
 def _register_commands() -> None:
     """Every area module registers its commands (they all ship together: an import error is a bug)."""
-    from isletops.cli import deploy, doctor, monitor, provision, stack, swarm, training
+    from isletops.cli import accounts, deploy, doctor, monitor, provision, stack, swarm, training
 
-    for module in (stack, deploy, monitor, provision, training, doctor, swarm):
+    for module in (stack, deploy, monitor, provision, training, doctor, swarm, accounts):
         module.register(main)
 
 

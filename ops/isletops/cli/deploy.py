@@ -25,7 +25,7 @@ from isletops.lock import InstanceLock, LockDetails
 from isletops.registry import RegistryClient, RegistryCredentials, credentials_for_registry, credentials_from_env
 from isletops.release import list_releases, plan_release, release
 from monitors import deploy_hooks
-from monitors.probes.e2e import run_synthetic_job
+from monitors.probes.e2e import probe_token, run_synthetic_job
 
 
 def _registry_name(ctx: Context, option: str | None) -> str:
@@ -61,9 +61,14 @@ def _print_notes(notes: list[str]) -> None:
         click.secho(f"isletops: note: {note}", fg="yellow", err=True)
 
 
-def _e2e_gate(base_url: str, timeout_s: float) -> str:
-    """The deploy's end-to-end gate: the monitor's synthetic job (one implementation)."""
-    return str(run_synthetic_job(base_url, timeout_s))
+def _e2e_gate(token: str) -> Callable[[str, float], str]:
+    """The deploy's end-to-end gate: the monitor's synthetic job (one implementation), sent with the
+    instance's probe token (from its env file)."""
+
+    def gate(base_url: str, timeout_s: float) -> str:
+        return str(run_synthetic_job(base_url, timeout_s, token))
+
+    return gate
 
 
 def _options(
@@ -78,7 +83,7 @@ def _options(
     return core.DeployOptions(
         tag=tag, registry=name, command=command, force=force, dry_run=dry_run, lock_wait_s=lock_wait,
         min_free_bytes=int(min_free_mb * 2**20), health_timeout_s=health_timeout, failed_checks=failed_checks,
-        credentials=credentials, gate=None if no_e2e else _e2e_gate, hooks=hooks,
+        credentials=credentials, gate=None if no_e2e else _e2e_gate(probe_token(ctx.instance())), hooks=hooks,
         retain_releases=ctx.config.retain_releases, message=message,
     )
 

@@ -276,6 +276,7 @@ def demo_command(ctx: Context, timeout_s: int) -> None:
     click.echo(f"  IEQ (sphere):   {result.ieq_sphere:.2f}")
     click.echo(f"  overlay:        {result.overlay_path} ({result.overlay_url})")
     click.echo(f"  frontend:       {instance.frontend_url}")
+    click.echo(f"  sign in as:     {result.admin} (password in {result.password_file}, mode 0600)")
 
 
 def register(main: click.Group) -> None:

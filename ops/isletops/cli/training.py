@@ -35,6 +35,7 @@ def export_command(ctx: Context, include_exported: bool, output: Path | None, ur
 
     The ZIP holds, per job, the original images (inputs/), the request and the results, and a
     manifest.json listing every job. Images stay on the server (training images are never pruned).
+    It needs an admin's API token in $ISLETOPS_API_TOKEN (`isletops tokens create`).
 
     \b
     Examples:

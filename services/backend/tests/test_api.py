@@ -15,9 +15,11 @@ from services.backend.app import create_app
 from services.backend.tests.helpers import assert_plain_error, submit
 from services.backend.tests.images import dtz_rgb, encode
 from services.common.access_stats import AccessStatistics
+from services.common.accounts import Accounts
 from services.common.database import JobDatabase
 from services.common.jobs import JobRecords
 from services.common.storage import ObjectStore, StorageUnavailable
+from tests.fixtures.accounts import signed_in
 from tests.fixtures.servers import free_port
 
 pytestmark = pytest.mark.integration
@@ -34,7 +36,10 @@ def make_app(env: dict[str, str]) -> Iterator[Callable[..., Flask]]:
     apps: list[Flask] = []
 
     def make(overrides: dict[str, str] | None = None, **kwargs: object) -> Flask:
-        app = create_app({**env, **(overrides or {})}, **kwargs)
+        settings = {**env, **(overrides or {})}
+        # Accounts stay on the live database when a test kills the job database.
+        kwargs.setdefault("accounts", Accounts(JobDatabase.from_env(settings)))
+        app = create_app(settings, **kwargs)
         apps.append(app)
         return app
 
@@ -45,7 +50,7 @@ def make_app(env: dict[str, str]) -> Iterator[Callable[..., Flask]]:
 
 @pytest.fixture
 def client(make_app: Callable[..., Flask]) -> FlaskClient:
-    return make_app().test_client()
+    return signed_in(make_app())
 
 
 @pytest.fixture(scope="module")
@@ -166,7 +171,7 @@ def test_storage_down_on_submit_is_503_with_retry_and_nothing_queued(
     make_app: Callable[..., Flask], env: dict[str, str], png: bytes
 ) -> None:
     dead = ObjectStore(f"http://127.0.0.1:{free_port()}", "a", "b", "isletnet", connect_timeout_s=1, max_attempts=1)
-    client = make_app(store=dead).test_client()
+    client = signed_in(make_app(store=dead))
     response = submit(client, [(png, "a.png")])
     assert_plain_error(response, 503, r"^The job was not accepted because storage at .* cannot be reached")
     assert response.headers["Retry-After"] == "30"
@@ -180,7 +185,7 @@ def test_database_down_on_submit_is_503_and_the_inputs_are_removed(
     make_app: Callable[..., Flask], env: dict[str, str], png: bytes
 ) -> None:
     dead = JobDatabase(f"postgresql://x:y@127.0.0.1:{free_port()}/x", connect_timeout_s=1)
-    client = make_app(database=dead).test_client()
+    client = signed_in(make_app(database=dead))
     response = submit(client, [(png, "a.png"), (png, "b.png")])
     assert_plain_error(response, 503, "job database .* cannot be reached")
     assert response.headers["Retry-After"] == "30"
@@ -196,7 +201,7 @@ def test_storage_failing_half_way_leaves_nothing(
                 raise StorageUnavailable("Storage at the test endpoint stopped answering; try again later.")
             super().put(key, data, content_type)
 
-    client = make_app(store=FailsOnRequestDocument.from_env(env)).test_client()
+    client = signed_in(make_app(store=FailsOnRequestDocument.from_env(env)))
     response = submit(client, [(png, "a.png"), (png, "b.png")])
     assert_plain_error(response, 503, "stopped answering")
     assert_nothing_stored(env)
@@ -209,7 +214,7 @@ def test_access_statistics_are_counted_per_route(
     make_app: Callable[..., Flask], env: dict[str, str], png: bytes
 ) -> None:
     app = make_app()
-    client = app.test_client()
+    client = signed_in(app)
     client.get("/api/health")
     client.get("/api/health")
     client.get(f"/api/jobs/{'0' * 32}")
@@ -226,7 +231,7 @@ def test_access_statistics_are_counted_per_route(
 
 def test_reads_while_the_database_is_down_are_503(make_app: Callable[..., Flask]) -> None:
     dead = JobDatabase(f"postgresql://x:y@127.0.0.1:{free_port()}/x", connect_timeout_s=1)
-    client = make_app(database=dead).test_client()
+    client = signed_in(make_app(database=dead))
     for path in ("/api/jobs", f"/api/jobs/{'a' * 32}", "/api/queue"):
         response = client.get(path)
         assert_plain_error(response, 503, "job database .* cannot be reached")

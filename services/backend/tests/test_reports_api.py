@@ -27,6 +27,7 @@ from services.common.retention import Retention
 from services.common.storage import ObjectStore
 from services.shepherd.config import ShepherdConfig
 from services.shepherd.worker import Worker
+from tests.fixtures.accounts import signed_in
 
 pytestmark = pytest.mark.integration
 
@@ -54,7 +55,7 @@ def app(isolated_service_env: dict[str, str]) -> Iterator[Flask]:
 
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
-    return app.test_client()
+    return signed_in(app)
 
 
 @pytest.fixture

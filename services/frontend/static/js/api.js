@@ -9,6 +9,14 @@ export class ApiError extends Error {
   }
 }
 
+// The session's CSRF token: sent with every request that changes state (the cookie itself is
+// HttpOnly and never seen here).
+let csrfToken = "";
+
+// Called when the server says the session is over (401), so the app shows the sign-in screen.
+let onSignedOut = () => {};
+export function whenSignedOut(callback) { onSignedOut = callback; }
+
 const UNREACHABLE = "The IsletNet server cannot be reached; check the network connection and try again.";
 
 async function errorFrom(response) {
@@ -30,8 +38,47 @@ export async function getJson(path) {
   } catch {
     throw new ApiError(UNREACHABLE);
   }
+  if (response.status === 401) onSignedOut();
   if (!response.ok) throw await errorFrom(response);
   return response.json();
+}
+
+async function postJson(path, body) {
+  let response;
+  try {
+    response = await fetch(path, {
+      method: "POST", cache: "no-store", credentials: "same-origin",
+      headers: { Accept: "application/json", "Content-Type": "application/json", "X-CSRF-Token": csrfToken },
+      body: JSON.stringify(body || {}),
+    });
+  } catch {
+    throw new ApiError(UNREACHABLE);
+  }
+  if (!response.ok) throw await errorFrom(response);
+  return response.status === 204 ? null : response.json();
+}
+
+// The signed-in account ({username, role, team, csrf_token}), or null when nobody is.
+export async function getSession() {
+  try {
+    const session = await getJson("api/auth/session");
+    csrfToken = session.csrf_token || "";
+    return session;
+  } catch (error) {
+    if (error.status === 401) return null;
+    throw error;
+  }
+}
+
+export async function signIn(username, password) {
+  const session = await postJson("api/auth/login", { username, password });
+  csrfToken = session.csrf_token || "";
+  return session;
+}
+
+export async function signOut() {
+  await postJson("api/auth/logout");
+  csrfToken = "";
 }
 
 export const listModels = () => getJson("api/models");
@@ -60,6 +107,7 @@ export function submitJob({ files, pixelSize, model, training }, onProgress) {
     request.open("POST", "api/jobs");
     request.responseType = "text";
     request.setRequestHeader("Accept", "application/json");
+    request.setRequestHeader("X-CSRF-Token", csrfToken);
     request.upload.addEventListener("progress", (event) => {
       if (event.lengthComputable) onProgress(event.loaded / event.total);
     });
@@ -70,6 +118,7 @@ export function submitJob({ files, pixelSize, model, training }, onProgress) {
       } catch {
         body = null;
       }
+      if (request.status === 401) onSignedOut();
       if (request.status >= 200 && request.status < 300 && body && body.id) {
         resolve(body);
       } else if (body && typeof body.error === "string") {

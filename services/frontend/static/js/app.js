@@ -6,6 +6,7 @@ import { mountRegions } from "./dom.js";
 import { state, subscribe, update } from "./state.js";
 import { checkFiles, checkPixelSize } from "./validate.js";
 import { jobsView } from "./views/jobs.js";
+import { loginView } from "./views/login.js";
 import { resultView } from "./views/result.js";
 import { uploadView } from "./views/upload.js";
 
@@ -78,6 +79,26 @@ const actions = {
       window.location.hash = `#/jobs/${job.id}`;
     } catch (error) {
       update((s) => { s.upload.submitting = false; s.upload.error = error.message; });
+    }
+  },
+
+  async signIn(username, password) {
+    update((s) => { s.session.submitting = true; s.session.error = null; });
+    try {
+      const user = await api.signIn(username.trim(), password);
+      update((s) => { s.session = { checked: true, user, error: null, submitting: false }; });
+      announce(`Signed in as ${user.username}.`);
+      startApp();
+    } catch (error) {
+      update((s) => { s.session.submitting = false; s.session.error = error.message; });
+    }
+  },
+
+  async signOut() {
+    try {
+      await api.signOut();
+    } finally {
+      signedOut();
     }
   },
 
@@ -171,10 +192,43 @@ function onRouteChange() {
   firstRoute = false;
 }
 
+// ---- the session -------------------------------------------------------------------------------
+
+function signedOut() {
+  clearTimeout(pollTimer);
+  update((s) => { s.session = { checked: true, user: null, error: s.session.error, submitting: false }; });
+  document.title = "Sign in — IsletNet";
+}
+
+function startApp() {
+  onRouteChange();
+  loadModels();
+}
+
+async function checkSession() {
+  try {
+    const user = await api.getSession();
+    update((s) => { s.session = { ...s.session, checked: true, user }; });
+    if (user) startApp();
+    else signedOut();
+  } catch (error) {
+    update((s) => { s.session = { ...s.session, checked: true, error: error.message }; });
+  }
+}
+
 // ---- rendering -------------------------------------------------------------------------------
 
 function render(current) {
   const views = { upload: uploadView, jobs: jobsView, result: resultView };
+  const signOut = document.getElementById("sign-out");
+  signOut.hidden = !current.session.user;
+  signOut.textContent = current.session.user ? `Sign out ${current.session.user.username}` : "Sign out";
+  document.getElementById("nav").hidden = !current.session.user;
+  if (!current.session.checked) return;
+  if (!current.session.user) {
+    mountRegions(document.getElementById("main"), loginView(current, actions));
+    return;
+  }
   mountRegions(document.getElementById("main"), views[current.route.name](current, actions));
   for (const link of document.querySelectorAll("#nav a")) {
     const active = link.dataset.route === current.route.name
@@ -185,6 +239,7 @@ function render(current) {
 }
 
 subscribe(render);
-window.addEventListener("hashchange", onRouteChange);
-onRouteChange();
-loadModels();
+api.whenSignedOut(() => { if (state.session.user) signedOut(); });
+window.addEventListener("hashchange", () => { if (state.session.user) onRouteChange(); });
+document.getElementById("sign-out").addEventListener("click", () => actions.signOut());
+checkSession();

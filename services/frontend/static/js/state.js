@@ -3,6 +3,8 @@
 
 export const state = {
   route: { name: "upload", jobId: null },
+  // Who is signed in (GET api/auth/session); `user` null shows the sign-in screen.
+  session: { checked: false, user: null, error: null, submitting: false },
   models: { list: [], default: "classical", error: null, loaded: false },
   upload: {
     files: [],            // File objects chosen or dropped
