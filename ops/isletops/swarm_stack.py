@@ -17,7 +17,7 @@ here, then turned into a compose 3.8 stack:
   when configured;
 - edge: one task per node labelled `isletnet.edge == true` (global), its port published in host
   mode (no ingress routing mesh), `stop-first` (the port is held by one task per node);
-- secrets (S3 keys, DB password, database URL) as external Swarm secrets whose names carry a hash
+- secrets (S3 keys, DB password, database URL, the probe token) as external Swarm secrets whose names carry a hash
   of their value (a secret is immutable: a new value is a new secret), read by the services from
   `*_FILE` variables.
 """
@@ -41,7 +41,9 @@ STORAGE_LABEL = "node.labels.isletnet.storage == true"
 EDGE_LABEL = "node.labels.isletnet.edge == true"
 GPU_RESOURCE_KIND = "NVIDIA-GPU"
 # Environment values that become Swarm secrets (service reads NAME_FILE=/run/secrets/<name>).
-SECRET_VARIABLES: tuple[str, ...] = ("S3_ACCESS_KEY", "S3_SECRET_KEY", "DB_PASSWORD", "DATABASE_URL")
+SECRET_VARIABLES: tuple[str, ...] = (
+    "S3_ACCESS_KEY", "S3_SECRET_KEY", "DB_PASSWORD", "DATABASE_URL", "ISLETNET_PROBE_TOKEN",
+)
 DATA_VOLUMES: dict[str, str] = {"queue": "queue-data", "storage": "storage-data"}
 STATEFUL = ("queue", "storage")
 # Keys of a compose service that a stack does not take (handled or meaningless in Swarm).

@@ -37,7 +37,7 @@ from services.backend.openapi import error, json_response
 from services.common import accounts as acc
 from services.common.accounts import Accounts, Principal
 from services.common.jobs import Job
-from services.common.settings import ConfigError, read_number
+from services.common.settings import ConfigError, read_number, read_secret
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class AuthConfig:
         header = (env.get("AUTH_PROXY_USER_HEADER") or cls.proxy_user_header).strip()
         if not header.replace("-", "").isalnum():
             raise ConfigError(f"AUTH_PROXY_USER_HEADER={header!r} is not an HTTP header name.")
-        probe_token = env.get("ISLETNET_PROBE_TOKEN", "")
+        probe_token = read_secret(env, "ISLETNET_PROBE_TOKEN")
         if probe_token and len(probe_token) < 22:
             raise ConfigError("ISLETNET_PROBE_TOKEN is too short; use at least 128 random bits (32 hex digits).")
         return cls(

@@ -14,7 +14,7 @@ from isletops.config import InstanceConfig, SwarmConfig, parse_config
 from isletops.errors import ConfigError
 from isletops.swarm_stack import interpolate, stack_for_instance
 
-ENV = "TAG=2026-11-23_01\nS3_ACCESS_KEY=ak\nS3_SECRET_KEY=sk\nDB_PASSWORD=pw$1\nREPOSITORY=10.0.0.1:5000/\n"
+ENV = "TAG=2026-11-23_01\nS3_ACCESS_KEY=ak\nS3_SECRET_KEY=sk\nDB_PASSWORD=pw$1\nREPOSITORY=10.0.0.1:5000/\nISLETNET_PROBE_TOKEN=0123456789abcdef0123456789abcdef\n"
 
 
 def make_instance(tmp_path: Path, env: str = ENV, **swarm: object) -> InstanceConfig:
@@ -80,7 +80,11 @@ def test_secrets_are_swarm_secrets_not_environment(tmp_path: Path) -> None:
     backend = rendered.document["services"]["backend"]
     assert backend["environment"]["DATABASE_URL_FILE"] == "/run/secrets/DATABASE_URL"
     assert "DATABASE_URL" not in backend["environment"] and "S3_SECRET_KEY" not in backend["environment"]
-    assert {s["source"] for s in backend["secrets"]} == {"S3_ACCESS_KEY", "S3_SECRET_KEY", "DATABASE_URL"}
+    assert {s["source"] for s in backend["secrets"]} == {
+        "S3_ACCESS_KEY", "S3_SECRET_KEY", "DATABASE_URL", "ISLETNET_PROBE_TOKEN"
+    }
+    assert "ISLETNET_PROBE_TOKEN" not in backend["environment"]
+    assert "0123456789abcdef0123456789abcdef" not in text
     assert rendered.document["services"]["queue"]["environment"] == {"DB_PASSWORD_FILE": "/run/secrets/DB_PASSWORD"}
     secrets = {s.variable: s for s in rendered.secrets}
     assert secrets["DATABASE_URL"].value == "postgresql://isletnet:pw$1@queue:5432/isletnet"
