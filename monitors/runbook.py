@@ -51,7 +51,8 @@ SECTIONS: dict[str, Section] = {
         "Alert: e2e",
         (
             "isletops probe --only e2e,containers # slow because loaded, or broken?",
-            "curl -sS https://<public host>/api/queue   # queued/running jobs, oldest waiting job",
+            'curl -sS -H "Authorization: Bearer $ISLETNET_PROBE_TOKEN" https://<public host>/api/queue'
+            "   # queued/running jobs, oldest waiting job",
             "isletops logs shepherd --tail 200    # GPU lost, exception in postprocessing",
             "isletops restart shepherd            # jobs survive: they are re-queued, never lost",
         ),

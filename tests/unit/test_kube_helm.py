@@ -98,8 +98,8 @@ def test_helm_generates_the_secrets_and_the_database_url_from_them(helmrender: P
     docs = helm_template(helmrender, rendering.chart_dir, values, NEW_API, tmp_path)
     (secret,) = [doc for doc in docs if doc["kind"] == "Secret"]
     data = {key: base64.b64decode(value).decode() for key, value in secret["data"].items()}
-    assert set(data) == {"S3_ACCESS_KEY", "S3_SECRET_KEY", "DB_PASSWORD", "DATABASE_URL"}
-    generated = ("S3_ACCESS_KEY", "S3_SECRET_KEY", "DB_PASSWORD")
+    assert set(data) == {"S3_ACCESS_KEY", "S3_SECRET_KEY", "DB_PASSWORD", "DATABASE_URL", "ISLETNET_PROBE_TOKEN"}
+    generated = ("S3_ACCESS_KEY", "S3_SECRET_KEY", "DB_PASSWORD", "ISLETNET_PROBE_TOKEN")
     assert all(len(data[key]) == 40 and data[key].isalnum() for key in generated)
     assert data["DATABASE_URL"] == f"postgresql://isletnet:{data['DB_PASSWORD']}@queue:5432/isletnet"
     assert secret["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}

@@ -14,7 +14,10 @@ from isletops.config import InstanceConfig, SwarmConfig, parse_config
 from isletops.errors import ConfigError
 from isletops.swarm_stack import interpolate, stack_for_instance
 
-ENV = "TAG=2026-11-23_01\nS3_ACCESS_KEY=ak\nS3_SECRET_KEY=sk\nDB_PASSWORD=pw$1\nREPOSITORY=10.0.0.1:5000/\nISLETNET_PROBE_TOKEN=0123456789abcdef0123456789abcdef\n"
+ENV = (
+    "TAG=2026-11-23_01\nS3_ACCESS_KEY=ak\nS3_SECRET_KEY=sk\nDB_PASSWORD=pw$1\nREPOSITORY=10.0.0.1:5000/\n"
+    "ISLETNET_PROBE_TOKEN=0123456789abcdef0123456789abcdef\n"
+)
 
 
 def make_instance(tmp_path: Path, env: str = ENV, **swarm: object) -> InstanceConfig:
