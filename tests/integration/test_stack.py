@@ -72,7 +72,7 @@ def test_the_stack_comes_up_healthy_as_non_root_on_loopback_only(running):
     client = DockerEngine().client
     for container in client.containers.list(filters={"label": f"com.docker.compose.project={running.project}"}):
         service = container.labels["com.docker.compose.service"]
-        assert container.attrs["Config"]["User"] == ("postgres" if service == "queue" else "isletnet"), service
+        assert container.attrs["Config"]["User"] == ("10002:10002" if service == "queue" else "10001:10001"), service
         assert container.labels["org.isletnet.test"] == "1"
         for bindings in (container.attrs["HostConfig"]["PortBindings"] or {}).values():
             assert all(binding["HostIp"] == "127.0.0.1" for binding in bindings), service

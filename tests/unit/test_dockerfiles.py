@@ -10,10 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from isletops import stack
 from isletops.release import COMPONENTS
 from isletops.render import PROJECT_ROOT
 
 NGINX_IMAGES = ("frontend", "edge")
+# The uids the host data folders are given to (stack.DATA_DIR_OWNERS): every other image runs as 10001.
+EXPECTED_UIDS = stack.DATA_DIR_OWNERS
 
 
 def dockerfile(component: str) -> str:
@@ -25,10 +28,18 @@ def test_base_image_non_root_tini_and_healthcheck(component: str) -> None:
     text = dockerfile(component)
     assert re.search(r"^ARG BASE_IMAGE=isletnet-base:latest$", text, re.M), component
     assert re.search(r"^FROM \$\{BASE_IMAGE\}$", text, re.M), component  # the final stage
-    users = re.findall(r"^USER (\S+)$", text, re.M)
-    assert users and users[-1] not in ("root", "0"), component
     assert re.search(r'^ENTRYPOINT \["/usr/bin/tini", "--"', text, re.M), component
     assert re.search(r"^HEALTHCHECK ", text, re.M), component
+
+
+@pytest.mark.parametrize("component", COMPONENTS)
+def test_the_final_user_is_a_numeric_non_root_uid_and_gid(component: str) -> None:
+    """Kubernetes' runAsNonRoot can check only a numeric USER (a name would need /etc/passwd)."""
+    users = re.findall(r"^USER (\S+)$", dockerfile(component), re.M)
+    assert users, component
+    uid, _, gid = users[-1].partition(":")
+    assert uid.isdigit() and gid.isdigit() and int(uid) > 0 and int(gid) > 0, (component, users[-1])
+    assert int(uid) == EXPECTED_UIDS.get(component, 10001), component
 
 
 @pytest.mark.parametrize("component", NGINX_IMAGES)
