@@ -188,6 +188,7 @@ class SiteConfig:
     registry: str = ""
     registry_username: str = ""  # the password comes from $ISLETOPS_REGISTRY_PASSWORD only, never a file
     retain_releases: int = 5  # release images kept on the host after a deploy (0: never prune)
+    base_image_max_age_days: int = 30  # `isletops build` warns when the base image is older (0: never)
     instances_root: Path = Path("instances")
     default_instance: str = "demo"
     instances: dict[str, InstanceConfig] = field(default_factory=dict)
@@ -299,7 +300,7 @@ def parse_config(raw: Any, source: Path | None = None) -> SiteConfig:
     name = str(source) if source else "config"
     if not isinstance(raw, dict):
         raise ConfigError(f"{name} must be a mapping at the top level.")
-    allowed = {"registry", "registry_username", "retain_releases",
+    allowed = {"registry", "registry_username", "retain_releases", "base_image_max_age_days",
                "instances_root", "default_instance", "instances", "monitoring", "mail"}
     unknown = sorted(set(raw) - allowed)
     if unknown:
@@ -350,11 +351,16 @@ def parse_config(raw: Any, source: Path | None = None) -> SiteConfig:
     retain_releases = _coerce(raw.get("retain_releases", 5), "int", f"{name}: retain_releases")
     if retain_releases < 0:
         raise ConfigError(f"{name}: retain_releases must be 0 (never prune) or more, got {retain_releases}.")
+    max_age = _coerce(raw.get("base_image_max_age_days", 30), "int", f"{name}: base_image_max_age_days")
+    if max_age < 0:
+        raise ConfigError(f"{name}: base_image_max_age_days must be 0 (no warning) or more days, got {max_age}.",
+                          "The default, 30, warns when the base image misses a month of Debian security fixes.")
     return SiteConfig(
         source=source,
         registry=str(raw.get("registry") or ""),
         registry_username=_coerce(raw.get("registry_username") or "", "str", f"{name}: registry_username"),
         retain_releases=retain_releases,
+        base_image_max_age_days=max_age,
         instances_root=instances_root,
         default_instance=default_instance,
         instances=instances,
