@@ -148,8 +148,20 @@ def render_compose_files(
         "publish_api_port": instance.publish_api_port,
         "extra_labels": dict(extra_labels or {}),
         "components": release.COMPONENTS,
+        "limits": compose_limits(instance),
     }
     return {name: render_template("compose", name, settings) for name in COMPOSE_FILES}
+
+
+def compose_limits(instance: InstanceConfig, host_cpus: int | None = None) -> dict[str, dict[str, str]]:
+    """Each service's `mem_limit` and `cpus` for compose. CPU limits are capped at the host's
+    cores (Docker refuses more than it has), so one config serves hosts of any size."""
+    cores = host_cpus or os.cpu_count() or 1
+    rendered = {}
+    for service, limit in instance.limits.items():
+        cpus = "" if limit.cpus is None else f"{min(limit.cpus, float(cores)):g}"
+        rendered[service] = {"mem_limit": limit.memory, "cpus": cpus}  # "": no CPU limit
+    return rendered
 
 
 def compose_files(instance: InstanceConfig) -> list[Path]:

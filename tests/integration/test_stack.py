@@ -6,6 +6,7 @@ side on one host."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import secrets
 import shutil
@@ -18,6 +19,7 @@ from click.testing import CliRunner
 
 from isletops import images, release, stack
 from isletops.cli import main
+from isletops.config import memory_bytes
 from isletops.docker_engine import DockerEngine, detect_compose, parse_compose_version
 from services.islets import encode_png, make_dtz_image
 from tests.fixtures.stack import TEST_TAG, StackInstances
@@ -80,6 +82,11 @@ def test_the_stack_comes_up_healthy_as_non_root_on_loopback_only(running):
         # Only the edge holds a host port (publish_api_port is off by default): the frontend and
         # backend behind it can run twice side by side during a deploy.
         assert bool(container.attrs["HostConfig"]["PortBindings"]) == (service == "edge"), service
+        # Every service is bounded: the memory limit of the config's defaults reached Docker.
+        limit = running.instance.limits[service]
+        assert container.attrs["HostConfig"]["Memory"] == memory_bytes(limit.memory), service
+        expected_cpus = min(limit.cpus, os.cpu_count()) if limit.cpus else 0
+        assert container.attrs["HostConfig"]["NanoCpus"] == int(expected_cpus * 1e9), service
     health = requests.get(f"{running.api_url}/api/health", timeout=10)
     assert health.status_code == 200 and health.json()["status"] == "ok"
     # The frontend serves the UI and proxies /api/ to the backend.
