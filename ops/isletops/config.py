@@ -116,14 +116,16 @@ class ResourceLimits:
     cpus: float | None = None  # None: no CPU limit; otherwise capped at the host's cores when rendered
 
 
-# Defaults per service, from the peaks measured on the demo stack (docs/architecture.md, "Limits").
+# Defaults per service, from the peaks measured on a test stack (docs/architecture.md, "Limits").
+# The backend still builds report.pdf and archive.zip in memory (645 MiB for a 12-image job of
+# 1 Mpx images); once they stream, 1g is enough.
 DEFAULT_LIMITS: dict[str, ResourceLimits] = {
     "storage": ResourceLimits("512m", 1.0),
     "queue": ResourceLimits("512m", 1.0),
-    "backend": ResourceLimits("1g", 2.0),
+    "backend": ResourceLimits("2g", 2.0),
     "shepherd": ResourceLimits("3g"),
     "pruner": ResourceLimits("256m", 0.5),
-    "frontend": ResourceLimits("128m", 1.0),
+    "frontend": ResourceLimits("256m", 1.0),
     "edge": ResourceLimits("128m", 1.0),
 }
 _MEMORY_PATTERN = re.compile(r"^(\d+(?:\.\d+)?)([bkmg]?)$", re.I)

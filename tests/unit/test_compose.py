@@ -205,10 +205,10 @@ def test_limits_from_the_site_config_override_one_service_and_cpus_are_capped_at
     assert services["shepherd"]["mem_limit"] == "4g"
     assert services["shepherd"]["cpus"] == os.cpu_count()  # Docker refuses more CPUs than the host has
     assert services["edge"]["mem_limit"] == "128m" and "cpus" not in services["edge"]
-    assert services["backend"]["mem_limit"] == "1g"
+    assert services["backend"]["mem_limit"] == "2g"
     instance = _site(tmp_path, limits={"backend": {"cpus": 3}}).instance("prod")
-    assert stack.compose_limits(instance, host_cpus=2)["backend"] == {"mem_limit": "1g", "cpus": "2"}
-    assert stack.compose_limits(instance, host_cpus=16)["backend"] == {"mem_limit": "1g", "cpus": "3"}
+    assert stack.compose_limits(instance, host_cpus=2)["backend"] == {"mem_limit": "2g", "cpus": "2"}
+    assert stack.compose_limits(instance, host_cpus=16)["backend"] == {"mem_limit": "2g", "cpus": "3"}
 
 
 @pytest.mark.parametrize(("limits", "message"), [
