@@ -13,6 +13,7 @@ ARG BASE_IMAGE=isletnet-base:latest
 # into /opt/venv, so the build needs no network and no image carries wheels.
 FROM ${BASE_IMAGE} AS wheels
 ARG COMPONENT
+RUN test -n "$COMPONENT" || { echo "pass --build-arg COMPONENT=<the --target>" >&2; exit 1; }
 COPY build/wheelhouse /wheels
 COPY services/${COMPONENT}/requirements.txt /tmp/requirements.txt
 RUN python3 -m venv /opt/venv \
