@@ -109,6 +109,39 @@ class SwarmConfig:
 
 
 @dataclass(frozen=True)
+class ResourceLimits:
+    """One service's memory and CPU limits (compose `mem_limit`/`cpus`, honoured by v1 and v2+)."""
+
+    memory: str  # compose's byte value: a number with an optional b, k, m or g, e.g. 512m
+    cpus: float | None = None  # None: no CPU limit; otherwise capped at the host's cores when rendered
+
+
+# Defaults per service, from the peaks measured on a test stack (docs/architecture.md, "Limits").
+# The backend still builds report.pdf and archive.zip in memory (645 MiB for a 12-image job of
+# 1 Mpx images); once they stream, 1g is enough.
+DEFAULT_LIMITS: dict[str, ResourceLimits] = {
+    "storage": ResourceLimits("512m", 1.0),
+    "queue": ResourceLimits("512m", 1.0),
+    "backend": ResourceLimits("2g", 2.0),
+    "shepherd": ResourceLimits("3g"),
+    "pruner": ResourceLimits("256m", 0.5),
+    "frontend": ResourceLimits("256m", 1.0),
+    "edge": ResourceLimits("128m", 1.0),
+}
+_MEMORY_PATTERN = re.compile(r"^(\d+(?:\.\d+)?)([bkmg]?)$", re.I)
+_MEMORY_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+MIN_MEMORY_BYTES = 6 << 20  # Docker refuses a memory limit below 6 MiB
+
+
+def memory_bytes(value: str) -> int:
+    """`512m` -> 536870912 (compose's units: b, k, m, g, powers of 1024)."""
+    match = _MEMORY_PATTERN.match(value.strip())
+    if not match:
+        raise ValueError(value)
+    return int(float(match.group(1)) * _MEMORY_UNITS[match.group(2).lower()])
+
+
+@dataclass(frozen=True)
 class InstanceConfig:
     """One instance of the stack: where it lives and how it is exposed."""
 
@@ -139,6 +172,8 @@ class InstanceConfig:
     auth: str = "password"
     auth_proxy_addresses: tuple[str, ...] = ()
     auth_proxy_header: str = "X-Forwarded-User"
+    # Memory and CPU limits per service: DEFAULT_LIMITS with the site config's `limits` over them.
+    limits: dict[str, ResourceLimits] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
 
     @property
     def project_name(self) -> str:
@@ -188,6 +223,7 @@ class SiteConfig:
     registry: str = ""
     registry_username: str = ""  # the password comes from $ISLETOPS_REGISTRY_PASSWORD only, never a file
     retain_releases: int = 5  # release images kept on the host after a deploy (0: never prune)
+    base_image_max_age_days: int = 30  # `isletops build` warns when the base image is older (0: never)
     instances_root: Path = Path("instances")
     default_instance: str = "demo"
     instances: dict[str, InstanceConfig] = field(default_factory=dict)
@@ -299,7 +335,7 @@ def parse_config(raw: Any, source: Path | None = None) -> SiteConfig:
     name = str(source) if source else "config"
     if not isinstance(raw, dict):
         raise ConfigError(f"{name} must be a mapping at the top level.")
-    allowed = {"registry", "registry_username", "retain_releases",
+    allowed = {"registry", "registry_username", "retain_releases", "base_image_max_age_days",
                "instances_root", "default_instance", "instances", "monitoring", "mail"}
     unknown = sorted(set(raw) - allowed)
     if unknown:
@@ -318,6 +354,8 @@ def parse_config(raw: Any, source: Path | None = None) -> SiteConfig:
         where = f"{name}: instances.{instance_name}"
         settings = dict(settings) if isinstance(settings, dict) else settings
         swarm = _build_swarm(settings.pop("swarm", None) if isinstance(settings, dict) else None, f"{where}.swarm")
+        limits = parse_limits(settings.pop("limits", None) if isinstance(settings, dict) else None,
+                              f"{where}.limits")
         instance = _build(
             InstanceConfig,
             settings,
@@ -325,6 +363,7 @@ def parse_config(raw: Any, source: Path | None = None) -> SiteConfig:
             name=str(instance_name),
             directory=instances_root / str(instance_name),
             swarm=swarm,
+            limits=limits,
         )
         if instance.gpu not in ("auto", "yes", "no"):
             raise ConfigError(f"{name}: instances.{instance_name}.gpu must be auto, yes or no.")
@@ -350,11 +389,16 @@ def parse_config(raw: Any, source: Path | None = None) -> SiteConfig:
     retain_releases = _coerce(raw.get("retain_releases", 5), "int", f"{name}: retain_releases")
     if retain_releases < 0:
         raise ConfigError(f"{name}: retain_releases must be 0 (never prune) or more, got {retain_releases}.")
+    max_age = _coerce(raw.get("base_image_max_age_days", 30), "int", f"{name}: base_image_max_age_days")
+    if max_age < 0:
+        raise ConfigError(f"{name}: base_image_max_age_days must be 0 (no warning) or more days, got {max_age}.",
+                          "The default, 30, warns when the base image misses a month of Debian security fixes.")
     return SiteConfig(
         source=source,
         registry=str(raw.get("registry") or ""),
         registry_username=_coerce(raw.get("registry_username") or "", "str", f"{name}: registry_username"),
         retain_releases=retain_releases,
+        base_image_max_age_days=max_age,
         instances_root=instances_root,
         default_instance=default_instance,
         instances=instances,
@@ -411,6 +455,35 @@ def _check_auth(instance: InstanceConfig, where: str) -> None:
             raise ConfigError(f"{where}.auth_proxy_addresses: {address!r} is not an IP address or network.") from None
     if not re.fullmatch(r"[A-Za-z0-9-]{1,64}", instance.auth_proxy_header):
         raise ConfigError(f"{where}.auth_proxy_header: {instance.auth_proxy_header!r} is not an HTTP header name.")
+
+
+def parse_limits(raw: Any, where: str) -> dict[str, ResourceLimits]:
+    """`{shepherd: {memory: 4g, cpus: 2}}` over `DEFAULT_LIMITS`; each bad value named."""
+    limits = dict(DEFAULT_LIMITS)
+    if raw is None:
+        return limits
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must map services to their limits, e.g. {{shepherd: {{memory: 4g, cpus: 2}}}}.")
+    for service, settings in raw.items():
+        if service not in DEFAULT_LIMITS:
+            raise ConfigError(f"{where} names an unknown service '{service}'.",
+                              f"Services: {', '.join(DEFAULT_LIMITS)}.")
+        if not isinstance(settings, dict) or not settings or set(settings) - {"memory", "cpus"}:
+            raise ConfigError(f"{where}.{service} must set memory and/or cpus, e.g. {{memory: 4g, cpus: 2}}.")
+        memory = str(settings.get("memory", limits[service].memory)).strip()
+        try:
+            too_small = memory_bytes(memory) < MIN_MEMORY_BYTES
+        except ValueError:
+            raise ConfigError(f"{where}.{service}.memory must be a size such as 512m or 4g, got {memory!r}.") from None
+        if too_small:
+            raise ConfigError(f"{where}.{service}.memory must be at least 6m (Docker's minimum), got {memory}.")
+        cpus = settings.get("cpus", limits[service].cpus)
+        if cpus is not None:
+            cpus = _coerce(cpus, "float", f"{where}.{service}.cpus")
+            if not cpus >= 0.01:  # also refuses .nan
+                raise ConfigError(f"{where}.{service}.cpus must be at least 0.01 (a share of one core), got {cpus}.")
+        limits[service] = ResourceLimits(memory.lower(), cpus)
+    return limits
 
 
 def _check_port_clashes(instances: dict[str, InstanceConfig], name: str) -> None:

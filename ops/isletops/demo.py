@@ -179,7 +179,10 @@ def run_demo(
     engine = engine or DockerEngine()
     instance = stack.resolve_instance(site, instance)
     progress("building the images (the first time takes several minutes)")
-    built = stack.build_images(progress=progress, output=output, engine=engine)
+    built = stack.build_images(progress=progress, output=output, engine=engine,
+                               base_max_age_days=site.base_image_max_age_days)
+    for warning in built.warnings:
+        progress(f"warning: {warning}")
     progress(f"release {built.tag}{' (unchanged)' if built.reused_tag else ''}")
     progress(f"starting instance '{instance.name}' and waiting until it is healthy")
     stack.up(site, instance, tag=built.tag, registry="", engine=engine)

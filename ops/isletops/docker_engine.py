@@ -360,8 +360,10 @@ class DockerEngine:
         build_args: dict[str, str] | None = None,
         labels: dict[str, str] | None = None,
         progress: Progress | None = None,
+        target: str | None = None,
     ) -> str:
-        """Build `dockerfile` with `context` (its `.dockerignore` applies), tag it, return the image id."""
+        """Build `dockerfile` with `context` (its `.dockerignore` applies), tag it, return the image id.
+        `target` names the stage of a multi-stage Dockerfile to build (default: the last)."""
         context = Path(context).resolve()
         dockerfile = Path(dockerfile)
         if not dockerfile.is_absolute():
@@ -382,6 +384,7 @@ class DockerEngine:
                 tag=tag,
                 buildargs=build_args or {},
                 labels=labels or {},
+                target=target,
                 rm=True,
                 forcerm=True,
                 pull=False,

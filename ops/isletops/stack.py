@@ -23,9 +23,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from isletops import release
+from isletops import images, release
 from isletops.config import InstanceConfig, SiteConfig, ensure_env_file, read_env_file
-from isletops.docker_engine import DockerEngine
+from isletops.docker_engine import DockerEngine, split_image_ref
 from isletops.engines.base import HealthPolicy, ServiceState
 from isletops.engines.compose_command import ComposeCommand
 from isletops.engines.health import health_said, wait_healthy
@@ -35,8 +35,8 @@ from isletops.render import PROJECT_ROOT, render_template
 COMPOSE_FILES: tuple[str, ...] = ("docker-compose.yml", "docker-compose.production.yml")
 BASE_IMAGE = "isletnet-base:latest"
 WHEELHOUSE = PROJECT_ROOT / "build" / "wheelhouse"
-# Components whose images install Python packages from the wheelhouse.
-WHEEL_COMPONENTS = frozenset({"storage", "backend", "shepherd", "pruner"})
+# Components whose images install Python packages from the wheelhouse (services/python.Dockerfile).
+WHEEL_COMPONENTS = images.WHEEL_COMPONENTS
 # Owners of the host data folders (uids fixed in the Dockerfiles): bind mounts keep host owners.
 DATA_DIR_OWNERS: dict[str, int] = {"storage": 10001, "queue": 10002}
 # Settings isletops writes into .env from the site config on every prepare (others are kept).
@@ -148,8 +148,20 @@ def render_compose_files(
         "publish_api_port": instance.publish_api_port,
         "extra_labels": dict(extra_labels or {}),
         "components": release.COMPONENTS,
+        "limits": compose_limits(instance),
     }
     return {name: render_template("compose", name, settings) for name in COMPOSE_FILES}
+
+
+def compose_limits(instance: InstanceConfig, host_cpus: int | None = None) -> dict[str, dict[str, str]]:
+    """Each service's `mem_limit` and `cpus` for compose. CPU limits are capped at the host's
+    cores (Docker refuses more than it has), so one config serves hosts of any size."""
+    cores = host_cpus or os.cpu_count() or 1
+    rendered = {}
+    for service, limit in instance.limits.items():
+        cpus = "" if limit.cpus is None else f"{min(limit.cpus, float(cores)):g}"
+        rendered[service] = {"mem_limit": limit.memory, "cpus": cpus}  # "": no CPU limit
+    return rendered
 
 
 def compose_files(instance: InstanceConfig) -> list[Path]:
@@ -262,6 +274,7 @@ class BuildResult:
     tag: str
     images: dict[str, str]
     reused_tag: bool  # nothing changed since the newest local release: its tag was kept
+    warnings: tuple[str, ...] = ()  # e.g. the base image is older than base_image_max_age_days
 
 
 def check_build_inputs(components: Iterable[str], engine: DockerEngine, base_image: str = BASE_IMAGE) -> None:
@@ -296,6 +309,7 @@ def build_images(
     base_image: str = BASE_IMAGE,
     today: dt.date | None = None,
     output: Progress | None = None,
+    base_max_age_days: int = images.DEFAULT_BASE_MAX_AGE_DAYS,
 ) -> BuildResult:
     """Build component images as `isletnet-<c>:latest` and tag every component with a release tag.
 
@@ -303,23 +317,18 @@ def build_images(
     A release names all components, so components not asked for and not built yet are built too.
     With no `tag`, the newest local release tag is kept when every image is unchanged since it
     (a re-run makes no new release); otherwise the next tag of today (`release.next_tag`).
+    A base image older than `base_max_age_days` (0: no check) gives a warning in the result.
     """
     engine = engine or DockerEngine()
     asked = _validate_components(components)
     missing = [c for c in release.COMPONENTS if c not in asked and not engine.image_exists(_latest(c))]
     to_build = _validate_components(asked + missing)
     check_build_inputs(to_build, engine, base_image)
-    # No per-build labels (a commit id would change every image on every commit, even one that
-    # touched no service): an image's id follows its inputs only, so "unchanged" is detectable.
+    base_labels = engine.image_labels(base_image)
+    warning = images.base_age_warning(base_image, base_labels, base_max_age_days)
     for index, component in enumerate(to_build, start=1):
         progress(f"building {_latest(component)} ({index}/{len(to_build)})")
-        engine.build_image(
-            PROJECT_ROOT,
-            PROJECT_ROOT / "services" / component / "Dockerfile",
-            _latest(component),
-            build_args={"BASE_IMAGE": base_image},
-            progress=output,
-        )
+        build_component(component, _latest(component), engine, base_image, progress=output)
     ids = {c: engine.image_id(_latest(c)) for c in release.COMPONENTS}
     reused = False
     if tag is None:
@@ -333,12 +342,40 @@ def build_images(
             tag = str(release.next_tag(existing, today or dt.datetime.now(dt.UTC).date()))
     validate_image_tag(tag)
     progress(f"tagging every component as {tag}{' (unchanged since that release)' if reused else ''}")
-    images = {}
+    refs = {}
     for component in release.COMPONENTS:
         ref = f"{release.image_repository(component)}:{tag}"
         engine.tag_image(_latest(component), ref)
-        images[component] = ref
-    return BuildResult(tag=tag, images=images, reused_tag=reused)
+        refs[component] = ref
+    return BuildResult(tag=tag, images=refs, reused_tag=reused, warnings=(warning,) if warning else ())
+
+
+def build_component(component: str, ref: str, engine: DockerEngine, base_image: str = BASE_IMAGE,
+                    progress: Progress | None = None) -> str:
+    """Build one component's image as `ref` and return its id. Its OCI labels are functions of
+    its inputs and base (`images.oci_labels`), never of the build: no release tag, no build
+    time. So an unchanged recipe keeps its image id, and deploys keep its container running."""
+    rec = images.recipe(component, PROJECT_ROOT)
+    base_id = engine.image_id(base_image)
+    return engine.build_image(
+        PROJECT_ROOT,
+        rec.dockerfile,
+        ref,
+        build_args={"BASE_IMAGE": base_image, **rec.build_args},
+        labels=images.oci_labels(rec, _base_name(engine, base_image, base_id), base_id, PROJECT_ROOT),
+        progress=progress,
+        target=rec.target,
+    )
+
+
+def _base_name(engine: DockerEngine, base_image: str, base_id: str) -> str:
+    """The base's most telling name: a dated tag of the same image (`isletnet-base:<hash>-<date>`)
+    rather than `latest`, so a release records which base it used."""
+    repository, tag = split_image_ref(base_image)
+    if tag != "latest":
+        return base_image
+    named = [ref for ref, image_id in engine.image_refs(repository) if image_id == base_id and ref != base_image]
+    return max(named, default=base_image)
 
 
 def _same_image(engine: DockerEngine, ref: str, image_id: str) -> bool:

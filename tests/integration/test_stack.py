@@ -6,6 +6,8 @@ side on one host."""
 from __future__ import annotations
 
 import json
+import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -15,8 +17,9 @@ import pytest
 import requests
 from click.testing import CliRunner
 
-from isletops import release, stack
+from isletops import images, release, stack
 from isletops.cli import main
+from isletops.config import memory_bytes
 from isletops.docker_engine import DockerEngine, detect_compose, parse_compose_version
 from services.islets import encode_png, make_dtz_image
 from tests.fixtures.stack import TEST_TAG, StackInstances
@@ -72,13 +75,18 @@ def test_the_stack_comes_up_healthy_as_non_root_on_loopback_only(running):
     client = DockerEngine().client
     for container in client.containers.list(filters={"label": f"com.docker.compose.project={running.project}"}):
         service = container.labels["com.docker.compose.service"]
-        assert container.attrs["Config"]["User"] == ("postgres" if service == "queue" else "isletnet"), service
+        assert container.attrs["Config"]["User"] == ("10002:10002" if service == "queue" else "10001:10001"), service
         assert container.labels["org.isletnet.test"] == "1"
         for bindings in (container.attrs["HostConfig"]["PortBindings"] or {}).values():
             assert all(binding["HostIp"] == "127.0.0.1" for binding in bindings), service
         # Only the edge holds a host port (publish_api_port is off by default): the frontend and
         # backend behind it can run twice side by side during a deploy.
         assert bool(container.attrs["HostConfig"]["PortBindings"]) == (service == "edge"), service
+        # Every service is bounded: the memory limit of the config's defaults reached Docker.
+        limit = running.instance.limits[service]
+        assert container.attrs["HostConfig"]["Memory"] == memory_bytes(limit.memory), service
+        expected_cpus = min(limit.cpus, os.cpu_count()) if limit.cpus else 0
+        assert container.attrs["HostConfig"]["NanoCpus"] == int(expected_cpus * 1e9), service
     health = requests.get(f"{running.api_url}/api/health", timeout=10)
     assert health.status_code == 200 and health.json()["status"] == "ok"
     # The frontend serves the UI and proxies /api/ to the backend.
@@ -89,15 +97,32 @@ def test_the_stack_comes_up_healthy_as_non_root_on_loopback_only(running):
 
 def test_the_edge_image_id_is_the_same_when_its_recipe_is_unchanged(service_images):
     """Deploys keep the edge running because a new release's edge image has the same id: a
-    rebuild of an unchanged recipe (no per-build labels, its own narrow build context) gives it."""
+    rebuild of an unchanged recipe (labels from its inputs only, its own narrow build context) gives it."""
     engine = DockerEngine()
     rebuilt = f"itest-edge-rebuild:{secrets.token_hex(3)}"
     try:
-        image_id = engine.build_image(stack.PROJECT_ROOT, stack.PROJECT_ROOT / "services" / "edge" / "Dockerfile",
-                                      rebuilt, build_args={"BASE_IMAGE": stack.BASE_IMAGE})
+        image_id = stack.build_component("edge", rebuilt, engine)
         assert image_id == engine.image_id(service_images["edge"])
     finally:
         engine.remove_image(rebuilt)
+
+
+@pytest.mark.parametrize("component", ["edge", "backend", "queue"])
+def test_every_image_carries_its_oci_labels_and_a_numeric_user(service_images, component):
+    engine = DockerEngine()
+    labels = engine.image_labels(service_images[component])
+    base_id = engine.image_id(stack.BASE_IMAGE)
+    assert labels["org.opencontainers.image.title"] == f"isletnet-{component}"
+    assert labels["org.opencontainers.image.base.digest"] == base_id
+    assert labels["org.opencontainers.image.base.name"].startswith("isletnet-base:")
+    assert labels["org.isletnet.base.security-index"]  # inherited from the base
+    rec = images.recipe(component)
+    origin = images.provenance(images.input_paths(rec), images.excluded_patterns(rec))
+    assert labels["org.opencontainers.image.revision"] == origin.revision
+    assert labels["org.opencontainers.image.created"] == origin.created
+    assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?", origin.revision)  # this checkout is a git repository
+    user = engine.client.images.get(service_images[component]).attrs["Config"]["User"]
+    assert user == ("10002:10002" if component == "queue" else "10001:10001")
 
 
 def test_a_synthetic_image_gives_the_known_count_and_ieq(running):

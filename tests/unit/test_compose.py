@@ -186,3 +186,44 @@ def test_the_instances_proxy_timeout_reaches_the_edge_and_the_frontend(tmp_path,
     services = documents["docker-compose.yml"]["services"]
     for name in ("edge", "frontend"):
         assert services[name]["environment"]["PROXY_TIMEOUT_S"] == "${PROXY_TIMEOUT_S:-600}", name
+
+
+def test_every_service_has_a_memory_limit_and_the_defaults_cover_every_component(tmp_path):
+    from isletops.config import DEFAULT_LIMITS
+
+    assert set(DEFAULT_LIMITS) == set(release.COMPONENTS)
+    services = _render(tmp_path)[0]["docker-compose.yml"]["services"]
+    for component, service in services.items():
+        assert service["mem_limit"] == DEFAULT_LIMITS[component].memory, component
+    assert services["shepherd"]["mem_limit"] == "3g" and "cpus" not in services["shepherd"]  # all cores
+    assert services["pruner"]["cpus"] == min(0.5, os.cpu_count())
+
+
+def test_limits_from_the_site_config_override_one_service_and_cpus_are_capped_at_the_host(tmp_path):
+    documents, _ = _render(tmp_path, limits={"shepherd": {"memory": "4g", "cpus": 10_000}, "edge": {"cpus": None}})
+    services = documents["docker-compose.yml"]["services"]
+    assert services["shepherd"]["mem_limit"] == "4g"
+    assert services["shepherd"]["cpus"] == os.cpu_count()  # Docker refuses more CPUs than the host has
+    assert services["edge"]["mem_limit"] == "128m" and "cpus" not in services["edge"]
+    assert services["backend"]["mem_limit"] == "2g"
+    instance = _site(tmp_path, limits={"backend": {"cpus": 3}}).instance("prod")
+    assert stack.compose_limits(instance, host_cpus=2)["backend"] == {"mem_limit": "2g", "cpus": "2"}
+    assert stack.compose_limits(instance, host_cpus=16)["backend"] == {"mem_limit": "2g", "cpus": "3"}
+
+
+@pytest.mark.parametrize(("limits", "message"), [
+    ("4g", r"limits must map services to their limits"),
+    ({"web": {"memory": "1g"}}, r"limits names an unknown service 'web'\..*Services: storage, queue"),
+    ({"backend": "1g"}, r"limits\.backend must set memory and/or cpus"),
+    ({"backend": {}}, r"limits\.backend must set memory and/or cpus"),
+    ({"backend": {"memory": "1g", "swap": "2g"}}, r"limits\.backend must set memory and/or cpus"),
+    ({"backend": {"memory": "lots"}}, r"limits\.backend\.memory must be a size such as 512m or 4g, got 'lots'"),
+    ({"backend": {"memory": "-1g"}}, r"limits\.backend\.memory must be a size"),
+    ({"backend": {"memory": "4m"}}, r"limits\.backend\.memory must be at least 6m \(Docker's minimum\), got 4m"),
+    ({"backend": {"cpus": 0}}, r"limits\.backend\.cpus must be at least 0\.01"),
+    ({"backend": {"cpus": float("nan")}}, r"limits\.backend\.cpus must be at least 0\.01"),
+    ({"backend": {"cpus": "two"}}, r"limits\.backend\.cpus must be a number, got 'two'"),
+])
+def test_bad_limits_are_refused_with_the_key_named(tmp_path, limits, message):
+    with pytest.raises(ConfigError, match=r"instances\.prod\." + message):
+        _site(tmp_path, limits=limits)

@@ -123,3 +123,21 @@ def test_status_calls_a_mixed_release_critical_and_names_who_runs_what(site, mon
         "2026-11-20_01" in shown.stdout
     document = json.loads(_run(site, "status", "--json").stdout)
     assert document["mixed"] is True and document["healthy"] is False and document["tag"] is None
+
+
+def test_build_passes_the_configured_base_age_and_prints_its_warning(tmp_path, monkeypatch):
+    config = tmp_path / "isletops.yml"
+    config.write_text(yaml.safe_dump({"base_image_max_age_days": 7, "instances_root": str(tmp_path)}))
+    seen = {}
+
+    def fake_build(components, **kwargs):
+        seen.update(kwargs)
+        return stack.BuildResult("2026-12-04_01", {"edge": "isletnet-edge:2026-12-04_01"}, False,
+                                 warnings=("The base image isletnet-base:latest is 9 days old.",))
+
+    monkeypatch.setattr(stack, "build_images", fake_build)
+    result = _run(config, "build", "edge")
+    assert result.exit_code == 0, result.output
+    assert seen["base_max_age_days"] == 7
+    assert "warning: The base image isletnet-base:latest is 9 days old." in result.stderr
+    assert "release 2026-12-04_01" in result.stdout

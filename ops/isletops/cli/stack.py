@@ -99,7 +99,9 @@ def build_command(ctx: Context, components: tuple[str, ...], tag: str | None, ba
     """
     with progress_reporter("building images", ctx.verbose) as report:
         result = core.build_images(components or None, tag=tag, progress=report.step, output=report.output,
-                                   base_image=base_image)
+                                   base_image=base_image, base_max_age_days=ctx.config.base_image_max_age_days)
+    for warning in result.warnings:
+        click.secho(f"warning: {warning}", fg="yellow", err=True)
     note = " (nothing changed since this release)" if result.reused_tag else ""
     click.secho(f"release {result.tag}{note}:", fg="green")
     for ref in result.images.values():
