@@ -33,6 +33,7 @@ from typing import Any, Protocol
 import psycopg
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from psycopg import sql
 
 from services.common.errors import ServiceError
 from services.common.jobs import Job
@@ -445,11 +446,14 @@ class Accounts:
         if column not in ("username", "address"):
             raise AccountError(f"Unknown login attempt column {column!r}.")
         with self.connection() as conn:
-            rows = conn.execute(
-                f"""SELECT extract(epoch FROM now() - at)::float AS age FROM login_attempts
+            query = sql.SQL(
+                """SELECT extract(epoch FROM now() - at)::float AS age FROM login_attempts
                     WHERE {column} = %(value)s AND NOT success AND at > now() - make_interval(secs => %(window)s)
                     AND at > coalesce((SELECT max(at) FROM login_attempts
-                                       WHERE {column} = %(value)s AND success), '-infinity')""",  # noqa: S608 - column checked above
+                                       WHERE {column} = %(value)s AND success), '-infinity')"""
+            ).format(column=sql.Identifier(column))
+            rows = conn.execute(
+                query,
                 {"value": value[:64], "window": window_s},
             ).fetchall()
         return [row["age"] for row in rows]
