@@ -178,13 +178,16 @@ def _handler(daemon: MonitorDaemon) -> type[BaseHTTPRequestHandler]:
             path = self.path.split("?")[0]
             if path == "/":
                 self._reply(200, "text/html; charset=utf-8", daemon.status_page().encode())
+            elif path == "/status.css":
+                self._reply(200, "text/css; charset=utf-8", status_page.STYLESHEET)
             elif path == "/status":
                 body = json.dumps(daemon.status_document(), default=str, indent=2).encode()
                 self._reply(200, "application/json", body)
             elif path == "/metrics":
                 self._reply(200, CONTENT_TYPE_PLAIN_0_0_4, daemon.exposition())
             else:
-                self._reply(404, "application/json", b'{"error": "Only /, /status and /metrics are served."}')
+                served = b'{"error": "Only /, /status.css, /status and /metrics are served."}'
+                self._reply(404, "application/json", served)
 
         def _reply(self, code: int, content_type: str, body: bytes) -> None:
             self.send_response(code)

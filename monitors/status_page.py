@@ -187,5 +187,8 @@ _ENVIRONMENT = jinja2.Environment(
 )  # fmt: skip
 
 
+STYLESHEET = (TEMPLATES / "status.css").read_bytes()
+
+
 def render(config: SiteConfig, instance: InstanceConfig, document: dict[str, Any], now: float) -> str:
     return _ENVIRONMENT.get_template("status.html.j2").render(**build_view(config, instance, document, now))

@@ -46,6 +46,10 @@ class NginxSite:
     proxy_timeout_s: int = 600
     acme_webroot: str = "/var/www/acme"
     hsts_max_age_s: int = 31_536_000
+    # The monitor daemon's status page (`isletops monitor`, host:port, e.g. 127.0.0.1:9110), shown at
+    # /monitor/ to people signed in to IsletNet (nginx asks the backend's /api/auth/session first).
+    # Empty: not exposed.
+    status_page_upstream: str = ""
 
     def __post_init__(self) -> None:
         validate_site(self)
@@ -80,7 +84,9 @@ def validate_site(site: NginxSite) -> None:
             raise ConfigError(f"nginx_{name} must be a port between 1 and 65535, got {getattr(site, name)}.")
     if site.http_port == site.https_port:
         raise ConfigError(f"nginx_http_port and nginx_https_port are both {site.http_port}; give HTTPS its own port.")
-    for name in ("frontend_upstream", "backend_upstream"):
+    for name in ("frontend_upstream", "backend_upstream", "status_page_upstream"):
+        if name == "status_page_upstream" and not site.status_page_upstream:
+            continue
         if not _UPSTREAM.match(str(getattr(site, name))):
             raise ConfigError(f"nginx_{name} must be host:port (e.g. 127.0.0.1:8080), got '{getattr(site, name)}'.")
     if not _SIZE.match(str(site.client_max_body_size)):

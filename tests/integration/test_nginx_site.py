@@ -12,7 +12,11 @@ import pytest
 import requests
 from cryptography.utils import CryptographyDeprecationWarning
 
+from isletops.config import InstanceConfig, MonitoringConfig, SiteConfig
+from isletops.errors import ConfigError
 from isletops.nginx import NginxSite, render_site
+from monitors.daemon import MonitorDaemon
+from tests.fixtures.loopback_http import QuietHandler, serve_on_loopback
 from tests.fixtures.provision import nginx_check, nginx_test_config
 from tests.fixtures.servers import free_port
 from tests.integration.test_frontend import SECURITY_HEADERS as EDGE_SECURITY_HEADERS
@@ -202,3 +206,63 @@ def test_the_profile_check_finds_nginxs_default_curves(nginx_runner, loopback_up
     issues = mozilla_intermediate_issues(https_port, ca_issued_certificate.ca)
     assert list(issues) == ["tls_curves"], issues
     assert "X448" in issues["tls_curves"] and "secp521r1" in issues["tls_curves"]
+
+
+class _SessionCheck(QuietHandler):
+    """The backend's GET /api/auth/session as the host nginx sees it: 200 for a valid session
+    cookie, 401 otherwise (the real endpoint is tested in services/backend/tests/test_auth.py)."""
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        signed_in = self.path == "/api/auth/session" and "isletnet_session=valid" in self.headers.get("Cookie", "")
+        body = b'{"username": "tech"}' if signed_in else b'{"error": "Sign in first."}'
+        self.send_response(200 if signed_in else 401)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_the_status_page_is_shown_to_signed_in_people_only(nginx_runner, loopback_upstreams, self_signed_certificate,
+                                                          tmp_path: Path) -> None:
+    cert, key = self_signed_certificate
+    monitoring = MonitoringConfig(probes={name: {"enabled": False} for name in
+                                          ("containers", "http", "e2e", "gpu", "tls", "pruner", "disk")})
+    daemon = MonitorDaemon(SiteConfig(source=None, monitoring=monitoring), InstanceConfig("h5host", tmp_path / "i"),
+                           port=0)
+    daemon.start()
+    try:
+        with serve_on_loopback(_SessionCheck) as backend:
+            http_port, https_port = free_port(), free_port()
+            settings = NginxSite(
+                listen_address="127.0.0.1", http_port=http_port, https_port=https_port,
+                frontend_upstream=loopback_upstreams["frontend"].address,
+                backend_upstream=f"127.0.0.1:{backend.server_address[1]}",
+                ssl_certificate=str(cert), ssl_certificate_key=str(key),
+                status_page_upstream=f"127.0.0.1:{daemon.port}",
+            )  # fmt: skip
+            nginx_runner(render_site(settings), [http_port, https_port])
+            base = f"https://127.0.0.1:{https_port}"
+            anonymous = requests.get(f"{base}/monitor/", verify=str(cert), timeout=10, allow_redirects=False)
+            assert anonymous.status_code == 302 and anonymous.headers["Location"].endswith("/")
+            wrong = requests.get(f"{base}/monitor/status", verify=str(cert), timeout=10, allow_redirects=False,
+                                 cookies={"isletnet_session": "forged"})
+            assert wrong.status_code == 302
+            cookies = {"isletnet_session": "valid"}
+            page = requests.get(f"{base}/monitor/", verify=str(cert), timeout=10, cookies=cookies)
+            assert page.status_code == 200 and "h5host" in page.text and 'href="status.css"' in page.text
+            assert page.headers["Content-Security-Policy"].count("style-src 'self'") == 1  # the host's, once
+            style = requests.get(f"{base}/monitor/status.css", verify=str(cert), timeout=10, cookies=cookies)
+            assert style.status_code == 200 and style.headers["Content-Type"].startswith("text/css")
+            status = requests.get(f"{base}/monitor/status", verify=str(cert), timeout=10, cookies=cookies).json()
+            assert status["instance"] == "h5host"
+            assert requests.get(f"{base}/monitor", verify=str(cert), timeout=10, cookies=cookies,
+                                allow_redirects=False).status_code == 301
+    finally:
+        daemon.stop()
+
+
+def test_without_a_status_page_upstream_there_is_no_monitor_location() -> None:
+    assert "/monitor" not in render_site(NginxSite())
+    assert "auth_request /_isletnet_session;" in render_site(NginxSite(status_page_upstream="127.0.0.1:9110"))
+    with pytest.raises(ConfigError, match="nginx_status_page_upstream must be host:port"):
+        NginxSite(status_page_upstream="http://127.0.0.1:9110")
