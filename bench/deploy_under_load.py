@@ -52,6 +52,7 @@ from isletops.errors import IsletOpsError
 # non-idempotent path through both proxies is measured without filling the queue.
 REQUESTS = (("GET", "/"), ("GET", "/api/jobs"), ("GET", "/api/models"), ("POST", "/api/jobs"))
 STEADY_S = 30.0
+SLOW_S = 1.0  # GETs slower than this are listed on stderr with their start time
 
 
 @dataclass
@@ -89,6 +90,7 @@ class Load:
         self.lock = threading.Lock()
         self.results: list[tuple[float, bool, str]] = []  # (time, ok, error kind)
         self.get_latencies: list[float] = []
+        self.slow: list[str] = []  # GETs over SLOW_S: wall-clock start, path, latency, outcome
 
     def _worker(self, index: int) -> None:
         session = requests.Session()
@@ -107,12 +109,17 @@ class Load:
             with self.lock:
                 self.results.append((started, ok, "" if ok else kind))
                 if method == "GET":
-                    self.get_latencies.append(time.monotonic() - started)
+                    latency = time.monotonic() - started
+                    self.get_latencies.append(latency)
+                    if latency > SLOW_S:
+                        at = time.strftime("%H:%M:%S", time.localtime(time.time() - latency))
+                        self.slow.append(f"{at} GET {path} {latency:.2f} s ({'ok' if ok else kind})")
             self.stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
 
     def measure(self, name: str, operation: Callable[[], str | None]) -> LoadReport:
         self.results = []
         self.get_latencies = []
+        self.slow = []
         self.stop.clear()
         threads = [threading.Thread(target=self._worker, args=(i,), daemon=True) for i in range(self.workers)]
         for thread in threads:
@@ -184,7 +191,12 @@ def main(argv: list[str] | None = None) -> int:
     def progress(line: str) -> None:
         say(line)
         if line.startswith("backend") and line.endswith(": healthy"):
-            backend_ready.append(seconds_to_first_pass(engine.service_states(["backend"])))
+            states = engine.service_states(["backend"])
+            backend_ready.append(seconds_to_first_pass(states))
+            for state in states:
+                begun = state.started_at.strftime("%H:%M:%S") if state.started_at else "?"
+                say(f"{state.name} started {begun}, checks: " + ", ".join(
+                    f"{c.started_at:%H:%M:%S} exit {c.exit_code}" for c in state.checks if c.started_at))
 
     def run_deploy(tag: str, command: str = "deploy") -> Callable[[], str | None]:
         def operation() -> str | None:
@@ -203,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         backend_ready.clear()
         report = load.measure(name, operation)
         report.backend_ready_s = backend_ready[0] if backend_ready else 0.0
+        for line in load.slow:
+            say(f"slow: {line}")
         return report
 
     def force_recreate() -> None:
