@@ -12,34 +12,22 @@ afterwards. Not part of `make test`; run it on purpose:
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from bench import deploy_under_load
 from isletops.docker_engine import DockerEngine
-from isletops.release import COMPONENTS, image_name
+from tests.fixtures.releases import push_release
 
 FROM, TO, BROKEN = "2026-12-04_01", "2026-12-04_02", "2026-12-04_03"
 CHANGED_IN_TO = ("backend", "shepherd", "pruner", "frontend")
 
 
-def push_releases(images: dict[str, str], registry: str, context_dir) -> list[str]:
-    engine = DockerEngine()
-    pushed = []
-
-    def variant(base: str, target: str, extra: str) -> None:
-        (context_dir / "Dockerfile").write_text(f"FROM {base}\n{extra}\n")
-        engine.build_image(context_dir, context_dir / "Dockerfile", target, labels={"org.isletnet.test": "1"})
-
+def push_releases(images: dict[str, str], registry: str, context_dir: Path) -> list[str]:
+    variants = {FROM: {}, TO: {c: f"LABEL org.isletnet.test.release={TO}" for c in CHANGED_IN_TO},
+                BROKEN: {"backend": 'ENTRYPOINT ["sleep", "infinity"]\nCMD []'}}
+    pushed: list[str] = []
     for tag in (FROM, TO, BROKEN):
-        for component in COMPONENTS:
-            target = image_name(component, tag, registry)
-            if tag == BROKEN and component == "backend":
-                variant(images["backend"], target, 'ENTRYPOINT ["sleep", "infinity"]\nCMD []')
-            elif tag == TO and component in CHANGED_IN_TO:
-                variant(images[component], target, f"LABEL org.isletnet.test.release={TO}")
-            else:
-                engine.tag_image(images[component], target)
-            engine.push_image(target)
-            pushed.append(target)
+        pushed += push_release(images, registry, tag, context_dir, variants[tag])
     return pushed
 
 
