@@ -22,8 +22,10 @@ Progress = Callable[[str], None]
 RESOLVER_TTL_S = float(os.environ.get("ISLETOPS_RESOLVER_TTL_S", "11"))
 # A new container failing `failed_checks` health checks in a row counts as broken once this many
 # seconds have passed since its start, even inside its compose `start_period` (60 s for the
-# backend). Measured: the backend answers its health check 3-8 s after start on the 2-core host at
-# load 10 (bench/deploy_under_load.py prints it), so 20 s leaves a wide margin.
+# backend). Measured (bench/deploy_under_load.py, 2-core host, load 10-22): a good backend passes
+# its first check 5-30 s after start; until then gunicorn's port is open while its workers boot,
+# so its checks hang to their 20 s timeout and 3 failures after 20 s would take over 75 s. A
+# backend that refuses connections fails checks at 20, 25 and 30 s and is caught at about 35 s.
 HEALTH_GRACE_S = float(os.environ.get("ISLETOPS_HEALTH_GRACE_S", "20"))
 # A new container that never became healthy is stopped with at most this many seconds to finish.
 UNREADY_STOP_S = 5
