@@ -12,8 +12,9 @@ side by side, how many failed, for how long the service was out, and the host's 
                                        serves; the time is until it was rolled back by itself)
   4. `compose up -d --force-recreate` (the plain way, for comparison), then wait healthy
 
-Beside each deploy it prints how long the new backend took from its start to its first passing
-health check (what `ISLETOPS_HEALTH_GRACE_S` must stay well above).
+Beside each deploy it prints how long the new backend took from its start to the start of its
+first passing health check, and its check log (a check that waited for booting workers starts
+early and passes late: read the log), and every GET slower than 1 s with its start time.
 
 Usage (an instance already set up, two releases in the registry):
 
