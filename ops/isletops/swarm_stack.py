@@ -252,6 +252,11 @@ def render_stack(
             # Swarm mounts secrets owned by root; the services run as their own users.
             spec["secrets"] = [{"source": variable, "target": variable, "mode": 0o444} for variable in used]
         spec["deploy"] = _deploy(service, spec, settings, gpu_nodes)
+        # compose's per-service limits; a stack file forbids them at the top and wants them here.
+        limits = {key: str(value) for key, value in (("memory", spec.pop("mem_limit", None)),
+                                                     ("cpus", spec.pop("cpus", None))) if value is not None}
+        if limits:
+            spec["deploy"].setdefault("resources", {})["limits"] = limits
         if service in DATA_VOLUMES:
             spec["volumes"] = [f"{DATA_VOLUMES[service]}:/data"]
         if service == "edge":

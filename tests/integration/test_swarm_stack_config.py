@@ -12,7 +12,10 @@ import yaml
 from isletops.config import InstanceConfig, SwarmConfig
 from isletops.swarm_stack import stack_for_instance
 
-ENV = "TAG=2026-11-23_01\nS3_ACCESS_KEY=ak\nS3_SECRET_KEY=sk\nDB_PASSWORD=p$w\nREPOSITORY=10.0.0.1:5000/\n"
+ENV = (
+    "TAG=2026-11-23_01\nS3_ACCESS_KEY=ak\nS3_SECRET_KEY=sk\nDB_PASSWORD=p$w\nREPOSITORY=10.0.0.1:5000/\n"
+    "ISLETNET_PROBE_TOKEN=0123456789abcdef0123456789abcdef\n"
+)
 
 
 def docker_with_stack_config() -> str:

@@ -61,7 +61,10 @@ def test_placement_replicas_volumes_and_edge(tmp_path: Path) -> None:
         assert spec[name]["deploy"]["placement"]["constraints"] == ["node.labels.isletnet.storage == true"]
         assert spec[name]["volumes"] == [f"{name}-data:/data"]
     assert spec["shepherd"]["deploy"]["placement"]["constraints"] == ["node.labels.isletnet.gpu == true"]
-    assert "resources" not in spec["shepherd"]["deploy"]
+    assert "reservations" not in spec["shepherd"]["deploy"]["resources"]  # no generic resources unless asked
+    for name, service in spec.items():  # compose's mem_limit/cpus become the stack's deploy limits
+        assert "mem_limit" not in service and "cpus" not in service, name
+        assert service["deploy"]["resources"]["limits"]["memory"], name
     edge = spec["edge"]
     assert edge["deploy"]["mode"] == "global" and "replicas" not in edge["deploy"]
     assert edge["deploy"]["placement"]["constraints"] == ["node.labels.isletnet.edge == true"]
