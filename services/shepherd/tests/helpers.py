@@ -1,4 +1,5 @@
-"""Shared helpers for the shepherd tests: submit real jobs through the backend, build workers."""
+"""Shared helpers for the shepherd tests: submit real jobs through the backend (signed in as a
+technician, as the lab does), build workers."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from services.common.lease_queue import LeaseQueue
 from services.common.storage import ObjectStore
 from services.shepherd.config import ShepherdConfig
 from services.shepherd.worker import Worker
+from tests.fixtures.accounts import signed_in
 
 
 def submit(env: dict[str, str], files: list[tuple[bytes, str]], **fields: str) -> str:
@@ -21,7 +23,7 @@ def submit(env: dict[str, str], files: list[tuple[bytes, str]], **fields: str) -
     app = create_app(env)
     try:
         data: dict[str, Any] = {"images": [(io.BytesIO(content), name) for content, name in files], **fields}
-        response = app.test_client().post("/api/jobs", data=data, content_type="multipart/form-data")
+        response = signed_in(app, role="technician").post("/api/jobs", data=data, content_type="multipart/form-data")
         assert response.status_code == 201, response.get_json()
         return response.get_json()["id"]
     finally:

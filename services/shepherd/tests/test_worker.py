@@ -20,6 +20,7 @@ from services.common.lease_queue import LeaseQueue
 from services.common.storage import ObjectStore
 from services.islets import get_model, make_dtz_image
 from services.shepherd.tests.helpers import events, job, make_worker, process_jobs, submit, wait_for
+from tests.fixtures.accounts import signed_in
 
 pytestmark = pytest.mark.integration
 
@@ -62,7 +63,7 @@ def test_job_end_to_end_gives_plausible_results(env: dict[str, str], tmp_path, d
     assert process_jobs(env, tmp_path, 2) == ["done", None]
 
     app = create_app(env)
-    client = app.test_client()
+    client = signed_in(app)
     result = client.get(f"/api/jobs/{job_id}/result").get_json()
     app.extensions["isletnet.access"].stop()
     assert [image["name"] for image in result["images"]] == ["a.png", "b.png"]
