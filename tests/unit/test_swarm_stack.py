@@ -132,7 +132,9 @@ def test_dependency_levels(tmp_path: Path) -> None:
         ("queue", "storage"), ("backend", "pruner", "shepherd"), ("frontend",), ("edge",))
 
 
-def test_encrypted_overlay_is_a_setting(tmp_path: Path) -> None:
+def test_encrypted_overlay_is_a_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The integration fixtures label everything they render through $ISLETOPS_EXTRA_LABELS.
+    monkeypatch.delenv("ISLETOPS_EXTRA_LABELS", raising=False)
     plain = stack_for_instance(make_instance(tmp_path)).document["networks"]["default"]
     assert plain["driver"] == "overlay" and "driver_opts" not in plain
     assert plain["labels"] == {"org.isletnet.instance": "prod"}
