@@ -100,7 +100,9 @@ class SwarmEngine:
     def take_cluster_lock(self, holder: str) -> Callable[[], None]:
         """Create the Swarm config `isletops-lock-<instance>` (atomic in the managers' Raft store:
         it fails when the name exists, so two operators on two managers cannot both hold it);
-        LockError names the holder. Returns its release."""
+        LockError names the holder. Returns its release. A host that is no manager is told so
+        first, in the same sentence as the plan's refusal."""
+        self._require_manager()
         result = self.runner(self.command.lock_take(), holder)
         if result.returncode != 0:
             if "exists" not in (result.stderr or "").lower():
