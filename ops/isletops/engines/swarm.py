@@ -214,7 +214,15 @@ class SwarmEngine:
         replicas = (mode.get("Replicated") or {}).get("Replicas")
         if replicas is not None and len(running) != int(replicas):
             return False
-        return self._registry_digest(ref) == next(iter(digests))
+        wanted = self._registry_digest(ref)
+        # A paused update leaves old tasks running under a spec that names the new image: that
+        # service is not on `ref`, whatever its tasks run (the stack-wide rollback must reset it).
+        spec_image = (((inspected.get("Spec") or {}).get("TaskTemplate") or {}).get("ContainerSpec") or {}).get(
+            "Image") or ""
+        spec_digest = spec_image.partition("@")[2]
+        if spec_digest and wanted and spec_digest != wanted:
+            return False
+        return wanted == next(iter(digests))
 
     def _registry_digest(self, ref: str) -> str:
         """The digest the registry gives `ref` ("" when it cannot say)."""
