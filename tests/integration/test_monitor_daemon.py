@@ -15,14 +15,20 @@ from monitors.daemon import MonitorDaemon
 pytestmark = pytest.mark.integration
 
 
-def test_status_and_metrics_and_mail(tmp_path: Path, smtp_server) -> None:
+def critical_disk_site(tmp_path: Path, smtp_server) -> SiteConfig:
+    """A site whose only probe is a disk probe on `tmp_path` that is CRITICAL at any fill (0 %),
+    every half second, alerting after 2 failures, with mail to the test's SMTP server."""
     disabled = {name: {"enabled": False} for name in ("containers", "http", "e2e", "gpu", "tls", "pruner")}
     monitoring = MonitoringConfig(
         failures_to_alert=2,
         probes={**disabled, "disk": {"paths": [str(tmp_path)], "docker_root": str(tmp_path / "d"),
                                      "critical_percent": 0.0, "interval_s": 0.5}},
     )  # fmt: skip
-    config = SiteConfig(source=None, monitoring=monitoring, mail=smtp_server.mail_config())
+    return SiteConfig(source=None, monitoring=monitoring, mail=smtp_server.mail_config())
+
+
+def test_status_and_metrics_and_mail(tmp_path: Path, smtp_server) -> None:
+    config = critical_disk_site(tmp_path, smtp_server)
     instance = InstanceConfig("h5daemon", tmp_path / "h5daemon")
     daemon = MonitorDaemon(config, instance, port=0)
     daemon.start()

@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 import requests
 
-from isletops.config import InstanceConfig, MonitoringConfig, SiteConfig
+from isletops.config import InstanceConfig
 from isletops.history import History, HistoryEntry
 from monitors import healing, status_page
 from monitors.daemon import MonitorDaemon
 from monitors.result import ProbeResult, Status
+from tests.integration.test_monitor_daemon import critical_disk_site
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -43,13 +44,7 @@ def test_status_page_in_chromium(tmp_path: Path, smtp_server) -> None:
     playwright_api = pytest.importorskip("playwright.sync_api")
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    disabled = {name: {"enabled": False} for name in ("containers", "http", "e2e", "gpu", "tls", "pruner")}
-    monitoring = MonitoringConfig(
-        failures_to_alert=2,
-        probes={**disabled, "disk": {"paths": [str(tmp_path)], "docker_root": str(tmp_path / "d"),
-                                     "critical_percent": 0.0, "interval_s": 0.5}},
-    )  # fmt: skip
-    config = SiteConfig(source=None, monitoring=monitoring, mail=smtp_server.mail_config())
+    config = critical_disk_site(tmp_path, smtp_server)
     instance = InstanceConfig("h5page", tmp_path / "h5page")
     seed(instance, time.time())
     daemon = MonitorDaemon(config, instance, port=0)
