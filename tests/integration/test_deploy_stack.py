@@ -23,6 +23,7 @@ from click.testing import CliRunner
 from isletops.cli import main
 from isletops.docker_engine import DockerEngine
 from isletops.release import COMPONENTS, image_name
+from tests.fixtures.releases import push_release
 
 pytestmark = pytest.mark.integration
 
@@ -37,25 +38,14 @@ CHANGED_IN_T2 = ("backend", "shepherd", "pruner", "frontend")
 def releases(service_images, registry_url, tmp_path_factory):
     engine = DockerEngine()
     context = tmp_path_factory.mktemp("variants")
+    broken = f"ENTRYPOINT [\"/bin/sh\", \"-c\", \"echo '{BROKEN_LINE}' >&2; exit 3\"]\nCMD []"
+    variants = {T1: {}, T2: {c: f"LABEL org.isletnet.test.release={T2}" for c in CHANGED_IN_T2},
+                T3: {"backend": broken}}
     pushed = []
-
-    def variant(base: str, target: str, extra: str) -> None:
-        (context / "Dockerfile").write_text(f"FROM {base}\n{extra}\n")
-        engine.build_image(context, context / "Dockerfile", target, labels={"org.isletnet.test": "1"})
-
     for tag in (T1, T2, T3):
-        for component in COMPONENTS:
-            target = image_name(component, tag, registry_url)
-            if tag == T3 and component == "backend":
-                variant(service_images["backend"], target,
-                        f"ENTRYPOINT [\"/bin/sh\", \"-c\", \"echo '{BROKEN_LINE}' >&2; exit 3\"]\nCMD []")
-            elif tag == T2 and component in CHANGED_IN_T2:
-                variant(service_images[component], target, f"LABEL org.isletnet.test.release={T2}")
-            else:
-                engine.tag_image(service_images[component], target)
-            engine.push_image(target)
-            engine.remove_image(target)  # the deploy must pull it
-            pushed.append(target)
+        pushed += push_release(service_images, registry_url, tag, context, variants[tag])
+    for target in pushed:
+        engine.remove_image(target)  # the deploy must pull it
     yield registry_url
     for target in pushed:
         engine.remove_image(target, force=True)

@@ -203,3 +203,5 @@ def test_a_failure_after_the_start_beside_removes_the_new_container_and_keeps_th
                            rollout.RolloutSettings(HealthPolicy(5), 7, 0), interrupts, lines.append)
     assert [c.name for c in engine.containers] == [old]
     assert any(line.startswith("backend: removing the new container") for line in lines)
+    # It never became ready, so it gets the short stop, not the 7 s drain.
+    assert [args[1] for args in engine.method_calls("stop")] == [rollout.UNREADY_STOP_S]

@@ -58,6 +58,19 @@ def test_failures_within_the_start_period_or_before_a_success_do_not_count():
         wait([state(checks=checks(1, 1))], failed_checks=2)
 
 
+def test_the_grace_judges_a_new_instance_before_its_long_start_period_ends():
+    never_serves = state(checks=checks(1, 1, 1, 1, 1, 1), start_period_s=60)  # checks at 5 ... 30 s
+    assert failed_streak(never_serves) == 0
+    assert failed_streak(never_serves, grace_s=20) == 3  # those at 20, 25 and 30 s
+    assert failed_streak(never_serves, grace_s=90) == 0  # the start period is the longer bound
+    clock = Clock()
+    with pytest.raises(HealthFailed, match="3 health checks failed in a row"):
+        wait_healthy(lambda: [never_serves], ["backend"], HealthPolicy(3600, 3, grace_s=20), (), clock, clock.sleep)
+    assert clock.now == 0.0  # judged from the check log at once, not at the deadline
+    slow = state(checks=checks(1, 1, 1, 1, 1, 0), start_period_s=60)  # passes at 30 s: never a failure
+    assert failed_streak(slow, grace_s=20) == 0
+
+
 @pytest.mark.parametrize(("kwargs", "why"), [
     ({"status": "exited"}, "exited"), ({"status": "restarting"}, "restarting"), ({"restarts": 1}, "restarted 1"),
     ({"health": "unhealthy"}, "unhealthy"),

@@ -20,6 +20,15 @@ Progress = Callable[[str], None]
 # ... valid=` seconds (2 s); the old container must stay up at least that long after the new one
 # is healthy, with margin for Docker's DNS to register the new container.
 RESOLVER_TTL_S = float(os.environ.get("ISLETOPS_RESOLVER_TTL_S", "11"))
+# A new container failing `failed_checks` health checks in a row counts as broken once this many
+# seconds have passed since its start, even inside its compose `start_period` (60 s for the
+# backend). Measured (bench/deploy_under_load.py, 2-core host, load 10-22): a good backend passes
+# its first check 5-30 s after start; until then gunicorn's port is open while its workers boot,
+# so its checks hang to their 20 s timeout and 3 failures after 20 s would take over 75 s. A
+# backend that refuses connections fails checks at 20, 25 and 30 s and is caught at about 35 s.
+HEALTH_GRACE_S = float(os.environ.get("ISLETOPS_HEALTH_GRACE_S", "20"))
+# A new container that never became healthy is stopped with at most this many seconds to finish.
+UNREADY_STOP_S = 5
 # Time a stopping container gets to finish what it is doing (gunicorn requests, shepherd jobs).
 DRAIN_TIMEOUT_S = int(os.environ.get("ISLETOPS_DRAIN_TIMEOUT_S", "60"))
 
@@ -102,17 +111,20 @@ def _running_or_starting(engine: Engine, service: str) -> list[str]:
 
 
 def remove_new(engine: Engine, old_by_service: dict[str, list[str]], drain_s: int, say: Progress) -> None:
-    """Remove the instances of each service that are not among its old ones. A removal that fails
-    is reported and left to the restore (which converges to one instance per service)."""
+    """Remove the instances of each service that are not among its old ones (one never ready gets
+    `UNREADY_STOP_S` to stop, not the full drain). A removal that fails is reported and left to
+    the restore (which converges to one instance per service)."""
     for service, old in old_by_service.items():
         try:
-            new = [n for n in _running_or_starting(engine, service) if n not in old]
+            new = [s for s in engine.service_states([service])
+                   if s.service == service and s.state != "missing" and s.name not in old]
         except Exception as error:  # noqa: BLE001 - reported; the restore converges
             say(f"{service}: could not list its containers to remove the new one: {error}")
             continue
-        for name in new:
+        for state in new:
+            name = state.name
             say(f"{service}: removing the new container {name}; {', '.join(sorted(old))} stays")
-            try:
-                engine.stop(name, drain_s)
+            try:  # one that never became ready served nothing worth a long drain
+                engine.stop(name, drain_s if state.is_ready else min(drain_s, UNREADY_STOP_S))
             except Exception as error:  # noqa: BLE001 - reported; the restore converges
                 say(f"{service}: could not remove {name}: {error}")

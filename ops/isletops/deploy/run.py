@@ -32,7 +32,7 @@ from isletops.deploy.gate import E2E_TIMEOUT_S, Gate, run_gate
 from isletops.deploy.hooks import HookContext, Hooks
 from isletops.deploy.interrupts import InterruptController
 from isletops.deploy.plan import DeployPlan, make_plan, rollback_target
-from isletops.deploy.rollout import DRAIN_TIMEOUT_S, RESOLVER_TTL_S, RolloutSettings, roll_over
+from isletops.deploy.rollout import DRAIN_TIMEOUT_S, HEALTH_GRACE_S, RESOLVER_TTL_S, RolloutSettings, roll_over
 from isletops.engines.base import Engine, HealthPolicy
 from isletops.errors import DeployError, IsletOpsError
 from isletops.history import Deployed, History, HistoryEntry, deployed_tags, last_attempt_notice
@@ -171,7 +171,7 @@ def deploy(
     recorded_at = utc_now().isoformat()
     settings = RolloutSettings(
         HealthPolicy(float(options.health_timeout_s or instance.health_timeout_s),
-                     options.failed_checks or instance.health_failed_checks),
+                     options.failed_checks or instance.health_failed_checks, grace_s=HEALTH_GRACE_S),
         options.drain_s, options.resolver_ttl_s,
     )
     entry: list[HistoryEntry] = []

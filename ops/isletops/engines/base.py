@@ -112,6 +112,10 @@ class HealthPolicy:
     timeout_s: float
     failed_checks: int = 3  # consecutive failed checks after the start period that end the wait
     poll_s: float = 1.0
+    # A new instance's failed checks count from `grace_s` after its start when that comes before
+    # its own start period (Docker's `start_period` only forgives failures until the first success,
+    # so it is long; the deploy may judge a new instance sooner from its check log).
+    grace_s: float | None = None
 
 
 def running_tags(states: Iterable[ServiceState], services: Sequence[str]) -> dict[str, list[str]]:

@@ -193,7 +193,9 @@ class ComposeEngine:
 
     def drain(self, instance_name: str) -> None:
         """Compose: the old container stays resolvable until it stops; its server closes its
-        listener on SIGTERM (new connections are refused and the proxies retry the new one)."""
+        listener on SIGTERM (new connections are refused and the proxies retry the new one), and
+        the proxies' 500 ms `proxy_connect_timeout` bounds a connect to its address once it is
+        gone. (A network disconnect would take it out of DNS first, but cuts its in-flight requests.)"""
 
     def stop(self, instance_name: str, drain_s: int) -> None:
         self.docker.remove_container(instance_name, stop_timeout_s=drain_s)

@@ -3,9 +3,9 @@
 `wait_healthy` polls an engine's `ServiceState`s until every instance is ready, and fails fast:
 at once when an instance exited, died or restarts (a fresh one that crashed), when the engine
 itself judged it `unhealthy`, or when `failed_checks` consecutive health checks failed after the
-instance's start period (a container that never serves is caught in seconds, not at Docker's
-`retries` or at the deadline). A service whose old instance is still running beside the new one
-is judged by the instances named in `only`.
+instance's start period, or after the policy's `grace_s` when that is shorter (a container that
+never serves is caught in seconds, not at Docker's `retries` or at the deadline). A service whose
+old instance is still running beside the new one is judged by the instances named in `only`.
 """
 
 from __future__ import annotations
@@ -45,9 +45,11 @@ def health_said(state: ServiceState) -> str:
     return text
 
 
-def failed_streak(state: ServiceState) -> int:
-    """Consecutive failed health checks at the end of the recorded ones, after the start period."""
-    counted_from = state.started_at + timedelta(seconds=state.start_period_s) if state.started_at else None
+def failed_streak(state: ServiceState, grace_s: float | None = None) -> int:
+    """Consecutive failed health checks at the end of the recorded ones, after the start period
+    (or after `grace_s` from the start, when that is shorter)."""
+    period = state.start_period_s if grace_s is None else min(state.start_period_s, grace_s)
+    counted_from = state.started_at + timedelta(seconds=period) if state.started_at else None
     streak = 0
     for check in reversed(state.checks):
         if not check.failed:
@@ -58,7 +60,7 @@ def failed_streak(state: ServiceState) -> int:
     return streak
 
 
-def broken_reason(state: ServiceState, failed_checks: int) -> str:
+def broken_reason(state: ServiceState, failed_checks: int, grace_s: float | None = None) -> str:
     """Why `state` will not become ready by waiting ("" while it still may)."""
     if state.state in BROKEN_STATES:
         return state.state
@@ -66,7 +68,7 @@ def broken_reason(state: ServiceState, failed_checks: int) -> str:
         return f"restarted {state.restart_count} time(s)"
     if state.health == "unhealthy":
         return "unhealthy"
-    streak = failed_streak(state)
+    streak = failed_streak(state, grace_s)
     if state.health == "starting" and streak >= failed_checks:
         return f"{streak} health checks failed in a row"
     return ""
@@ -92,7 +94,7 @@ def wait_healthy(
         not_ready = [s for s in states if not s.is_ready]
         if not not_ready and states:
             return states
-        broken = [(s, broken_reason(s, policy.failed_checks)) for s in not_ready]
+        broken = [(s, broken_reason(s, policy.failed_checks, policy.grace_s)) for s in not_ready]
         broken = [(s, why) for s, why in broken if why]
         if broken:
             state, why = broken[0]
