@@ -1,8 +1,8 @@
 """Do users notice a deploy? Requests to the public port while the release changes under them.
 
-A bounded stream of loopback requests (`GET /`, `/api/jobs`, `/api/models` and an image-less
-`POST /api/jobs` that the backend refuses with 400, on the instance's `http_port`: the edge, then
-the frontend's nginx, as a browser would) runs during each operation, and the script prints,
+A bounded stream of loopback requests, signed in with the instance's probe token (`GET /`,
+`/api/jobs`, `/api/models` and an image-less `POST /api/jobs` that the backend refuses with 400,
+on the instance's `http_port`: the edge, then the frontend's nginx, as a browser would) runs during each operation, and the script prints,
 side by side, how many failed, for how long the service was out, and the host's load average:
 
   0. nothing changes for 30 s          (the noise floor of this host under this load)
@@ -42,7 +42,7 @@ from urllib.parse import urlparse
 import requests
 
 from isletops import deploy, stack
-from isletops.config import load_config
+from isletops.config import load_config, read_env_file
 from isletops.docker_engine import DockerEngine
 from isletops.engines import engine_for
 from isletops.engines.base import ServiceState
@@ -79,7 +79,8 @@ class LoadReport:
 class Load:
     """`workers` threads, each at most `rate / workers` requests per second, until stopped."""
 
-    def __init__(self, base_url: str, rate: float, workers: int = 4, timeout_s: float = 10.0) -> None:
+    def __init__(self, base_url: str, rate: float, workers: int = 4, timeout_s: float = 10.0,
+                 headers: dict[str, str] | None = None) -> None:
         host = urlparse(base_url).hostname
         if host not in ("127.0.0.1", "localhost"):
             raise SystemExit(f"refusing to load {base_url}: only loopback addresses are targeted")
@@ -87,6 +88,7 @@ class Load:
         self.interval = workers / rate
         self.workers = workers
         self.timeout_s = timeout_s
+        self.headers = headers or {}
         self.stop = threading.Event()
         self.lock = threading.Lock()
         self.results: list[tuple[float, bool, str]] = []  # (time, ok, error kind)
@@ -94,7 +96,7 @@ class Load:
         self.slow: list[str] = []  # GETs over SLOW_S: wall-clock start, path, latency, outcome
 
     def _worker(self, index: int) -> None:
-        session = requests.Session()
+        session = self._session()
         n = index
         while not self.stop.is_set():
             started = time.monotonic()
@@ -106,7 +108,7 @@ class Load:
                 ok, kind = response.status_code < 500, f"HTTP {response.status_code}"
             except requests.RequestException as exc:
                 ok, kind = False, type(exc).__name__
-                session = requests.Session()  # a broken keep-alive connection must not poison the rest
+                session = self._session()  # a broken keep-alive connection must not poison the rest
             with self.lock:
                 self.results.append((started, ok, "" if ok else kind))
                 if method == "GET":
@@ -116,6 +118,11 @@ class Load:
                         at = time.strftime("%H:%M:%S", time.localtime(time.time() - latency))
                         self.slow.append(f"{at} GET {path} {latency:.2f} s ({'ok' if ok else kind})")
             self.stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
+
+    def _session(self) -> requests.Session:
+        session = requests.Session()
+        session.headers.update(self.headers)
+        return session
 
     def measure(self, name: str, operation: Callable[[], str | None]) -> LoadReport:
         self.results = []
@@ -228,7 +235,10 @@ def main(argv: list[str] | None = None) -> int:
     deployed, _notes = deploy.current_deployment(instance, engine)
     if deployed.current != args.from_tag:
         run_deploy(args.from_tag)()
-    load = Load(instance.frontend_url, args.rate)
+    # Signed in as the instance's probe account (its token is in the instance's 0600 env file), so
+    # the API requests reach the job routes as a lab's browser would, not a 401 at the door.
+    token = read_env_file(instance.env_file).get("ISLETNET_PROBE_TOKEN", "")
+    load = Load(instance.frontend_url, args.rate, headers={"Authorization": f"Bearer {token}"} if token else None)
     reports = [
         measure("nothing (steady state)", lambda: time.sleep(STEADY_S)),
         measure(f"isletops deploy --tag {args.to_tag}", run_deploy(args.to_tag)),

@@ -39,13 +39,15 @@ COPY --from=wheels /opt/venv /opt/venv
 COPY services/__init__.py /app/services/__init__.py
 COPY services/common /app/services/common
 
-# isletnet-backend: the Flask REST API under gunicorn on 8000.
+# isletnet-backend: the Flask REST API under gunicorn on 8000. `--preload` loads the app before the
+# port is bound, so a new container refuses connections (the proxies retry the old one) until it
+# can answer them, instead of queueing them while its workers import the app.
 FROM python AS backend
 LABEL org.opencontainers.image.title=isletnet-backend org.isletnet.component=backend
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
   CMD curl -fsS -o /dev/null http://127.0.0.1:8000/api/health || exit 1
-CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--workers", "2", "--threads", "4", "--timeout", "300", \
+CMD ["gunicorn", "--preload", "--bind", "0.0.0.0:8000", "--workers", "2", "--threads", "4", "--timeout", "300", \
      "--access-logfile", "-", "--error-logfile", "-", "--forwarded-allow-ips", "*", "services.backend.app:create_app()"]
 COPY services/islets /app/services/islets
 COPY services/backend /app/services/backend

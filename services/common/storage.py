@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -69,7 +70,7 @@ class ObjectInfo:
 
 
 class ObjectStore:
-    """A bucket on an S3 endpoint. Thread-safe (boto3 clients are); create one per process."""
+    """A bucket on an S3 endpoint. Thread-safe (boto3 clients are) and fork-safe (one client per process)."""
 
     def __init__(
         self,
@@ -95,14 +96,27 @@ class ObjectStore:
             response_checksum_validation="when_required",
             max_pool_connections=32,
         )
-        self._client = boto3.session.Session().client(
-            "s3",
-            endpoint_url=endpoint_url or None,
-            aws_access_key_id=access_key or None,
-            aws_secret_access_key=secret_key or None,
-            region_name=region,
-            config=config,
-        )
+        self._client_arguments: dict[str, Any] = {
+            "endpoint_url": endpoint_url or None,
+            "aws_access_key_id": access_key or None,
+            "aws_secret_access_key": secret_key or None,
+            "region_name": region,
+            "config": config,
+        }
+        self._client_lock = threading.Lock()
+        self._client_pid = -1
+        self._client_object: Any = None
+
+    @property
+    def _client(self) -> Any:
+        """The boto3 client of this process. A process forked after the store was made (gunicorn
+        `--preload` loads the app once, then forks its workers) gets its own client, because a
+        client's pooled connections must never be shared across processes."""
+        with self._client_lock:
+            if self._client_pid != os.getpid():
+                self._client_object = boto3.session.Session().client("s3", **self._client_arguments)
+                self._client_pid = os.getpid()
+            return self._client_object
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **kwargs: Any) -> ObjectStore:

@@ -97,3 +97,31 @@ def test_unreachable_endpoint_fails_fast_with_storage_unavailable() -> None:
     with pytest.raises(StorageUnavailable, match="cannot be reached"):
         store.put("x", b"1")
     assert time.monotonic() - started < 10
+
+
+
+def test_a_forked_process_gets_its_own_client_and_both_keep_working(store: ObjectStore) -> None:
+    """gunicorn --preload makes the store in the master and forks the workers: a worker must not
+    reuse the master's pooled connections (it makes a client of its own), and the master's client
+    keeps working."""
+    import multiprocessing
+    import os
+
+    store.put("fork/parent", b"before")
+    parent_client = store._client
+    context = multiprocessing.get_context("fork")
+    receive, send = context.Pipe(duplex=False)
+
+    def child() -> None:  # runs in the forked process (fork: the closure is inherited, not pickled)
+        data = store.get("fork/parent")
+        store.put("fork/child", b"written by the child")
+        send.send((store._client_pid == os.getpid(), store._client is not parent_client, data))
+
+    process = context.Process(target=child)
+    process.start()
+    own_pid, own_client, data = receive.recv()
+    process.join(30)
+    assert process.exitcode == 0
+    assert (own_pid, own_client, data) == (True, True, b"before")
+    assert store._client is parent_client and store._client_pid == os.getpid(), "the parent keeps its own client"
+    assert store.get("fork/child") == b"written by the child"
