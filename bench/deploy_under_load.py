@@ -2,8 +2,9 @@
 
 A bounded stream of loopback requests, signed in with the instance's probe token (`GET /`,
 `/api/jobs`, `/api/models` and an image-less `POST /api/jobs` that the backend refuses with 400,
-on the instance's `http_port`: the edge, then the frontend's nginx, as a browser would) runs during each operation, and the script prints,
-side by side, how many failed, for how long the service was out, and the host's load average:
+on the instance's `http_port`: the edge, then the frontend's nginx, as a browser would) runs
+during each operation, and the script prints, side by side, how many failed, for how long the
+service was out, and the host's load average:
 
   0. nothing changes for 30 s          (the noise floor of this host under this load)
   1. `isletops deploy --tag TO`       (the health-gated rollover)
