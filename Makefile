@@ -14,7 +14,7 @@ test: bootstrap
 	.venv/bin/mypy ops monitors
 	.venv/bin/bandit -q -ll -r ops monitors services -x '*/tests/*'
 	bash scripts/audit.sh
-	.venv/bin/pytest -p no:cacheprovider tests services
+	.venv/bin/pytest -p no:cacheprovider --durations=25 tests services
 
 lint: bootstrap
 	.venv/bin/ruff check .

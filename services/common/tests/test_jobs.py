@@ -27,29 +27,21 @@ def database(postgres_db: str) -> JobDatabase:
     return JobDatabase(postgres_db)
 
 
-@pytest.fixture
-def records(database: JobDatabase) -> JobRecords:
-    return JobRecords(database)
+def _part_of_the_database(kind: type, name: str):  # noqa: ANN202 - a pytest fixture
+    """A fixture `name` giving `kind(database)`: the records, queue, retention... of one database."""
+
+    @pytest.fixture(name=name)
+    def part(database: JobDatabase) -> object:
+        return kind(database)
+
+    return part
 
 
-@pytest.fixture
-def queue(database: JobDatabase) -> LeaseQueue:
-    return LeaseQueue(database)
-
-
-@pytest.fixture
-def retention(database: JobDatabase) -> Retention:
-    return Retention(database)
-
-
-@pytest.fixture
-def training(database: JobDatabase) -> TrainingSet:
-    return TrainingSet(database)
-
-
-@pytest.fixture
-def access(database: JobDatabase) -> AccessStatistics:
-    return AccessStatistics(database)
+records = _part_of_the_database(JobRecords, "records")
+queue = _part_of_the_database(LeaseQueue, "queue")
+retention = _part_of_the_database(Retention, "retention")
+training = _part_of_the_database(TrainingSet, "training")
+access = _part_of_the_database(AccessStatistics, "access")
 
 
 def make_job(records: JobRecords, **overrides: object) -> str:
