@@ -15,7 +15,8 @@ service was out, and the host's load average:
 
 Beside each deploy it prints how long the new backend took from its start to the start of its
 first passing health check, and its check log (a check that waited for booting workers starts
-early and passes late: read the log), and every GET slower than 1 s with its start time.
+early and passes late: read the log), and every failed request and every GET slower than 1 s
+with its start time.
 
 Usage (an instance already set up, two releases in the registry):
 
@@ -94,7 +95,7 @@ class Load:
         self.lock = threading.Lock()
         self.results: list[tuple[float, bool, str]] = []  # (time, ok, error kind)
         self.get_latencies: list[float] = []
-        self.slow: list[str] = []  # GETs over SLOW_S: wall-clock start, path, latency, outcome
+        self.slow: list[str] = []  # failed requests and GETs over SLOW_S, with their wall-clock start
 
     def _worker(self, index: int) -> None:
         session = self._session()
@@ -112,6 +113,9 @@ class Load:
                 session = self._session()  # a broken keep-alive connection must not poison the rest
             with self.lock:
                 self.results.append((started, ok, "" if ok else kind))
+                if not ok:
+                    at = time.strftime("%H:%M:%S", time.localtime(time.time() - (time.monotonic() - started)))
+                    self.slow.append(f"{at} {method} {path} failed: {kind}")
                 if method == "GET":
                     latency = time.monotonic() - started
                     self.get_latencies.append(latency)
