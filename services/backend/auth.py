@@ -37,6 +37,7 @@ from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from services.backend.errors import ApiError
 from services.backend.openapi import error, json_response
 from services.common import accounts as acc
+from services.common import queue_metrics
 from services.common.accounts import Accounts, Principal
 from services.common.jobs import Job
 from services.common.settings import ConfigError, read_number, read_secret
@@ -52,7 +53,7 @@ LOGIN_FAILED = "The user name or password is wrong."  # the same for unknown acc
 SIGN_IN_NEEDED = "Sign in first (or send an API token as 'Authorization: Bearer <token>')."
 
 PUBLIC_OPERATIONS = frozenset({"health", "login", "logout", "currentSession"})
-METRICS_RULE = "/metrics"
+METRICS_RULE = queue_metrics.PATH
 OPERATION_PERMISSIONS: dict[str, str] = {
     "openapiSpec": acc.JOBS_READ,
     "listModels": acc.JOBS_READ,

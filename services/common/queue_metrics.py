@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from services.common.lease_queue import QueueStats
 
+PATH = "/metrics"  # where the backend serves it
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Queued plus running jobs: what the autoscaling divides by the jobs one worker should carry
 # (the Swarm autoscaler's rule, isletops.autoscale).
