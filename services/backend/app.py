@@ -1,5 +1,6 @@
 """The backend application factory: `create_app()` wires configuration, storage, the job queue,
-the blueprints, JSON error handling, access statistics and the OpenAPI document together.
+the blueprints, JSON error handling, security headers, access statistics and the OpenAPI document
+together.
 
 Run under gunicorn: `gunicorn "services.backend.app:create_app()"`. Besides the API, `/metrics`
 serves the queue's load for Prometheus (services.common.queue_metrics); it is outside /api, so
@@ -25,6 +26,7 @@ from services.backend.access import AccessRecorder
 from services.backend.config import BackendConfig
 from services.backend.errors import register_error_handlers
 from services.backend.openapi import build_spec
+from services.backend.security_headers import read_security_headers
 from services.common.access_stats import AccessStatistics
 from services.common.accounts import Accounts
 from services.common.database import JobDatabase
@@ -73,6 +75,13 @@ def create_app(
     app.extensions["isletnet.access"] = recorder
 
     register_error_handlers(app)
+    security_headers = read_security_headers()
+
+    @app.after_request
+    def _add_security_headers(response: Response) -> Response:
+        for name, value in security_headers.items():
+            response.headers.setdefault(name, value)
+        return response
 
     for module in BLUEPRINT_MODULES:
         app.register_blueprint(module.blueprint)

@@ -43,7 +43,7 @@ STATIC = REPO / "services" / "frontend" / "static"
 ARTIFACTS = REPO / "artifacts" / "frontend"
 CHROMIUM = "/usr/bin/chromium"
 
-# What the edge and the frontend send on every response (nginx/security-headers.conf; the host's
+# What the edge and the frontend send on every response (services/common/security-headers.conf; the host's
 # nginx/isletnet.conf.j2 sends the same plus HSTS).
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
@@ -57,7 +57,7 @@ SECURITY_HEADERS = {
 FRONTEND_NGINX_CONF = REPO / "services" / "frontend" / "nginx.conf"
 EDGE_NGINX_CONF = REPO / "services" / "edge" / "nginx.conf"
 # Both images hold it as /etc/nginx/isletnet-security-headers.conf.
-SECURITY_HEADERS_CONF = REPO / "nginx" / "security-headers.conf"
+SECURITY_HEADERS_CONF = REPO / "services" / "common" / "security-headers.conf"
 
 
 def shipped_nginx_conf(conf: Path, prefix: Path, swaps: dict[str, str]) -> str:

@@ -80,11 +80,11 @@ def _added_headers(text: str) -> list[tuple[str, str]]:
 
 
 def test_one_list_of_security_headers_for_every_nginx() -> None:
-    # nginx/security-headers.conf owns the list: the edge and frontend images include it (the
+    # services/common/security-headers.conf owns the list: the edge and frontend images include it (the
     # frontend because a Kubernetes Ingress reaches it directly) and add no header of their own;
     # the host's site puts it in and adds only HSTS. Each drops the copies of the hop behind it.
     root = Path(__file__).resolve().parents[2]
-    shared_text = (root / "nginx" / "security-headers.conf").read_text()
+    shared_text = (root / "services" / "common" / "security-headers.conf").read_text()
     shared = _added_headers(shared_text)
     assert [name for name, _ in shared] == sorted(["Content-Security-Policy", "X-Content-Type-Options",
                                                    "X-Frame-Options", "Referrer-Policy", "Permissions-Policy"])
@@ -94,7 +94,8 @@ def test_one_list_of_security_headers_for_every_nginx() -> None:
         assert "include /etc/nginx/isletnet-security-headers.conf;" in text, image
         assert "add_header" not in text and "proxy_hide_header" not in text, image
         dockerfile = (root / "services" / image / "Dockerfile").read_text()
-        assert "COPY nginx/security-headers.conf /etc/nginx/isletnet-security-headers.conf" in dockerfile, image
+        copy = "COPY services/common/security-headers.conf /etc/nginx/isletnet-security-headers.conf"
+        assert copy in dockerfile, image
     host_text = render_site(NginxSite())
     host = _added_headers(host_text)
     assert [header for header in host if header[0] != "Strict-Transport-Security"] == shared

@@ -68,4 +68,6 @@ def test_metrics_serve_the_queue_depth_from_the_real_queue(backend_url: str,
     assert samples[(QUEUE_JOBS_METRIC, (("state", "queued"),))] == 2
     assert samples[(QUEUE_JOBS_METRIC, (("state", "running"),))] == 1
     assert samples[(OLDEST_QUEUED_METRIC, ())] >= 0
-    assert get(f"{backend_url}/api/queue", timeout=10).status_code == 401  # the API itself stays closed
+    closed = get(f"{backend_url}/api/queue", timeout=10)
+    assert closed.status_code == 401  # the API itself stays closed
+    assert closed.headers["X-Content-Type-Options"] == "nosniff"  # what a Kubernetes Ingress passes on
