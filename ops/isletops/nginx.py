@@ -12,11 +12,10 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from isletops.errors import ConfigError
-from isletops.render import PROJECT_ROOT, render_template
+from isletops.render import render_template
+from services.common.security_headers import HEADERS_FILE as SECURITY_HEADERS_FILE
 
 SITE_PATH = "/etc/nginx/conf.d/isletnet.conf"
-# The one list of security headers, shared with the edge, frontend and backend images.
-SECURITY_HEADERS_FILE = PROJECT_ROOT / "services" / "common" / "security-headers.conf"
 SELF_SIGNED_DIR = "/etc/ssl/isletnet"
 LETSENCRYPT_LIVE_DIR = "/etc/letsencrypt/live"
 # Inventory variables are the site's fields with this prefix (nginx_server_name, ...).
@@ -125,6 +124,6 @@ def letsencrypt_paths(server_name: str) -> tuple[str, str]:
 
 def render_site(site: NginxSite) -> str:
     """The text of /etc/nginx/conf.d/isletnet.conf for `site`, with the security headers every
-    nginx of IsletNet sends (SECURITY_HEADERS_FILE)."""
+    part of IsletNet sends (services/common/security-headers.conf)."""
     return render_template("nginx", "isletnet.conf.j2", {"site": site.template_settings(),
                                                          "security_headers": SECURITY_HEADERS_FILE.read_text()})

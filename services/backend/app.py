@@ -26,7 +26,6 @@ from services.backend.access import AccessRecorder
 from services.backend.config import BackendConfig
 from services.backend.errors import register_error_handlers
 from services.backend.openapi import build_spec
-from services.backend.security_headers import read_security_headers
 from services.common.access_stats import AccessStatistics
 from services.common.accounts import Accounts
 from services.common.database import JobDatabase
@@ -34,6 +33,7 @@ from services.common.errors import ServiceError
 from services.common.lease_queue import LeaseQueue
 from services.common.queue_metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from services.common.queue_metrics import exposition
+from services.common.security_headers import read_security_headers
 from services.common.storage import ObjectStore
 
 log = logging.getLogger(__name__)

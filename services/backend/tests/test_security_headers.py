@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
-from services.backend.security_headers import read_security_headers
 from services.backend.tests.helpers import offline_app
+from services.common.security_headers import read_security_headers
 from services.common.settings import ConfigError
 
 # What every nginx of IsletNet sends too (tests/unit/test_nginx_settings.py checks the same file).

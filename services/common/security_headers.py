@@ -1,8 +1,9 @@
-"""The security headers on the backend's own answers: the list every nginx of IsletNet sends
-(services/common/security-headers.conf), read from that file so that there is one list.
+"""The one list of security headers (security-headers.conf beside this module): where it is, and
+its headers as the backend adds them to its own answers. The edge and frontend images include the
+file in their nginx config, and the host's nginx site puts it in (isletops.nginx).
 
-Behind the frontend or the edge those nginx replace them with the same values; on Kubernetes the
-Ingress sends /api straight to the backend, and these are then the ones the browser gets.
+Behind the frontend or the edge those nginx replace the backend's copies with the same values; on
+Kubernetes the Ingress sends /api straight to the backend, and its copies reach the browser.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from services.common.settings import ConfigError
 
-HEADERS_FILE = Path(__file__).resolve().parents[1] / "common" / "security-headers.conf"
+HEADERS_FILE = Path(__file__).resolve().with_name("security-headers.conf")
 _ADD_HEADER = re.compile(r'^add_header (?P<name>[A-Za-z-]+) "(?P<value>[^"]*)" always;$', re.MULTILINE)
 
 
