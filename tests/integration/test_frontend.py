@@ -34,6 +34,7 @@ from services.common.lease_queue import LeaseQueue
 from services.islets import make_dtz_image
 from tests.fixtures.accounts import bearer, grant
 from tests.fixtures.loopback_http import QuietHandler, serve_on_loopback
+from tests.fixtures.security_headers import SECURITY_HEADERS
 from tests.fixtures.servers import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
@@ -42,17 +43,6 @@ REPO = Path(__file__).resolve().parents[2]
 STATIC = REPO / "services" / "frontend" / "static"
 ARTIFACTS = REPO / "artifacts" / "frontend"
 CHROMIUM = "/usr/bin/chromium"
-
-# What the edge and the frontend send on every response (services/common/security-headers.conf; the host's
-# nginx/isletnet.conf.j2 sends the same plus HSTS).
-SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
-                               "object-src 'none'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'",
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
-}
 
 FRONTEND_NGINX_CONF = REPO / "services" / "frontend" / "nginx.conf"
 EDGE_NGINX_CONF = REPO / "services" / "edge" / "nginx.conf"

@@ -12,16 +12,7 @@ from flask import Flask
 from services.backend.tests.helpers import offline_app
 from services.common.security_headers import read_security_headers
 from services.common.settings import ConfigError
-
-# What every nginx of IsletNet sends too (tests/unit/test_nginx_settings.py checks the same file).
-EXPECTED = {
-    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
-                               "object-src 'none'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'",
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
-}
+from tests.fixtures.security_headers import SECURITY_HEADERS as EXPECTED
 
 
 @pytest.fixture(scope="module")
