@@ -13,6 +13,7 @@ from typing import Any
 
 from isletops.errors import ConfigError
 from isletops.render import render_template
+from services.common.security_headers import HEADERS_FILE as SECURITY_HEADERS_FILE
 
 SITE_PATH = "/etc/nginx/conf.d/isletnet.conf"
 SELF_SIGNED_DIR = "/etc/ssl/isletnet"
@@ -122,5 +123,7 @@ def letsencrypt_paths(server_name: str) -> tuple[str, str]:
 
 
 def render_site(site: NginxSite) -> str:
-    """The text of /etc/nginx/conf.d/isletnet.conf for `site`."""
-    return render_template("nginx", "isletnet.conf.j2", {"site": site.template_settings()})
+    """The text of /etc/nginx/conf.d/isletnet.conf for `site`, with the security headers every
+    part of IsletNet sends (services/common/security-headers.conf)."""
+    return render_template("nginx", "isletnet.conf.j2", {"site": site.template_settings(),
+                                                         "security_headers": SECURITY_HEADERS_FILE.read_text()})

@@ -1,7 +1,10 @@
 """The backend application factory: `create_app()` wires configuration, storage, the job queue,
-the blueprints, JSON error handling, access statistics and the OpenAPI document together.
+the blueprints, JSON error handling, security headers, access statistics and the OpenAPI document
+together.
 
-Run under gunicorn: `gunicorn "services.backend.app:create_app()"`. Blueprints reach the shared
+Run under gunicorn: `gunicorn "services.backend.app:create_app()"`. Besides the API, `/metrics`
+serves the queue's load for Prometheus (services.common.queue_metrics); it is outside /api, so
+neither the edge nor the Kubernetes Ingress routes to it. Blueprints reach the shared
 clients through `app.extensions["isletnet.store"]` (ObjectStore) and
 `app.extensions["isletnet.database"]` (JobDatabase). Every module in `BLUEPRINT_MODULES` exposes
 `blueprint` and `OPENAPI_PATHS`; they ship together and are imported plainly, so an import error
@@ -27,6 +30,10 @@ from services.common.access_stats import AccessStatistics
 from services.common.accounts import Accounts
 from services.common.database import JobDatabase
 from services.common.errors import ServiceError
+from services.common.lease_queue import LeaseQueue
+from services.common.queue_metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from services.common.queue_metrics import exposition
+from services.common.security_headers import read_security_headers
 from services.common.storage import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -68,6 +75,13 @@ def create_app(
     app.extensions["isletnet.access"] = recorder
 
     register_error_handlers(app)
+    security_headers = read_security_headers()
+
+    @app.after_request
+    def _add_security_headers(response: Response) -> Response:
+        for name, value in security_headers.items():
+            response.headers.setdefault(name, value)
+        return response
 
     for module in BLUEPRINT_MODULES:
         app.register_blueprint(module.blueprint)
@@ -77,6 +91,10 @@ def create_app(
     @app.get("/api/spec.json")
     def openapi_spec() -> Response:
         return jsonify(spec)
+
+    @app.get(auth.METRICS_RULE)
+    def metrics() -> Response:
+        return Response(exposition(LeaseQueue(database).queue_stats()), content_type=METRICS_CONTENT_TYPE)
 
     @app.after_request
     def _count_request(response: Response) -> Response:

@@ -5,7 +5,9 @@ request passes through (`install`).
 Every operation's permission is declared once, in `OPERATION_PERMISSIONS` (by OpenAPI
 operationId); the OpenAPI document's per-operation `security` is built from the same table, and a
 route whose operation is not in it is refused (fail closed). `PUBLIC_OPERATIONS` need no
-credentials: health, sign-in, sign-out and the session/CSRF bootstrap.
+credentials: health, sign-in, sign-out and the session/CSRF bootstrap. Outside the API, Prometheus'
+`/metrics` (`METRICS_RULE`, the queue's load) needs none either: the edge, the frontend and the
+Kubernetes Ingress send only /api to the backend, so only the instance's own network reaches it.
 
 - Session cookie `isletnet_session`: HttpOnly, SameSite=Strict, Secure when the request came over
   TLS (directly or `X-Forwarded-Proto: https`); a new session id at every sign-in.
@@ -35,6 +37,7 @@ from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from services.backend.errors import ApiError
 from services.backend.openapi import error, json_response
 from services.common import accounts as acc
+from services.common import queue_metrics
 from services.common.accounts import Accounts, Principal
 from services.common.jobs import Job
 from services.common.settings import ConfigError, read_number, read_secret
@@ -50,6 +53,7 @@ LOGIN_FAILED = "The user name or password is wrong."  # the same for unknown acc
 SIGN_IN_NEEDED = "Sign in first (or send an API token as 'Authorization: Bearer <token>')."
 
 PUBLIC_OPERATIONS = frozenset({"health", "login", "logout", "currentSession"})
+METRICS_RULE = queue_metrics.PATH
 OPERATION_PERMISSIONS: dict[str, str] = {
     "openapiSpec": acc.JOBS_READ,
     "listModels": acc.JOBS_READ,
@@ -225,6 +229,8 @@ def install(app: Flask, spec: Mapping[str, Any], accounts_store: Accounts, confi
     def _authorise() -> None:
         if request.url_rule is None or request.method == "OPTIONS":
             return  # 404 / 405 answer on their own
+        if request.url_rule.rule == METRICS_RULE:
+            return  # Prometheus' scrape, not part of the API (see the module docstring)
         method = "GET" if request.method == "HEAD" else request.method
         key = (request.url_rule.rule, method)
         if key in operations and operations[key] is None:

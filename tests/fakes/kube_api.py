@@ -33,6 +33,7 @@ RESOURCES: dict[tuple[str, str], list[tuple[str, str, bool]]] = {
     ("coordination.k8s.io", "v1"): [("leases", "Lease", True)],
     ("keda.sh", "v1alpha1"): [("scaledobjects", "ScaledObject", True),
                               ("triggerauthentications", "TriggerAuthentication", True)],
+    ("monitoring.coreos.com", "v1"): [("servicemonitors", "ServiceMonitor", True)],
 }
 
 

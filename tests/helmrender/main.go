@@ -3,8 +3,9 @@
 // golang-github-masterminds-sprig-dev) plus the few Helm adds that the IsletNet chart uses
 // (lookup returns nothing, as in `helm template`; .Capabilities.APIVersions.Has; .Release).
 //
-// Usage: helmrender CHART_DIR VALUES_JSON NAMESPACE API_VERSION...
-// Prints every rendered template, each after a "# Source: templates/NAME" line and "---".
+// Usage: helmrender [--notes] CHART_DIR VALUES_JSON NAMESPACE API_VERSION...
+// Prints every rendered template, each after a "# Source: templates/NAME" line and "---"; with
+// --notes, only templates/NOTES.txt, which Helm prints after an install or upgrade.
 package main
 
 import (
@@ -32,11 +33,16 @@ func (v versionSet) Has(name string) bool {
 }
 
 func main() {
-	if len(os.Args) < 4 {
-		fmt.Fprintln(os.Stderr, "usage: helmrender CHART_DIR VALUES_JSON NAMESPACE API_VERSION...")
+	args := os.Args[1:]
+	notes := len(args) > 0 && args[0] == "--notes"
+	if notes {
+		args = args[1:]
+	}
+	if len(args) < 3 {
+		fmt.Fprintln(os.Stderr, "usage: helmrender [--notes] CHART_DIR VALUES_JSON NAMESPACE API_VERSION...")
 		os.Exit(2)
 	}
-	chart, valuesPath, namespace := os.Args[1], os.Args[2], os.Args[3]
+	chart, valuesPath, namespace := args[0], args[1], args[2]
 	raw, err := os.ReadFile(valuesPath)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -54,10 +60,13 @@ func main() {
 	data := map[string]interface{}{
 		"Values":       values,
 		"Release":      map[string]interface{}{"Name": "isletnet", "Namespace": namespace, "Service": "Helm"},
-		"Capabilities": map[string]interface{}{"APIVersions": versionSet(os.Args[4:])},
+		"Capabilities": map[string]interface{}{"APIVersions": versionSet(args[3:])},
 	}
 	files, _ := filepath.Glob(filepath.Join(chart, "templates", "*.yaml"))
 	sort.Strings(files)
+	if notes {
+		files = []string{filepath.Join(chart, "templates", "NOTES.txt")}
+	}
 	for _, file := range files {
 		text, err := os.ReadFile(file)
 		if err != nil {
@@ -75,6 +84,10 @@ func main() {
 			fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
 			os.Exit(1)
 		}
-		fmt.Printf("---\n# Source: %s\n%s\n", name, out.String())
+		if notes {
+			fmt.Print(out.String())
+		} else {
+			fmt.Printf("---\n# Source: %s\n%s\n", name, out.String())
+		}
 	}
 }

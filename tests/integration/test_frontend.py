@@ -34,6 +34,7 @@ from services.common.lease_queue import LeaseQueue
 from services.islets import make_dtz_image
 from tests.fixtures.accounts import bearer, grant
 from tests.fixtures.loopback_http import QuietHandler, serve_on_loopback
+from tests.fixtures.security_headers import SECURITY_HEADERS
 from tests.fixtures.servers import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
@@ -43,25 +44,18 @@ STATIC = REPO / "services" / "frontend" / "static"
 ARTIFACTS = REPO / "artifacts" / "frontend"
 CHROMIUM = "/usr/bin/chromium"
 
-# What the edge sends on every response (nginx/isletnet.conf.j2 on the host sends the same).
-SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
-                               "object-src 'none'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'",
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
-}
-
 FRONTEND_NGINX_CONF = REPO / "services" / "frontend" / "nginx.conf"
 EDGE_NGINX_CONF = REPO / "services" / "edge" / "nginx.conf"
+# Both images hold it as /etc/nginx/isletnet-security-headers.conf.
+SECURITY_HEADERS_CONF = REPO / "services" / "common" / "security-headers.conf"
 
 
 def shipped_nginx_conf(conf: Path, prefix: Path, swaps: dict[str, str]) -> str:
     """An image's own nginx.conf with the container's paths, port and upstreams swapped for this
     test's (so the browser tests exercise the configuration that ships)."""
     text = conf.read_text()
-    for old, new in {"/var/lib/isletnet/nginx": str(prefix), **swaps}.items():
+    shared = {"/etc/nginx/isletnet-security-headers.conf": str(SECURITY_HEADERS_CONF)}
+    for old, new in {"/var/lib/isletnet/nginx": str(prefix), **shared, **swaps}.items():
         assert old in text, f"{conf} no longer contains {old!r}; update this test's swaps"
         text = text.replace(old, new)
     # The container runs nginx in the foreground as its only process; so does the test.
@@ -110,7 +104,8 @@ def copy_readable(source: Path, target: Path) -> Path:
 @pytest.fixture
 def nginx_pair() -> Iterator[Callable[..., str]]:
     """Start the edge and frontend nginx in front of a backend on `backend_port`; returns the
-    edge's URL. `edge_timeout_s`/`frontend_timeout_s` stand for each image's PROXY_TIMEOUT_S."""
+    edge's URL (the frontend's with `entry="frontend"`, as a Kubernetes Ingress reaches it).
+    `edge_timeout_s`/`frontend_timeout_s` stand for each image's PROXY_TIMEOUT_S."""
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     if not Path(nginx).exists():
         pytest.skip("nginx is not installed (apt-get install nginx-light)")
@@ -118,7 +113,8 @@ def nginx_pair() -> Iterator[Callable[..., str]]:
     tmp.chmod(0o755)
     processes: list[subprocess.Popen] = []
 
-    def start(backend_port: int, edge_timeout_s: int = 600, frontend_timeout_s: int = 600) -> str:
+    def start(backend_port: int, edge_timeout_s: int = 600, frontend_timeout_s: int = 600,
+              entry: str = "edge") -> str:
         static = copy_readable(STATIC, tmp / "static")
         frontend_port, edge_port = free_port(), free_port()
         processes.append(start_nginx(nginx, tmp / "frontend", nginx_conf(
@@ -127,7 +123,7 @@ def nginx_pair() -> Iterator[Callable[..., str]]:
             tmp / "edge", edge_port, frontend_port, edge_timeout_s)))
         _wait_http(f"http://127.0.0.1:{frontend_port}/")
         _wait_http(f"http://127.0.0.1:{edge_port}/")
-        return f"http://127.0.0.1:{edge_port}"
+        return f"http://127.0.0.1:{edge_port if entry == 'edge' else frontend_port}"
 
     try:
         yield start
@@ -529,6 +525,25 @@ def test_the_scheme_the_client_used_reaches_the_backend(nginx_pair, loopback_ups
     assert behind_tls.json()["forwarded_proto"] == "https"
     direct = requests.get(f"{edge}/api/jobs", timeout=10)  # a client on the edge's own port: plain http
     assert direct.json()["forwarded_proto"] == "http"
+
+
+@pytest.mark.parametrize("entry", ["edge", "frontend"])
+def test_each_security_header_comes_once_through_the_edge_or_straight_from_the_frontend(
+        nginx_pair, loopback_upstreams, entry: str) -> None:
+    # On compose and Swarm the browser reaches the frontend through the edge; on Kubernetes the
+    # Ingress sends it straight to the frontend, which must then send the headers itself. The
+    # stand-in backend sends a CSP and X-Frame-Options of its own: they must be replaced, not doubled.
+    url = nginx_pair(loopback_upstreams["backend"].port, entry=entry)
+    for path in ("/", "/js/app.js", "/css/app.css", "/no/such/page", "/api/jobs"):
+        response = requests.get(url + path, timeout=10)
+        assert response.status_code == 200, path
+        for name, value in SECURITY_HEADERS.items():
+            assert response.headers.get(name) == value, (entry, path, name)  # duplicates would be joined by ", "
+    # nginx's own error page (no Host header: 400 before any location) carries them too.
+    answer = _raw_request(url, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n").decode(errors="replace")
+    assert answer.startswith("HTTP/1.1 400"), answer[:200]
+    for name, value in SECURITY_HEADERS.items():
+        assert f"\r\n{name}: {value}\r\n" in answer, (entry, name)
 
 
 class SlowBackend(QuietHandler):

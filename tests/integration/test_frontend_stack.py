@@ -20,7 +20,8 @@ from PIL import Image
 from isletops import accounts, stack
 from isletops.cli import main
 from services.islets import make_dtz_image
-from tests.integration.test_frontend import ARTIFACTS, CHROMIUM, SECURITY_HEADERS, new_page, page_problems
+from tests.fixtures.security_headers import SECURITY_HEADERS
+from tests.integration.test_frontend import ARTIFACTS, CHROMIUM, new_page, page_problems
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 

@@ -18,8 +18,8 @@ from isletops.nginx import NginxSite, render_site
 from monitors.daemon import MonitorDaemon
 from tests.fixtures.loopback_http import QuietHandler, serve_on_loopback
 from tests.fixtures.provision import nginx_check, nginx_test_config
+from tests.fixtures.security_headers import SECURITY_HEADERS as EDGE_SECURITY_HEADERS
 from tests.fixtures.servers import free_port
-from tests.integration.test_frontend import SECURITY_HEADERS as EDGE_SECURITY_HEADERS
 
 pytestmark = pytest.mark.integration
 

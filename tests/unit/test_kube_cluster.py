@@ -15,8 +15,9 @@ from kubernetes import client as k8s
 from isletops.errors import DeployError, LockError
 from isletops.kube.chart import render_kubernetes
 from isletops.kube.cluster import LEASE_NAME, ClusterError, KubeCluster, Rollout, object_path, roll_out
-from tests.fakes.kube_api import FakeCluster, FakeKubeAPI
-from tests.unit.test_kube_chart import TAG, make_instance
+from tests.fakes.kube_api import RESOURCES, FakeCluster, FakeKubeAPI
+from tests.unit.test_kube_chart import TAG, make_instance, variant
+from tests.unit.test_kube_validate import VARIANTS
 
 NS = "isletnet-demo"
 
@@ -123,6 +124,16 @@ def test_unknown_kinds_and_api_errors_are_sentences(kube_api: FakeKubeAPI) -> No
         object_path({"kind": "Pod", "apiVersion": "v1", "metadata": {"name": "x"}}, NS)
     with pytest.raises(ClusterError, match="404"):
         cluster_for(kube_api)._call("DELETE", f"/api/v1/namespaces/{NS}/configmaps/none")
+
+
+@pytest.mark.parametrize("values", sorted(VARIANTS))
+def test_every_kind_the_chart_renders_has_its_api_path(tmp_path: Path, values: str) -> None:
+    for obj in variant(tmp_path, VARIANTS[values]):
+        path = object_path(obj, NS)
+        group, _, version = obj["apiVersion"].rpartition("/")
+        assert path.startswith("/api/v1/" if not group else f"/apis/{group}/{version}/"), path
+        served = {(plural, kind) for plural, kind, _ in RESOURCES[(group, version)]}
+        assert (path.split("/")[-2], obj["kind"]) in served, path
 
 
 def test_api_paths_follow_the_rendered_api_version() -> None:

@@ -118,3 +118,20 @@ def test_helm_output_passes_the_strict_schema(helmrender: Path, tmp_path: Path) 
     result = subprocess.run([validate, "--strict", "--quiet", "-k", "1.37.0", str(tmp_path / "helm-template.yaml")],  # noqa: S603
                             capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_helm_notes_tell_how_to_check_the_hpas_metric_only_without_keda(helmrender: Path, tmp_path: Path) -> None:
+    rendering = render_kubernetes(make_instance(tmp_path), TAG, tmp_path / "out")
+    values = yaml.safe_load((rendering.chart_dir / "values.yaml").read_text())
+
+    def notes(override: dict[str, Any]) -> str:
+        (tmp_path / "values.json").write_text(json.dumps(merge_values(values, override)))
+        result = subprocess.run([str(helmrender), "--notes", str(rendering.chart_dir), str(tmp_path / "values.json"),  # noqa: S603
+                                 "isletnet-demo", *NEW_API], capture_output=True, text=True, timeout=60, check=False)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    check = "kubectl get --raw /apis/external.metrics.k8s.io/v1beta1/namespaces/isletnet-demo/isletnet_queue_depth"
+    assert check in notes({}) and "prometheus-adapter-values.yaml" in notes({})
+    assert "external.metrics" not in notes({"shepherd": {"autoscaling": {"keda": {"enabled": True}}}})
+    assert "external.metrics" not in notes({"shepherd": {"autoscaling": {"enabled": False}}})

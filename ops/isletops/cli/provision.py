@@ -173,6 +173,8 @@ def register(main: click.Group) -> None:
           isletops render kubernetes --instance prod --tag 2026-11-23_02 --out k8s/
           helm install isletnet k8s/chart -n isletnet-prod --create-namespace
           kubectl apply -k k8s/manifests
+          helm upgrade prometheus-adapter prometheus-community/prometheus-adapter \\
+            --reuse-values -f k8s/prometheus-adapter-values.yaml
         """
         instance = ctx.config.instance(instance_name or ctx.instance_name)
         tag = tag or current_tag(instance)
@@ -181,3 +183,4 @@ def register(main: click.Group) -> None:
         result = render_kubernetes(instance, tag, out_dir, registry=ctx.config.registry,
                                    kube_version=kube_version, values_files=list(values_files))
         click.echo(f"Wrote the chart to {result.chart_dir} and {len(result.objects)} objects to {result.manifests_dir}")
+        click.echo(f"and the prometheus-adapter rule for the worker HPA (without KEDA) to {result.adapter_values}")

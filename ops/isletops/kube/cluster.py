@@ -40,6 +40,7 @@ _RESOURCES: dict[str, tuple[str, str]] = {
     "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies"),
     "ScaledObject": ("/apis/keda.sh/v1alpha1", "scaledobjects"),
     "TriggerAuthentication": ("/apis/keda.sh/v1alpha1", "triggerauthentications"),
+    "ServiceMonitor": ("/apis/monitoring.coreos.com/v1", "servicemonitors"),
 }
 ROLLED_KINDS = ("Deployment", "StatefulSet")
 

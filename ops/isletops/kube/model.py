@@ -15,6 +15,7 @@ same tree, so the chart and the manifests cannot drift apart.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -92,6 +93,39 @@ def to_plain(node: Any, values: dict[str, Any]) -> Any:
     if isinstance(node, list):
         return [to_plain(item, values) for item in node]
     return node
+
+
+_JSON_SNIPPET = re.compile(r"^\{\{ (?P<expression>.+) \| toJson \}\}$")
+
+
+def go_expression(node: Any) -> str:
+    """A string, a `Value` or a `{{ EXPR | toJson }}` snippet as a Go-template expression, to build
+    a mapping inside a template (`dict "key" EXPR ...`)."""
+    if isinstance(node, str):
+        return json.dumps(node)
+    if isinstance(node, Value):
+        return f"(.Values.{node.path}{' | toString' if node.text else ''})"
+    if isinstance(node, Helm):
+        match = _JSON_SNIPPET.match(node.template)
+        if match:
+            return f"({match['expression']})"
+    raise ConfigError(f"{node!r} has no Go-template expression.")
+
+
+def merged_mapping(base: dict[str, Any], extra_path: str, condition: str | None = None) -> Helm:
+    """`base` plus the mapping of values setting `extra_path` (only while the `condition`
+    setting is true, when one is given); `base`'s keys win, as Helm's `merge` keeps them."""
+    pairs = " ".join(f"{json.dumps(key)} {go_expression(value)}" for key, value in base.items())
+    merge = f"{{{{ $m = merge $m (.Values.{extra_path} | default dict) }}}}"
+    if condition:
+        merge = f"{{{{ if .Values.{condition} }}}}{merge}{{{{ end }}}}"
+
+    def plain(values: dict[str, Any]) -> dict[str, Any]:
+        extra = lookup(values, extra_path) if not condition or lookup(values, condition) else {}
+        resolved = to_plain(base, values)
+        return {**resolved, **{key: value for key, value in (extra or {}).items() if key not in resolved}}
+
+    return Helm(f"{{{{ $m := dict {pairs} }}}}{merge}{{{{ toJson $m }}}}", plain)
 
 
 class _Tokens:

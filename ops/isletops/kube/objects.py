@@ -12,7 +12,7 @@ import hashlib
 import json
 from typing import Any
 
-from isletops.kube.model import Helm, OnlyIf, Part, Value, lookup
+from isletops.kube.model import Helm, OnlyIf, Part, Value, lookup, merged_mapping
 from isletops.kube.source import (
     CONFIGMAP_NAME,
     QUEUE_DEPTH_QUERY,
@@ -20,6 +20,7 @@ from isletops.kube.source import (
     STATEFUL_COMPONENTS,
     Service,
 )
+from services.common import queue_metrics
 
 # Components allowed to reach the queue and storage (NetworkPolicy).
 DATA_CLIENTS: tuple[str, ...] = ("backend", "shepherd", "pruner")
@@ -36,6 +37,8 @@ WRITABLE_PATHS: dict[str, tuple[str, ...]] = {
 }
 PORT_NAMES: dict[int, str] = {8333: "s3", 5432: "postgres", 8000: "http", 8080: "http"}
 DATA_MOUNT = "/data"
+# The component whose /metrics Prometheus scrapes (services.common.queue_metrics).
+METRICS_COMPONENT = "backend"
 # (API group/version, kind, first minor release that serves it, the older version)
 _API_VERSIONS: dict[str, tuple[str, int, str]] = {
     "CronJob": ("batch/v1", 21, "batch/v1beta1"),
@@ -180,10 +183,15 @@ def pod_spec(service: Service, resources: Any, **extra: Any) -> dict[str, Any]:
     return spec
 
 
+CONFIG_CHECKSUM = {"checksum/config": Helm('{{ .Values.config | toJson | sha256sum | toJson }}', config_checksum)}
+
+
 def _pod_template(service: Service, resources: Any, **extra: Any) -> dict[str, Any]:
-    return {"metadata": {"labels": labels(service.component),
-                         "annotations": {"checksum/config": Helm(
-                             '{{ .Values.config | toJson | sha256sum | toJson }}', config_checksum)}},
+    """The backend's pods also carry the scrape annotations of `metrics` (while enabled)."""
+    annotations: Any = CONFIG_CHECKSUM
+    if service.component == METRICS_COMPONENT:
+        annotations = merged_mapping(CONFIG_CHECKSUM, "metrics.podAnnotations", condition="metrics.enabled")
+    return {"metadata": {"labels": labels(service.component), "annotations": annotations},
             "spec": pod_spec(service, resources, **extra)}
 
 
@@ -336,6 +344,35 @@ def shepherd_hpa(kube: tuple[int, int]) -> dict[str, Any]:
     }
 
 
+def service_monitor(service: Service) -> dict[str, Any]:
+    """The Prometheus Operator's scrape of the backend's /metrics (its Service's `http` port)."""
+    component = service.component
+    meta = metadata(component, component)
+    meta["labels"] = merged_mapping(labels(component), "metrics.serviceMonitor.labels")
+    return {
+        "apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor", "metadata": meta,
+        "spec": {
+            "selector": {"matchLabels": selector_labels(component)},
+            "endpoints": [{"port": PORT_NAMES[service.ports[0]], "path": queue_metrics.PATH,
+                           "interval": Value("metrics.serviceMonitor.interval"),
+                           "scrapeTimeout": Value("metrics.serviceMonitor.scrapeTimeout")}],
+        },
+    }
+
+
+def prometheus_adapter_values(values: dict[str, Any]) -> dict[str, Any]:
+    """Values for the prometheus-adapter chart (prometheus-community): the external rule that
+    serves the backend's queue depth under the HPA's metric name. The adapter adds the HPA's
+    namespace to the query; every backend pod reports the same count, hence `max`."""
+    return {"rules": {"external": [{
+        "seriesQuery": f'{queue_metrics.QUEUE_DEPTH_METRIC}{{namespace!=""}}',
+        "resources": {"overrides": {"namespace": {"resource": "namespace"}}},
+        "name": {"matches": f"^{queue_metrics.QUEUE_DEPTH_METRIC}$",
+                 "as": lookup(values, "shepherd.autoscaling.externalMetric.name")},
+        "metricsQuery": "max(<<.Series>>{<<.LabelMatchers>>}) by (namespace)",
+    }]}}
+
+
 def shepherd_keda() -> list[dict[str, Any]]:
     """KEDA's postgresql trigger on the queue query; KEDA's own HPA applies the same rule."""
     keda = "shepherd.autoscaling.keda"
@@ -411,6 +448,9 @@ def parts(all_services: dict[str, Service], values: dict[str, Any], kube: tuple[
         Part("shepherd-keda", shepherd_keda() + [keda_network_policy(svc["queue"])],
              helm_if="and .Values.shepherd.autoscaling.enabled .Values.shepherd.autoscaling.keda.enabled",
              plain_if=scaling and keda),
+        Part("backend-servicemonitor", [service_monitor(svc[METRICS_COMPONENT])],
+             helm_if="and .Values.metrics.enabled .Values.metrics.serviceMonitor.enabled",
+             plain_if=_enabled(values, "metrics.enabled") and _enabled(values, "metrics.serviceMonitor.enabled")),
         Part("pruner", [pruner_cronjob(svc["pruner"], kube)]),
         Part("ingress", [ingress(svc, values)], helm_if=".Values.ingress.enabled",
              plain_if=_enabled(values, "ingress.enabled")),
