@@ -108,4 +108,5 @@ def test_the_edge_image_has_no_per_build_input() -> None:
     """Its id must stay the same from release to release (deploys then keep it running)."""
     text = dockerfile("edge")
     assert "ARG " not in text.replace("ARG BASE_IMAGE=isletnet-base:latest", "")
-    assert re.findall(r"^COPY (\S+)", text, re.M) == ["docker/nginx-start.sh", "services/edge/nginx.conf"]
+    assert re.findall(r"^COPY (\S+)", text, re.M) == [
+        "docker/nginx-start.sh", "services/edge/nginx.conf", "services/common/security-headers.conf"]
