@@ -10,4 +10,5 @@ pytest_plugins = [
     "tests.fixtures.provision",
     "tests.fixtures.kube_api",
     "tests.fixtures.swarm",
+    "tests.fixtures.timing",
 ]
