@@ -12,7 +12,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import docker
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -20,14 +19,12 @@ from click.testing import CliRunner
 from isletops import stack
 from isletops.cli import main
 from isletops.config import parse_config
-from isletops.docker_engine import PROJECT_LABEL, SERVICE_LABEL
 from monitors.doctor.disk import human as disk_human
 from services.common.database import JobDatabase
 from services.common.jobs import JobRecords
 from services.common.lease_queue import LeaseQueue
 
 pytestmark = pytest.mark.integration
-IMAGE = "isletnet-base:latest"
 SECOND_NS = 1_000_000_000
 
 
@@ -131,25 +128,8 @@ def test_docker_root_filled_by_a_container_log_and_rotated_with_fix(tmp_path: Pa
 
 
 @pytest.fixture
-def containers():
-    client = docker.from_env()
-    try:
-        client.images.get(IMAGE)
-    except docker.errors.ImageNotFound:
-        pytest.skip(f"{IMAGE} is not built (make bootstrap)")
-    made = []
-
-    def run(project: str, service: str, command: list[str], **kwargs):
-        container = client.containers.run(
-            IMAGE, command, name=f"{project}-{service}-1", detach=True,
-            labels={"org.isletnet.test": "1", PROJECT_LABEL: project, SERVICE_LABEL: service}, **kwargs,
-        )  # fmt: skip
-        made.append(container)
-        return container
-
-    yield run
-    for container in made:
-        container.remove(force=True)
+def containers(labelled_containers):
+    return labelled_containers
 
 
 def test_stale_pruner_record_and_large_training_images(tmp_path: Path, containers) -> None:

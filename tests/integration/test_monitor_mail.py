@@ -9,7 +9,7 @@ import pytest
 
 from isletops.config import InstanceConfig, MonitoringConfig, SiteConfig
 from monitors import notify, runner
-from tests.fixtures.loopback_http import QuietHandler, serve_on_loopback
+from tests.fixtures.loopback_http import LoopbackFake, QuietHandler, serving
 
 pytestmark = [
     pytest.mark.integration,
@@ -17,7 +17,7 @@ pytestmark = [
 ]
 
 
-class Heartbeat:
+class Heartbeat(LoopbackFake):
     """A loopback HTTP endpoint counting pings (the dead-man's switch)."""
 
     def __init__(self) -> None:
@@ -31,14 +31,11 @@ class Heartbeat:
                 self.end_headers()
 
         self.handler = Handler
-        self.url = ""
 
 
 @pytest.fixture
 def heartbeat():
-    beat = Heartbeat()
-    with serve_on_loopback(beat.handler) as server:
-        beat.url = f"{server.url}/ping/abc"
+    with serving(Heartbeat(), "/ping/abc") as beat:
         yield beat
 
 

@@ -10,42 +10,25 @@ import secrets
 import time
 from pathlib import Path
 
-import docker
 import pytest
 
 from isletops.config import InstanceConfig, MonitoringConfig, SiteConfig
-from isletops.docker_engine import PROJECT_LABEL, SERVICE_LABEL
 from monitors import runner
 from monitors.result import Status
 
 pytestmark = pytest.mark.integration
-IMAGE = "isletnet-base:latest"
 SECOND_NS = 1_000_000_000
 
 
 @pytest.fixture
-def project(tmp_path: Path):
+def project(tmp_path: Path, labelled_containers):
     """A compose project of our own (label-wise); every container is removed at the end."""
-    client = docker.from_env()
-    try:
-        client.images.get(IMAGE)
-    except docker.errors.ImageNotFound:
-        pytest.skip(f"{IMAGE} is not built (make bootstrap)")
     name = f"h5mon-{secrets.token_hex(3)}"
-    made = []
 
     def run(service: str, command: list[str], **kwargs):
-        container = client.containers.run(
-            IMAGE, command, name=f"{name}-{service}-1", detach=True,
-            labels={"org.isletnet.test": "1", PROJECT_LABEL: name, SERVICE_LABEL: service}, **kwargs,
-        )  # fmt: skip
-        made.append(container)
-        return container
+        return labelled_containers(name, service, command, **kwargs)
 
-    instance = InstanceConfig(name="h5mon", directory=tmp_path / name)
-    yield name, instance, run
-    for container in made:
-        container.remove(force=True)
+    yield name, InstanceConfig(name="h5mon", directory=tmp_path / name), run
 
 
 def wait_for(predicate, timeout_s: float = 30.0, what: str = "condition") -> None:

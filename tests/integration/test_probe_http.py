@@ -12,12 +12,12 @@ from isletops.config import InstanceConfig, MonitoringConfig, SiteConfig
 from monitors import probes
 from monitors.probes import http
 from monitors.result import ProbeContext, Status
-from tests.fixtures.loopback_http import QuietHandler, serve_on_loopback
+from tests.fixtures.loopback_http import LoopbackFake, QuietHandler, serving
 
 pytestmark = pytest.mark.integration
 
 
-class Site:
+class Site(LoopbackFake):
     """Answers like the frontend: `/`, `/api/health`, the statistics download; behaviour per path."""
 
     def __init__(self) -> None:
@@ -37,14 +37,11 @@ class Site:
                 self.wfile.write(body)
 
         self.handler = Handler
-        self.url = ""
 
 
 @pytest.fixture
 def site():
-    served = Site()
-    with serve_on_loopback(served.handler) as server:
-        served.url = server.url
+    with serving(Site()) as served:
         yield served
 
 

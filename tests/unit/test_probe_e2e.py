@@ -12,12 +12,12 @@ import pytest
 from isletops.errors import ProbeError
 from monitors.probes import e2e
 from monitors.result import Status
-from tests.fixtures.loopback_http import QuietHandler, serve_on_loopback
+from tests.fixtures.loopback_http import LoopbackFake, QuietHandler, serving
 
 OPTIONS = {**e2e.DEFAULTS, "deadline_s": 1.5, "poll_s": 0.1, "timeout_s": 5.0}
 
 
-class Api:
+class Api(LoopbackFake):
     """Scripted backend: what POST /api/jobs answers, how the job and the queue evolve per poll."""
 
     def __init__(self) -> None:
@@ -64,14 +64,11 @@ class Api:
                     self._json(404, {"error": "no"})
 
         self.handler = Handler
-        self.url = ""
 
 
 @pytest.fixture
 def api():
-    served = Api()
-    with serve_on_loopback(served.handler) as server:
-        served.url = server.url
+    with serving(Api()) as served:
         yield served
 
 
