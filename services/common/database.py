@@ -20,15 +20,20 @@ from __future__ import annotations
 import os
 import re
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
 
 from services.common.errors import ServiceError, Unavailable
 from services.common.settings import read_secret
+
+# The channel on which a job that became claimable (created, released) is announced; workers
+# LISTEN on it, so a new job is claimed at once instead of at the next poll.
+QUEUE_CHANNEL = "isletnet_jobs"
 
 # Fixed key for pg_advisory_xact_lock so concurrent ensure_schema() calls run one after another.
 _SCHEMA_LOCK_KEY = 0x15_1E_7_0B
@@ -170,10 +175,41 @@ class JobDatabase:
                 conn.execute(_SCHEMA)
             self._schema_ready = True
 
+    def listen(
+        self, channel: str, on_notify: Callable[[], None], stop: threading.Event, timeout_s: float = 1.0
+    ) -> None:
+        """Call `on_notify()` for each NOTIFY on `channel`, and once right after LISTEN starts
+        (what was announced before is not replayed), until `stop` is set. One dedicated
+        connection, in autocommit mode as LISTEN needs. `DatabaseUnavailable` when it cannot
+        connect or the connection drops; the caller decides when to listen again."""
+        if not self._schema_ready:
+            self.ensure_schema()
+        try:
+            with psycopg.connect(
+                self.database_url, autocommit=True, connect_timeout=self.connect_timeout_s,
+                application_name="isletnet-listen",
+            ) as conn:  # fmt: skip
+                conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+                on_notify()
+                while not stop.is_set():
+                    for _notice in conn.notifies(timeout=timeout_s):
+                        on_notify()
+                        if stop.is_set():
+                            break
+        except psycopg.OperationalError as error:
+            raise DatabaseUnavailable(
+                f"The job database at {self.safe_url} stopped answering ({type(error).__name__}); try again later."
+            ) from error
+
     def ping(self) -> None:
         """Return when the database answers; raise `DatabaseUnavailable` otherwise."""
         with self.connection() as conn:
             conn.execute("SELECT 1")
+
+
+def notify_queue(conn: psycopg.Connection[Any]) -> None:
+    """Announce that a job became claimable; delivered when the caller's transaction commits."""
+    conn.execute("SELECT pg_notify(%s, '')", (QUEUE_CHANNEL,))
 
 
 def record_event(

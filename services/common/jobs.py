@@ -16,7 +16,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from services.common.database import DatabaseError, JobDatabase, record_event
+from services.common.database import DatabaseError, JobDatabase, notify_queue, record_event
 from services.common.layout import is_job_id, new_job_id
 
 STATES = ("queued", "running", "done", "failed")
@@ -110,6 +110,7 @@ class JobRecords:
                 ),
             )
             record_event(conn, job_id, "created")
+            notify_queue(conn)  # waiting workers claim it at once (on commit)
         return job_id
 
     def get(self, job_id: str) -> Job | None:

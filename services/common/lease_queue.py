@@ -10,6 +10,9 @@ Life of a job::
     fail(id, token, error)       -> state "failed"  (a bad image or a broken model: not retried)
     release(id, token)           -> state "queued"  (graceful shutdown: another worker takes it)
 
+Creating and releasing a job NOTIFY the channel `isletnet_jobs` in the same transaction; `watch()`
+LISTENs on it, so an idle worker claims a new job at once rather than at its next poll.
+
 A worker that dies simply stops heartbeating; once `lease_expires_at` passes, the next `claim`
 takes the job again (attempts+1). A job whose lease expired `max_attempts` times is failed with
 a clear error instead of being retried forever. All times are the database's `now()`, so worker
@@ -20,14 +23,15 @@ attempt), which makes "done exactly once" observable.
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from services.common.database import DatabaseError, JobDatabase, record_event
+from services.common.database import QUEUE_CHANNEL, DatabaseError, JobDatabase, notify_queue, record_event
 from services.common.jobs import Job
 
 log = logging.getLogger(__name__)
@@ -173,7 +177,15 @@ class LeaseQueue:
             ).fetchone()
             if row:
                 record_event(conn, job_id, "released", None, row["attempts"], reason)
+                notify_queue(conn)
         return row is not None
+
+    def watch(self, on_claimable: Callable[[], None], stop: threading.Event, timeout_s: float = 1.0) -> None:
+        """Call `on_claimable()` whenever a job is created or released (PostgreSQL LISTEN/NOTIFY),
+        and once when watching starts, until `stop` is set. A job whose lease expired is not
+        announced: workers still claim now and then to find those. Raises DatabaseUnavailable
+        when the connection is lost."""
+        self.database.listen(QUEUE_CHANNEL, on_claimable, stop, timeout_s)
 
     def queue_stats(self) -> QueueStats:
         """What the e2e probe needs to tell "slow because loaded" from "broken"."""

@@ -22,7 +22,17 @@ def overlay_preview(image_bytes: bytes) -> bytes:
             return image_bytes
         image.draft("RGB", (PREVIEW_MAX_PX, PREVIEW_MAX_PX))  # JPEG: decode at a reduced scale
         rgb = image.convert("RGB")
-    rgb.thumbnail((PREVIEW_MAX_PX, PREVIEW_MAX_PX), Image.Resampling.LANCZOS)
+    return preview_jpeg(rgb)
+
+
+def preview_jpeg(image: Image.Image) -> bytes:
+    """A Pillow image (the overlay just drawn) as the preview JPEG, without a PNG round trip: at
+    most `PREVIEW_MAX_PX` on its longer side. The image itself is left as it was."""
+    rgb = image.convert("RGB") if image.mode != "RGB" else image
+    scale = PREVIEW_MAX_PX / max(rgb.size)
+    if scale < 1:
+        size = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))
+        rgb = rgb.resize(size, Image.Resampling.LANCZOS, reducing_gap=2.0)
     buffer = io.BytesIO()
     rgb.save(buffer, format="JPEG", quality=PREVIEW_JPEG_QUALITY)
     return buffer.getvalue()

@@ -33,8 +33,8 @@ from services.islets.models import (
     clear_model_cache,
     get_model,
 )
-from services.islets.overlay import render_overlay
-from services.islets.pipeline import analyse_image, postprocess, preprocess
+from services.islets.overlay import draw_overlay, render_overlay
+from services.islets.pipeline import analyse_image, measure_with_flags, postprocess, preprocess
 from services.islets.synthetic import make_dtz_image
 
 __all__ = [
@@ -55,6 +55,7 @@ __all__ = [
     "UnknownModelError",
     "analyse_image",
     "available_models",
+    "draw_overlay",
     "clear_model_cache",
     "ellipsoid_ieq",
     "encode_png",
@@ -65,6 +66,7 @@ __all__ = [
     "load_image",
     "make_dtz_image",
     "measure",
+    "measure_with_flags",
     "postprocess",
     "preprocess",
     "render_overlay",

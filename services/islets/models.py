@@ -27,6 +27,9 @@ from services.islets.errors import ModelError, UnknownModelError
 log = logging.getLogger("services.islets")
 
 MODELS_DIR_ENV = "ISLETNET_MODELS_DIR"
+# Threads one model may use on the CPU (onnxruntime intra-op, torch); unset: the library decides.
+# A host running one worker process per core sets 1, so the workers do not oversubscribe it.
+MODEL_THREADS_ENV = "ISLETNET_MODEL_THREADS"
 DEFAULT_MODEL = "classical"
 TORCH_PREFIX = "torch:"
 NUM_CLASSES = 3
@@ -48,6 +51,12 @@ def models_dir() -> Path | None:
     """The folder holding model files ($ISLETNET_MODELS_DIR), or None when unset."""
     value = os.environ.get(MODELS_DIR_ENV, "").strip()
     return Path(value) if value else None
+
+
+def model_threads() -> int | None:
+    """$ISLETNET_MODEL_THREADS as a positive int, or None (unset, blank or not a positive number)."""
+    value = os.environ.get(MODEL_THREADS_ENV, "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else None
 
 
 def torch_available() -> bool:
@@ -169,8 +178,13 @@ class OnnxModel(_TiledNetwork):
         self.path = path
         available = onnxruntime.get_available_providers()
         providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+        options = onnxruntime.SessionOptions()
+        threads = model_threads()
+        if threads is not None:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
         try:
-            self.session = onnxruntime.InferenceSession(str(path), providers=providers)
+            self.session = onnxruntime.InferenceSession(str(path), sess_options=options, providers=providers)
         except Exception as error:
             raise ModelError(f"The model file {path.name} could not be loaded: {_first_line(error)}.") from error
         used = self.session.get_providers()
@@ -198,6 +212,9 @@ class TorchModel(_TiledNetwork):
         self.name = name
         self.path = path
         self.device = "cuda:0" if torch.cuda.is_available() else "cpu"
+        threads = model_threads()
+        if threads is not None:
+            torch.set_num_threads(threads)
         try:
             self.module = torch.jit.load(str(path), map_location=self.device).eval()
         except Exception as error:

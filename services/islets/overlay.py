@@ -37,6 +37,12 @@ def _shrink(rgb: np.ndarray, factor: int) -> np.ndarray:
 def render_overlay(rgb: np.ndarray, result: dict, max_side_px: int = MAX_OVERLAY_SIDE_PX) -> bytes:
     """PNG of the image with each islet's contour and number; scaled so neither side exceeds
     `max_side_px` (coordinates in the result stay in full-image pixels)."""
+    return encode_png(np.asarray(draw_overlay(rgb, result, max_side_px)))
+
+
+def draw_overlay(rgb: np.ndarray, result: dict, max_side_px: int = MAX_OVERLAY_SIDE_PX) -> Image.Image:
+    """The overlay picture of :func:`render_overlay` as a Pillow RGB image, not yet encoded: a
+    caller that needs it in two encodings (the PNG and a small preview) draws it once."""
     rgb = np.asarray(rgb, dtype=np.uint8)
     height, width = rgb.shape[:2]
     scale = min(1.0, max_side_px / max(height, width))
@@ -63,4 +69,4 @@ def render_overlay(rgb: np.ndarray, result: dict, max_side_px: int = MAX_OVERLAY
         left, top, right, bottom = draw.textbbox((x * scale, y * scale), text, font=font, anchor="mm")
         draw.rectangle((left - 2, top - 2, right + 2, bottom + 2), fill=LABEL_BOX_RGB)
         draw.text((x * scale, y * scale), text, fill=LABEL_TEXT_RGB, font=font, anchor="mm")
-    return encode_png(np.asarray(image))
+    return image

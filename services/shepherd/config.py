@@ -5,10 +5,13 @@
 | `LEASE_SECONDS` | 60 | job lease; heartbeats every lease/3 |
 | `DRAIN_SECONDS` | 30 | on SIGTERM, time to finish running jobs before their leases are released |
 | `POLL_SECONDS` | 1 | pause between claims when the queue is empty |
-| `WORKERS` | one per GPU, else 1 | worker processes (each pinned to one GPU by CUDA_VISIBLE_DEVICES) |
+| `SHEPHERD_PIPELINE` | overlap | `overlap`: the stages overlap (worker.py); `serial`: as before issue 19 |
+| `WORKERS` | per GPU, else per core | worker processes, each pinned to one GPU (`serial`: 1 on CPU) |
 | `SHEPHERD_DEVICE` | auto | `cpu` skips GPU discovery; `gpu`/`auto` count GPUs with NVML |
 | `SHEPHERD_CONCURRENCY` | 2 | jobs one worker runs at once (their images share model batches) |
 | `POSTPROCESS_THREADS` | 2 | CPU threads for postprocessing per worker |
+| `STORAGE_THREADS` | 4 | threads per worker for S3 reads ahead and concurrent result writes (`overlap`) |
+| `MODEL_THREADS` | cores / workers | threads a CPU model (BLAS, onnxruntime, torch) may use in each worker process |
 | `MAX_BATCH_SIZE`, `MAX_BATCH_WAIT_S` | 4, 0.05 | dynamic batching of the model stage |
 | `MAX_IMAGE_PIXELS` | 200000000 | decompression-bomb limit |
 | `SHEPHERD_HEARTBEAT_FILE` | /tmp/shepherd.heartbeat | touched while the worker loop is healthy |
@@ -27,7 +30,9 @@ from dataclasses import dataclass
 # ConfigError is re-exported: callers catch it from here.
 from services.common.settings import ConfigError, read_number
 
-__all__ = ["ConfigError", "ShepherdConfig"]
+__all__ = ["PIPELINES", "ConfigError", "ShepherdConfig"]
+
+PIPELINES = ("overlap", "serial")
 
 
 @dataclass(frozen=True)
@@ -37,8 +42,11 @@ class ShepherdConfig:
     poll_s: float = 1.0
     workers: int | None = None
     device: str = "auto"
+    pipeline: str = "overlap"
     concurrency: int = 2
     postprocess_threads: int = 2
+    storage_threads: int = 4
+    model_threads: int | None = None
     max_batch_size: int = 4
     max_batch_wait_s: float = 0.05
     max_image_pixels: int = 200_000_000
@@ -53,21 +61,33 @@ class ShepherdConfig:
     def heartbeat_interval_s(self) -> float:
         return self.lease_s / 3
 
+    @property
+    def overlap(self) -> bool:
+        """True for the overlapped pipeline, False for the serial one kept for comparison."""
+        return self.pipeline == "overlap"
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ShepherdConfig:
         env = os.environ if env is None else env
         device = (env.get("SHEPHERD_DEVICE") or "auto").strip().lower()
         if device not in ("auto", "cpu", "gpu"):
             raise ConfigError(f"SHEPHERD_DEVICE={device!r} is unknown; use auto, cpu or gpu.")
+        pipeline = (env.get("SHEPHERD_PIPELINE") or "overlap").strip().lower()
+        if pipeline not in PIPELINES:
+            raise ConfigError(f"SHEPHERD_PIPELINE={pipeline!r} is unknown; use {' or '.join(PIPELINES)}.")
         workers = env.get("WORKERS", "").strip()
+        model_threads = env.get("MODEL_THREADS", "").strip()
         return cls(
             lease_s=read_number(env, "LEASE_SECONDS", cls.lease_s, 1),
             drain_s=read_number(env, "DRAIN_SECONDS", cls.drain_s, 0),
             poll_s=read_number(env, "POLL_SECONDS", cls.poll_s, 0.01),
             workers=int(read_number(env, "WORKERS", 1, 1)) if workers else None,
             device=device,
+            pipeline=pipeline,
             concurrency=int(read_number(env, "SHEPHERD_CONCURRENCY", cls.concurrency, 1)),
             postprocess_threads=int(read_number(env, "POSTPROCESS_THREADS", cls.postprocess_threads, 1)),
+            storage_threads=int(read_number(env, "STORAGE_THREADS", cls.storage_threads, 1)),
+            model_threads=int(read_number(env, "MODEL_THREADS", 1, 1)) if model_threads else None,
             max_batch_size=int(read_number(env, "MAX_BATCH_SIZE", cls.max_batch_size, 1)),
             max_batch_wait_s=read_number(env, "MAX_BATCH_WAIT_S", cls.max_batch_wait_s, 0),
             max_image_pixels=int(read_number(env, "MAX_IMAGE_PIXELS", cls.max_image_pixels, 1)),

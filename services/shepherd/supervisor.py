@@ -1,9 +1,13 @@
 """`python -m services.shepherd`: decide how many workers to run and run them.
 
-One GPU or none: a single worker in this process. Several GPUs (NVML count, or the
-CUDA_VISIBLE_DEVICES list the container was given) or `WORKERS=N`: one worker process per GPU,
-each pinned with CUDA_VISIBLE_DEVICES, restarted when it dies, stopped with SIGTERM (each drains
-its jobs). The supervisor's heartbeat file is fresh only while every worker's is.
+One worker: it runs in this process. Several GPUs (NVML count, or the CUDA_VISIBLE_DEVICES list
+the container was given): one worker process per GPU, pinned with CUDA_VISIBLE_DEVICES, fed by
+its dynamic batcher. No GPU: one worker process per core (the analysis is CPU-bound Python, so
+processes, not threads, use the cores), each told to use cores/workers threads for BLAS, OpenMP,
+onnxruntime and torch so that the workers do not oversubscribe the cores. `WORKERS=N` overrides
+the count; `SHEPHERD_PIPELINE=serial` keeps the one worker of before. Workers are restarted when
+they die and stopped with SIGTERM (each drains its jobs). The supervisor's heartbeat file is fresh
+only while every worker's is.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from services.islets.models import MODEL_THREADS_ENV
 from services.shepherd.config import ShepherdConfig
 from services.shepherd.gpus import visible_gpu_ids
 from services.shepherd.healthcheck import serve_health
@@ -39,19 +44,44 @@ class Child:
     started_at: float = field(default_factory=time.monotonic)
 
 
-def plan_workers(config: ShepherdConfig) -> list[str | None]:
-    """GPU id per worker (None: CPU). `WORKERS` overrides the count; GPUs are shared round-robin
-    when there are more workers than GPUs."""
+# Thread-count variables of the numeric libraries a model may use, set per worker process.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", MODEL_THREADS_ENV)
+
+
+def cpu_count() -> int:
+    """Cores this process may run on (the affinity mask, not the host's total)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def plan_workers(config: ShepherdConfig, cores: int | None = None) -> list[str | None]:
+    """GPU id per worker (None: CPU). One per GPU; without a GPU one per core (`serial`: one).
+    `WORKERS` overrides the count; GPUs are shared round-robin when there are more workers."""
     gpus = [] if config.device == "cpu" else visible_gpu_ids()
     if config.device == "gpu" and not gpus:
         log.warning("SHEPHERD_DEVICE=gpu but no GPU is visible: running on CPU")
-    count = config.workers or max(1, len(gpus))
+    if config.workers:
+        count = config.workers
+    elif gpus:
+        count = len(gpus)
+    else:
+        count = (cores or cpu_count()) if config.overlap else 1
     return [gpus[index % len(gpus)] if gpus else None for index in range(count)]
+
+
+def thread_settings(config: ShepherdConfig, workers: int, cores: int | None = None) -> dict[str, str]:
+    """The thread-count variables for each worker process: `MODEL_THREADS`, else the cores
+    shared out between the workers (at least 1). Values already in the environment win."""
+    threads = config.model_threads or max(1, (cores or cpu_count()) // max(1, workers))
+    return {name: str(threads) for name in THREAD_VARIABLES}
 
 
 class Supervisor:
     def __init__(self, config: ShepherdConfig, gpus: list[str | None]) -> None:
         self.config = config
+        self.threads = thread_settings(config, len(gpus))
         self.children = [Child(index, gpu, f"{config.heartbeat_file}.{index}") for index, gpu in enumerate(gpus)]
         self._stop = threading.Event()
 
@@ -78,7 +108,7 @@ class Supervisor:
         return self._stop_children()
 
     def _start(self, child: Child) -> None:
-        env = dict(os.environ)
+        env = {**self.threads, **os.environ}
         env["SHEPHERD_HEARTBEAT_FILE"] = child.heartbeat_file
         env["WORKER_ID"] = f"{self.config.worker_id}-w{child.index}"
         env.pop("WORKERS", None)
@@ -129,7 +159,12 @@ def main() -> int:
         if gpus[0] is not None:
             # Before any CUDA library initialises in this process.
             os.environ["CUDA_VISIBLE_DEVICES"] = gpus[0]
-        log.info("shepherd: 1 worker on %s", f"GPU {gpus[0]}" if gpus[0] is not None else "CPU")
+        for name, value in thread_settings(config, 1).items():
+            os.environ.setdefault(name, value)  # read when a model loads (BLAS was loaded already)
+        log.info("shepherd: 1 worker on %s (%s pipeline)", f"GPU {gpus[0]}" if gpus[0] is not None else "CPU",
+                 config.pipeline)  # fmt: skip
         return run_worker(config)
-    log.info("shepherd: %d workers on %s", len(gpus), ", ".join(f"GPU {g}" if g is not None else "CPU" for g in gpus))
+    log.info("shepherd: %d workers on %s (%s pipeline, %s threads each)", len(gpus),
+             ", ".join(f"GPU {g}" if g is not None else "CPU" for g in gpus), config.pipeline,
+             thread_settings(config, len(gpus))[MODEL_THREADS_ENV])  # fmt: skip
     return Supervisor(config, gpus).run()

@@ -2,6 +2,15 @@
 preprocess (CPU) -> model (batched across jobs, GPU when present) -> postprocess (CPU pool),
 writing results to deterministic S3 keys, then marks the job done.
 
+The stages overlap (`SHEPHERD_PIPELINE=overlap`, the default): the next image is read from
+storage while this one decodes, the model runs on the batcher's thread while the next image
+decodes, postprocessing runs in a small pool, an image's four result files are written at once,
+and an idle worker is woken by the queue's NOTIFY instead of its next poll. The overlay is drawn
+once and encoded twice (PNG, and the preview JPEG straight from the drawing). `serial` keeps the
+behaviour before issue 19 for the burst bench's comparison. Every finished job logs its stage
+times (`job <id> stages {...}`: wall and CPU seconds per stage, summed over its images), which
+`bench/burst.py` adds up.
+
 Guarantees (docs/architecture.md): a job is never lost (a dead worker's lease expires and the job
 is claimed again), never completed twice (completion needs the current lease token), and a
 retried job overwrites its outputs instead of duplicating them. Bad input or a failing model
@@ -23,11 +32,14 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+import numpy as np
 
 import services.islets as islets
 from services.common.database import JobDatabase
@@ -35,7 +47,7 @@ from services.common.errors import ServiceError, Unavailable
 from services.common.jobs import Job
 from services.common.layout import JobKeys
 from services.common.lease_queue import ClaimedJob, LeaseQueue
-from services.common.previews import PREVIEW_MAX_PX, overlay_preview
+from services.common.previews import PREVIEW_MAX_PX, overlay_preview, preview_jpeg
 from services.common.storage import ObjectNotFound, ObjectStore
 from services.shepherd.config import ShepherdConfig
 from services.shepherd.heartbeat import write_heartbeat
@@ -44,6 +56,45 @@ log = logging.getLogger("services.shepherd")
 
 # Pause after the queue or storage could not be reached, growing to this maximum.
 _MAX_BACKOFF_S = 30.0
+
+# The stages a job's time is reported in, in pipeline order ("stages" log line, bench/burst.py).
+STAGES = ("queue_wait", "fetch", "decode", "model", "postprocess", "overlay", "storage_writes", "finish")
+
+T = TypeVar("T")
+
+
+class StageTimes:
+    """Wall and CPU seconds per stage of one job, added up over its images; thread-safe. CPU is
+    the measuring thread's own (`time.thread_time`), so concurrent jobs do not count each other."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seconds: dict[str, list[float]] = {}
+
+    def add(self, stage: str, wall_s: float, cpu_s: float) -> None:
+        with self._lock:
+            totals = self._seconds.setdefault(stage, [0.0, 0.0])
+            totals[0] += wall_s
+            totals[1] += cpu_s
+
+    @contextmanager
+    def measure(self, stage: str, *, wall: bool = True) -> Iterator[None]:
+        started, cpu = time.perf_counter(), time.thread_time()
+        try:
+            yield
+        finally:
+            self.add(stage, time.perf_counter() - started if wall else 0.0, time.thread_time() - cpu)
+
+    def to_dict(self) -> dict[str, dict[str, float]]:
+        with self._lock:
+            return {
+                stage: {"wall_s": round(wall, 4), "cpu_s": round(cpu, 4)}
+                for stage, (wall, cpu) in sorted(self._seconds.items(), key=lambda item: _stage_order(item[0]))
+            }
+
+
+def _stage_order(stage: str) -> int:
+    return STAGES.index(stage) if stage in STAGES else len(STAGES)
 
 
 class JobFailure(Exception):
@@ -62,6 +113,7 @@ class ActiveJob:
     stage: str = "starting"
     stage_since: float = field(default_factory=time.monotonic)
     lost: threading.Event = field(default_factory=threading.Event)
+    times: StageTimes = field(default_factory=StageTimes)
 
     def enter(self, stage: str) -> None:
         self.stage = stage
@@ -124,6 +176,11 @@ class Worker:
         self._batchers: dict[str, islets.DynamicBatcher] = {}
         self._batchers_lock = threading.Lock()
         self._postprocess = ThreadPoolExecutor(config.postprocess_threads, thread_name_prefix="postprocess")
+        # Storage reads ahead and result writes (overlap pipeline); I/O-bound, so a few threads.
+        self._io = ThreadPoolExecutor(config.storage_threads, thread_name_prefix="storage")
+        # Bumped whenever the queue announces a claimable job; idle slots wait for it to change.
+        self._claimable = threading.Condition()
+        self._claimable_count = 0
         self._active: dict[str, ActiveJob] = {}
         self._active_lock = threading.Lock()
         self._stop = threading.Event()  # stop claiming
@@ -139,6 +196,7 @@ class Worker:
         if not self._stop.is_set():
             log.info("stop requested: finishing running jobs (up to %.0fs)", self.config.drain_s)
         self._stop.set()
+        self._announce()  # idle slots stop waiting for work
 
     @property
     def stopping(self) -> bool:
@@ -162,6 +220,8 @@ class Worker:
         ]
         for slot in slots:
             slot.start()
+        if self.config.overlap:
+            threading.Thread(target=self._watch_queue, name="queue-watch", daemon=True).start()
         while not self._stop.wait(1.0):
             self._beat(slots)
         deadline = time.monotonic() + self.config.drain_s
@@ -190,14 +250,46 @@ class Worker:
 
     def close(self) -> None:
         self._stop.set()
+        self._announce()
         self._postprocess.shutdown(wait=False, cancel_futures=True)
+        self._io.shutdown(wait=False, cancel_futures=True)
         with self._batchers_lock:
             for batcher in self._batchers.values():
                 batcher.close(timeout=5)
 
+    def _announce(self) -> None:
+        """A job may be claimable now: wake the idle slots."""
+        with self._claimable:
+            self._claimable_count += 1
+            self._claimable.notify_all()
+
+    def _wait_for_work(self, seen: int) -> None:
+        """Sleep until the queue announces a job after `seen` or the poll interval passes (a job
+        whose lease expired is never announced: the poll finds it)."""
+        with self._claimable:
+            self._claimable.wait_for(
+                lambda: self._claimable_count != seen or self._stop.is_set(), timeout=self.config.poll_s
+            )
+
+    def _watch_queue(self) -> None:
+        """LISTEN for new and released jobs while the worker runs; on trouble, poll and retry."""
+        backoff = 1.0
+        while not self._stop.is_set():
+            try:
+                self.queue.watch(self._announce, self._stop)
+            except ServiceError as problem:
+                log.warning("not woken by new jobs for now (polling every %.1fs): %s", self.config.poll_s, problem)
+                self._stop.wait(backoff)
+                backoff = min(_MAX_BACKOFF_S, backoff * 2)
+            except Exception:  # a bug here must not end the worker: polling still finds the jobs
+                log.exception("unexpected error while listening for new jobs")
+                self._stop.wait(_MAX_BACKOFF_S)
+
     def _slot_loop(self) -> None:
         backoff = self.config.poll_s
         while not self._stop.is_set():
+            with self._claimable:
+                seen = self._claimable_count
             try:
                 outcome = self.process_next()
             except ServiceError as problem:
@@ -215,7 +307,10 @@ class Worker:
                 continue
             backoff = self.config.poll_s
             if outcome is None:
-                self._stop.wait(self.config.poll_s)
+                if self.config.overlap:
+                    self._wait_for_work(seen)
+                else:
+                    self._stop.wait(self.config.poll_s)
             elif outcome == "released":
                 # Storage or database trouble: give them a moment before the next claim.
                 self._stop.wait(min(_MAX_BACKOFF_S, self.config.lease_s / 3))
@@ -301,7 +396,10 @@ class Worker:
         try:
             summary = self._analyse(active)
             active.enter("completing")
-            if self.queue.complete(job_id, token, summary):
+            with active.times.measure("finish"):
+                completed = self.queue.complete(job_id, token, summary)
+            if completed:
+                self._log_stages(active)
                 return "done"
             log.warning("job %s finished here, but this worker lost its lease; the other worker's run counts", job_id)
             return "lost"
@@ -324,6 +422,15 @@ class Worker:
             )
             return "failed" if self._settle(self.queue.fail, job_id, token, message) else "lost"
 
+    def _log_stages(self, active: ActiveJob) -> None:
+        """One line per finished job: wall and CPU seconds per stage (bench/burst.py reads it)."""
+        job = active.claimed.job
+        if job.started_at is not None:
+            active.times.add("queue_wait", max(0.0, (job.started_at - job.created_at).total_seconds()), 0.0)
+        stages = active.times.to_dict()
+        document = {"images": job.image_count, "pipeline": self.config.pipeline, "stages": stages}
+        log.info("job %s stages %s", job.id, json.dumps(document, sort_keys=True))
+
     @staticmethod
     def _settle(action: Callable[[str, str, str], bool], job_id: str, token: str, message: str) -> bool:
         """fail/release that tolerates a database outage (the lease then simply expires)."""
@@ -335,17 +442,29 @@ class Worker:
 
     def _analyse(self, active: ActiveJob) -> dict[str, Any]:
         job = active.claimed.job
+        times = active.times
         if not job.file_names:
             raise JobFailure("The job has no images.")
         active.enter("loading the model")
         model = self._model(job.model)
         batcher = self._batcher(job.model, model)
         count = len(job.file_names)
+        overlap = self.config.overlap
         summaries: list[dict[str, Any] | None] = [None] * count
-        in_flight: deque[tuple[int, Future]] = deque()
+        in_flight: deque[tuple[int, Future[dict[str, Any]]]] = deque()
         # Enough images in flight to fill a model batch, few enough to bound memory.
         window = max(2, self.config.max_batch_size)
         finished = 0
+
+        def fetch(index: int) -> bytes:
+            name = job.file_names[index]
+            with times.measure("fetch"):
+                try:
+                    return self.store.get(JobKeys(job.id).input(index, name))
+                except ObjectNotFound:
+                    raise JobFailure(
+                        f"Image {index} ({name}) is missing from storage; submit the job again."
+                    ) from None
 
         def collect_oldest() -> None:
             nonlocal finished
@@ -356,56 +475,96 @@ class Worker:
             active.progress = finished / count
             self._report_progress(active)
 
+        # overlap: the next image is read from storage while this one decodes.
+        ahead: Future[bytes] | None = self._io.submit(fetch, 0) if overlap else None
         try:
             for index, name in enumerate(job.file_names):
                 self._checkpoint(active, f"reading image {index}")
-                try:
-                    data = self.store.get(JobKeys(job.id).input(index, name))
-                except ObjectNotFound:
-                    raise JobFailure(f"Image {index} ({name}) is missing from storage; submit the job again.") from None
+                if ahead is not None:
+                    data = self._wait(active, ahead)
+                    ahead = self._io.submit(fetch, index + 1) if index + 1 < count else None
+                else:
+                    data = fetch(index)
                 self._checkpoint(active, f"preprocessing image {index}")
                 try:
-                    rgb = islets.preprocess(data, self.config.max_image_pixels)
+                    with times.measure("decode"):
+                        rgb = islets.preprocess(data, self.config.max_image_pixels)
                 except islets.InvalidImageError as problem:
                     raise JobFailure(f"Image {index} ({name}) cannot be analysed: {_sentence_tail(problem)}") from None
                 del data
                 model_result = batcher.submit(rgb)
-                in_flight.append((index, self._postprocess.submit(self._finish_image, job, index, rgb, model_result)))
+                finishing = self._postprocess.submit(self._finish_image, active, index, rgb, model_result)
+                in_flight.append((index, finishing))
                 while len(in_flight) >= window:
                     collect_oldest()
             while in_flight:
                 collect_oldest()
         finally:
+            if ahead is not None:
+                ahead.cancel()
             for _index, future in in_flight:
                 future.cancel()
         active.enter("writing the summary")
         self._checkpoint(active, "writing the summary")
         summary = job_summary(job, [s for s in summaries if s is not None])
-        self.store.put(JobKeys(job.id).summary, _json_bytes(summary), "application/json")
+        with times.measure("finish"):
+            self.store.put(JobKeys(job.id).summary, _json_bytes(summary), "application/json")
         return summary
 
-    def _finish_image(self, job: Job, index: int, rgb: Any, model_result: Future) -> dict[str, Any]:
+    def _finish_image(self, active: ActiveJob, index: int, rgb: np.ndarray, model_result: Future) -> dict[str, Any]:
         """Postprocess one image (CPU pool) and store its result files."""
+        job, times = active.claimed.job, active.times
         name = job.file_names[index]
         try:
-            class_map = model_result.result()
+            class_map, (model_wall_s, model_cpu_s) = model_result.result()
         except Exception as error:
             raise JobFailure(
                 f"The model {job.model} failed on image {index} ({name}): {_sentence_tail(error)}"
             ) from None
+        times.add("model", model_wall_s, model_cpu_s)
         try:
-            result, overlay = islets.postprocess(rgb, class_map, job.pixel_size_um, job.model)
+            if self.config.overlap:
+                with times.measure("postprocess"):
+                    result = islets.measure_with_flags(rgb, class_map, job.pixel_size_um, job.model)
+                with times.measure("overlay"):
+                    picture = islets.draw_overlay(rgb, result)
+                    overlay = islets.encode_png(np.asarray(picture))
+                    preview = preview_jpeg(picture)
+            else:  # as before issue 19: the preview drawn again, encoded as PNG, decoded, made a JPEG
+                with times.measure("postprocess"):
+                    result, overlay = islets.postprocess(rgb, class_map, job.pixel_size_um, job.model)
+                with times.measure("overlay"):
+                    preview = overlay_preview(islets.render_overlay(rgb, result, PREVIEW_MAX_PX))
         except islets.IsletsError as error:
             raise JobFailure(f"Measuring image {index} ({name}) failed: {_sentence_tail(error)}") from None
         keys = JobKeys(job.id)
-        self.store.put(keys.result(index), _json_bytes(result), "application/json")
-        self.store.put(keys.overlay(index), overlay, "image/png")
-        self.store.put(keys.preview(index), overlay_preview(islets.render_overlay(rgb, result, PREVIEW_MAX_PX)),
-                       "image/jpeg")
-        self.store.put(keys.csv(index), islets.islets_csv(result).encode(), "text/csv")
+        self._write(times, [
+            (keys.result(index), _json_bytes(result), "application/json"),
+            (keys.overlay(index), overlay, "image/png"),
+            (keys.preview(index), preview, "image/jpeg"),
+            (keys.csv(index), islets.islets_csv(result).encode(), "text/csv"),
+        ])  # fmt: skip
         return result["summary"]
 
-    def _wait(self, active: ActiveJob, future: Future) -> dict[str, Any]:
+    def _write(self, times: StageTimes, files: list[tuple[str, bytes, str]]) -> None:
+        """Store an image's result files: all at once (overlap) or one after another (serial)."""
+
+        def put(key: str, data: bytes, content_type: str) -> None:
+            with times.measure("storage_writes", wall=False):
+                self.store.put(key, data, content_type)
+
+        started = time.perf_counter()
+        if self.config.overlap:
+            futures = [self._io.submit(put, *file) for file in files]
+            errors = [error for error in (future.exception() for future in futures) if error is not None]
+            if errors:
+                raise errors[0]
+        else:
+            for file in files:
+                put(*file)
+        times.add("storage_writes", time.perf_counter() - started, 0.0)
+
+    def _wait(self, active: ActiveJob, future: Future[T]) -> T:
         """Wait for an image while still noticing a lost lease or the end of the drain time."""
         while True:
             try:
@@ -472,10 +631,24 @@ class Worker:
             batcher = self._batchers.get(name)
             if batcher is None:
                 batcher = islets.DynamicBatcher(
-                    model.predict, self.config.max_batch_size, self.config.max_batch_wait_s, name=f"batch-{name}"
-                )
+                    _timed_predict(model), self.config.max_batch_size, self.config.max_batch_wait_s,
+                    name=f"batch-{name}",
+                )  # fmt: skip
                 self._batchers[name] = batcher
             return batcher
+
+
+def _timed_predict(model: Any) -> Callable[[list[np.ndarray]], list[tuple[np.ndarray, tuple[float, float]]]]:
+    """`model.predict` for the batcher, each class map paired with its share of the batch's wall
+    and CPU seconds (the batcher's thread runs it, so its thread time is the model's)."""
+
+    def predict(batch: list[np.ndarray]) -> list[tuple[np.ndarray, tuple[float, float]]]:
+        started, cpu = time.perf_counter(), time.thread_time()
+        maps = model.predict(batch)
+        share = ((time.perf_counter() - started) / max(1, len(batch)), (time.thread_time() - cpu) / max(1, len(batch)))
+        return [(class_map, share) for class_map in maps]
+
+    return predict
 
 
 def run_worker(config: ShepherdConfig | None = None) -> int:

@@ -15,8 +15,10 @@ from services.shepherd import gpus
 from services.shepherd.config import ConfigError, ShepherdConfig
 from services.shepherd.healthcheck import check
 from services.shepherd.heartbeat import read_heartbeat, write_heartbeat
-from services.shepherd.supervisor import plan_workers
-from services.shepherd.worker import job_summary
+from services.islets import models as islets_models
+from services.islets.models import MODEL_THREADS_ENV
+from services.shepherd.supervisor import THREAD_VARIABLES, plan_workers, thread_settings
+from services.shepherd.worker import StageTimes, job_summary
 
 
 def make_job(file_names: list[str]) -> Job:
@@ -44,9 +46,48 @@ def test_plan_workers(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
     assert plan_workers(ShepherdConfig.from_env({})) == ["0", "1"]
     assert plan_workers(ShepherdConfig.from_env({"WORKERS": "3"})) == ["0", "1", "0"]
-    assert plan_workers(ShepherdConfig.from_env({"SHEPHERD_DEVICE": "cpu"})) == [None]
+    # No GPU: one worker process per core; the serial pipeline of before keeps one.
+    assert plan_workers(ShepherdConfig.from_env({"SHEPHERD_DEVICE": "cpu"}), cores=4) == [None] * 4
+    assert plan_workers(ShepherdConfig.from_env({"SHEPHERD_DEVICE": "cpu", "SHEPHERD_PIPELINE": "serial"})) == [None]
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
-    assert plan_workers(ShepherdConfig.from_env({"WORKERS": "2"})) == [None, None]
+    assert plan_workers(ShepherdConfig.from_env({"WORKERS": "2"}), cores=8) == [None, None]
+    assert plan_workers(ShepherdConfig.from_env({}), cores=3) == [None] * 3
+
+
+def test_thread_settings_share_the_cores_between_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each CPU worker gets cores/workers threads for BLAS, OpenMP and the model runtimes (at
+    least 1), so several worker processes do not oversubscribe the host; MODEL_THREADS wins."""
+    settings = thread_settings(ShepherdConfig.from_env({}), workers=2, cores=8)
+    assert settings == {name: "4" for name in THREAD_VARIABLES}
+    assert "OPENBLAS_NUM_THREADS" in settings and MODEL_THREADS_ENV in settings
+    assert set(thread_settings(ShepherdConfig.from_env({}), workers=4, cores=2).values()) == {"1"}
+    assert set(thread_settings(ShepherdConfig.from_env({"MODEL_THREADS": "3"}), 2, cores=2).values()) == {"3"}
+    monkeypatch.setenv(MODEL_THREADS_ENV, "2")
+    assert islets_models.model_threads() == 2
+    monkeypatch.setenv(MODEL_THREADS_ENV, "many")
+    assert islets_models.model_threads() is None
+
+
+def test_pipeline_setting() -> None:
+    assert ShepherdConfig.from_env({}).overlap is True
+    assert ShepherdConfig.from_env({"SHEPHERD_PIPELINE": " Serial "}).overlap is False
+    with pytest.raises(ConfigError, match="SHEPHERD_PIPELINE='fast' is unknown; use overlap or serial."):
+        ShepherdConfig.from_env({"SHEPHERD_PIPELINE": "fast"})
+    with pytest.raises(ConfigError, match="STORAGE_THREADS must be at least 1, got 0"):
+        ShepherdConfig.from_env({"STORAGE_THREADS": "0"})
+
+
+def test_stage_times_add_up_per_stage_in_pipeline_order() -> None:
+    times = StageTimes()
+    times.add("storage_writes", 0.5, 0.0)
+    times.add("decode", 0.25, 0.25)
+    times.add("decode", 0.25, 0.125)
+    with times.measure("postprocess"):
+        sum(range(200_000))
+    stages = times.to_dict()
+    assert list(stages) == ["decode", "postprocess", "storage_writes"]
+    assert stages["decode"] == {"wall_s": 0.5, "cpu_s": 0.375}
+    assert stages["postprocess"]["wall_s"] > 0 and stages["postprocess"]["cpu_s"] > 0
 
 
 def test_no_nvml_means_cpu(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
