@@ -23,7 +23,7 @@ from services.islets.ieq import (
     size_class,
     sphere_ieq,
 )
-from services.islets.images import DEFAULT_MAX_PIXELS, encode_png, image_size, load_image
+from services.islets.images import DEFAULT_MAX_PIXELS, encode_png, encode_png_fast, image_size, load_image
 from services.islets.measure import CSV_COLUMNS, islets_csv, measure, summarise_images
 from services.islets.models import (
     DEFAULT_MODEL,
@@ -59,6 +59,7 @@ __all__ = [
     "clear_model_cache",
     "ellipsoid_ieq",
     "encode_png",
+    "encode_png_fast",
     "equivalent_diameter",
     "get_model",
     "image_size",

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from services.islets.images import encode_png
+from services.islets.images import encode_png_fast
 
 MAX_OVERLAY_SIDE_PX = 4096
 OUTLINE_RGB = (0, 230, 90)  # green: stands out against crimson, pale tissue and background
@@ -37,7 +37,7 @@ def _shrink(rgb: np.ndarray, factor: int) -> np.ndarray:
 def render_overlay(rgb: np.ndarray, result: dict, max_side_px: int = MAX_OVERLAY_SIDE_PX) -> bytes:
     """PNG of the image with each islet's contour and number; scaled so neither side exceeds
     `max_side_px` (coordinates in the result stay in full-image pixels)."""
-    return encode_png(np.asarray(draw_overlay(rgb, result, max_side_px)))
+    return encode_png_fast(np.asarray(draw_overlay(rgb, result, max_side_px)))
 
 
 def draw_overlay(rgb: np.ndarray, result: dict, max_side_px: int = MAX_OVERLAY_SIDE_PX) -> Image.Image:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from services.islets import InvalidImageError, encode_png, image_size, load_image
+from services.islets import InvalidImageError, encode_png, encode_png_fast, image_size, load_image, make_dtz_image
 
 
 def encoded(image: Image.Image, fmt: str, **options) -> bytes:
@@ -201,3 +201,34 @@ def test_oversized_image_below_pillows_own_limit_gets_our_check():
     with pytest.raises(InvalidImageError) as caught:
         load_image(png_header_declaring(15_000, 15_000))  # 225 Mpx: over our 200 M, under Pillow's 2x
     assert str(caught.value).startswith("The image is 15000×15000 pixels (225,000,000), more than the limit")
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (37, 53, 3), (300, 41, 3), (9, 7)])
+def test_fast_png_round_trips_exactly_through_pillow(shape: tuple[int, ...]) -> None:
+    """`encode_png_fast` (the overlay's encoder) is a plain lossless PNG: Pillow reads back every
+    pixel, grey and RGB, across strip boundaries (strip_rows=4) and for non-contiguous input."""
+    rng = np.random.default_rng(sum(shape))
+    pixels = rng.integers(0, 256, size=shape, dtype=np.uint8)
+    for array in (pixels, pixels[::-1]):  # the second is a view with negative strides
+        for strip_rows in (4, 256):
+            png = encode_png_fast(array, strip_rows=strip_rows)
+            with Image.open(io.BytesIO(png)) as image:
+                image.load()
+                assert image.format == "PNG" and image.mode == ("L" if len(shape) == 2 else "RGB")
+                assert np.array_equal(np.asarray(image), array)
+
+
+def test_fast_png_is_no_larger_than_pillows_on_a_dtz_image() -> None:
+    rgb, _truth = make_dtz_image(seed=3, size=(600, 800), uneven_illumination=0.3)
+    fast, pillow = encode_png_fast(rgb), encode_png(rgb)
+    assert np.array_equal(load_image(fast), rgb)
+    assert len(fast) <= len(pillow) * 1.05
+
+
+def test_fast_png_refuses_what_it_cannot_write() -> None:
+    with pytest.raises(ValueError, match="expects uint8 pixels, got float64"):
+        encode_png_fast(np.zeros((2, 2, 3)))
+    with pytest.raises(ValueError, match=r"expects H×W or H×W×3 pixels, got shape \(2, 2, 4\)"):
+        encode_png_fast(np.zeros((2, 2, 4), dtype=np.uint8))
+    with pytest.raises(ValueError, match="at least one pixel"):
+        encode_png_fast(np.zeros((0, 5, 3), dtype=np.uint8))

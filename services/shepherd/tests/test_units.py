@@ -11,12 +11,12 @@ import pytest
 
 import services.islets as islets
 from services.common.jobs import Job
+from services.islets import models as islets_models
+from services.islets.models import MODEL_THREADS_ENV
 from services.shepherd import gpus
 from services.shepherd.config import ConfigError, ShepherdConfig
 from services.shepherd.healthcheck import check
 from services.shepherd.heartbeat import read_heartbeat, write_heartbeat
-from services.islets import models as islets_models
-from services.islets.models import MODEL_THREADS_ENV
 from services.shepherd.supervisor import THREAD_VARIABLES, plan_workers, thread_settings
 from services.shepherd.worker import StageTimes, job_summary
 
@@ -46,6 +46,8 @@ def test_plan_workers(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
     assert plan_workers(ShepherdConfig.from_env({})) == ["0", "1"]
     assert plan_workers(ShepherdConfig.from_env({"WORKERS": "3"})) == ["0", "1", "0"]
+    # GPU hosts: one worker per GPU however many cores (the batcher feeds it).
+    assert plan_workers(ShepherdConfig.from_env({}), cores=16) == ["0", "1"]
     # No GPU: one worker process per core; the serial pipeline of before keeps one.
     assert plan_workers(ShepherdConfig.from_env({"SHEPHERD_DEVICE": "cpu"}), cores=4) == [None] * 4
     assert plan_workers(ShepherdConfig.from_env({"SHEPHERD_DEVICE": "cpu", "SHEPHERD_PIPELINE": "serial"})) == [None]

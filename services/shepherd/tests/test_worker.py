@@ -4,6 +4,7 @@ models fail only their job, a graceful stop drains or releases."""
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 import time
@@ -11,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from services.backend.app import create_app
 from services.backend.tests.images import encode, truncated
@@ -20,6 +22,7 @@ from services.common.lease_queue import LeaseQueue
 from services.common.storage import ObjectStore
 from services.islets import get_model, make_dtz_image
 from services.shepherd.tests.helpers import events, job, make_worker, process_jobs, submit, wait_for
+from services.shepherd.worker import STAGES
 from tests.fixtures.accounts import signed_in
 
 pytestmark = pytest.mark.integration
@@ -232,3 +235,61 @@ def test_a_hung_job_stops_being_extended_and_goes_to_another_worker(env: dict[st
         hung.close()
     assert events(env, job_id) == ["created", "claimed", "reclaimed", "completed"]
     assert job(env, job_id).worker_id == "rescuer"
+
+
+def test_an_idle_worker_claims_a_new_job_at_once_not_at_its_next_poll(
+    env: dict[str, str], tmp_path, dtz, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The backend's insert NOTIFYs the queue; a worker polling only every 60 s still starts the
+    job within seconds, and logs its stage times when it is done."""
+    png, _ = dtz
+    caplog.set_level("INFO", logger="services.shepherd")
+    worker = make_worker(env, tmp_path, poll_s=60.0)
+    runner = threading.Thread(target=worker.run)
+    runner.start()
+    try:
+        # The first (empty) claim is behind it and the listener is connected once it announced.
+        wait_for(lambda: worker._claimable_count > 0, 30, "the worker to listen for new jobs")
+        time.sleep(0.5)
+        submitted = time.monotonic()
+        job_id = submit(env, [(png, "a.png"), (png, "b.png")])
+        wait_for(lambda: job(env, job_id).state == "done", 50, "the job to be done well before the next poll")
+        assert time.monotonic() - submitted < 30
+    finally:
+        worker.request_stop()
+        runner.join(timeout=60)
+    assert not runner.is_alive()
+    lines = [message for message in caplog.messages if message.startswith(f"job {job_id} stages ")]
+    assert len(lines) == 1, "one stage line per finished job"
+    document = json.loads(lines[0].split(" stages ", 1)[1])
+    assert (document["images"], document["pipeline"]) == (2, "overlap")
+    stages = document["stages"]
+    assert list(stages) == list(STAGES), "every stage, in pipeline order"
+    assert all(stages[name]["cpu_s"] > 0 for name in ("decode", "model", "postprocess", "overlay"))
+    assert 0 <= stages["queue_wait"]["wall_s"] < 30
+
+
+def test_the_serial_pipeline_writes_the_same_results(env: dict[str, str], tmp_path, dtz) -> None:
+    """SHEPHERD_PIPELINE=serial (kept for the burst bench) and the overlapped pipeline store the
+    same result and CSV bytes and the same overlay pixels (encoded differently); both store a
+    JPEG preview of the overlay."""
+    png, _ = dtz
+    serial_id = submit(env, [(png, "a.png")])
+    assert process_jobs(env, tmp_path, 1, pipeline="serial") == ["done"]
+    overlap_id = submit(env, [(png, "a.png")])
+    assert process_jobs(env, tmp_path, 1, pipeline="overlap") == ["done"]
+    store = ObjectStore.from_env(env)
+
+    def outputs(job_id: str) -> dict[str, bytes]:
+        return {key.split("/outputs/")[1]: store.get(key) for key in store.list(f"jobs/{job_id}/outputs/0/")}
+
+    serial, overlap = outputs(serial_id), outputs(overlap_id)
+    assert sorted(serial) == sorted(overlap) == ["0/islets.csv", "0/overlay.png", "0/preview.jpg", "0/result.json"]
+    for name in ("0/islets.csv", "0/result.json"):
+        assert serial[name] == overlap[name], name
+    assert serial["0/overlay.png"] != overlap["0/overlay.png"], "the overlapped pipeline's PNG encoder is another"
+    overlays = [np.asarray(Image.open(io.BytesIO(outputs["0/overlay.png"]))) for outputs in (serial, overlap)]
+    assert overlays[0].shape == (700, 800, 3) and np.array_equal(overlays[0], overlays[1])
+    for preview in (serial["0/preview.jpg"], overlap["0/preview.jpg"]):
+        with Image.open(io.BytesIO(preview)) as image:
+            assert (image.format, image.size) == ("JPEG", (800, 700))
