@@ -64,21 +64,56 @@ def make_images(count: int, width: int, height: int) -> list[bytes]:
     return blobs
 
 
+_TICK_S = 1 / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds of a process and its descendants, the live ones and those already reaped
+    (a PostgreSQL backend per connection exits; the postmaster's cutime counts it)."""
+    total, stack = 0.0, [pid]
+    while stack:
+        current = stack.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += sum(int(value) for value in fields[11:15]) * _TICK_S  # utime stime cutime cstime
+            for task in Path(f"/proc/{current}/task").iterdir():
+                stack += [int(child) for child in (task / "children").read_text().split()]
+        except (OSError, IndexError, ValueError):  # it exited meanwhile
+            continue
+    return total
+
+
 class HostCpu:
-    """The share of the whole host's CPU time that was busy between start() and stop() (/proc/stat)."""
+    """CPU seconds of the whole host (/proc/stat) and of each of our process trees between
+    start() and the reading: what the stack used, and what everything else on the host did."""
+
+    def __init__(self, trees: dict[str, int] | None = None) -> None:
+        self.trees = trees or {}
 
     @staticmethod
-    def _sample() -> tuple[int, int]:
+    def _host() -> tuple[float, float]:
         fields = [int(value) for value in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
         idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-        return sum(fields) - idle, sum(fields)
+        return (sum(fields) - idle) * _TICK_S, sum(fields) * _TICK_S
+
+    def _ours(self) -> dict[str, float]:
+        ours = {name: tree_cpu_s(pid) for name, pid in self.trees.items()}
+        ours["bench client"] = time.process_time()  # this process alone: the stack is its children
+        return ours
 
     def start(self) -> None:
-        self.begin = self._sample()
+        self.begin, self.begin_ours = self._host(), self._ours()
 
     def busy(self) -> float:
-        busy, total = self._sample()
-        return (busy - self.begin[0]) / max(1, total - self.begin[1])
+        busy, total = self._host()
+        return (busy - self.begin[0]) / max(1e-9, total - self.begin[1])
+
+    def used(self) -> dict[str, float]:
+        """CPU seconds since start(): per process tree, and "host" for the whole machine."""
+        now = self._ours()
+        used = {name: now[name] - self.begin_ours.get(name, 0.0) for name in now}
+        used["host"] = self._host()[0] - self.begin[0]
+        return used
 
 
 @dataclass
@@ -94,6 +129,7 @@ class Burst:
     load_end: float
     host_busy: float
     job_ids: list[str] = field(default_factory=list)
+    cpu_used: dict[str, float] = field(default_factory=dict)  # CPU seconds per process tree, and "host"
     workers: int | None = None
     stages: dict[str, dict[str, float]] = field(default_factory=dict)  # per job mean: wall_s, cpu_s
 
@@ -148,12 +184,15 @@ class Client:
         return _finished_at(self.wait_done([job_id], timeout_s)[job_id]) - started
 
 
-def run_burst(client: Client, label: str, blobs: list[bytes], jobs: int, timeout_s: float) -> Burst:
-    """One job alone (after a warm-up job), then `jobs` uploads at the same moment."""
+def run_burst(
+    client: Client, label: str, blobs: list[bytes], jobs: int, timeout_s: float, trees: dict[str, int] | None = None
+) -> Burst:
+    """One job alone (after a warm-up job), then `jobs` uploads at the same moment; `trees` are
+    the stack's processes whose CPU time is counted."""
     client.one_job(blobs[0])  # warm-up: models loaded, connections open
     single = client.one_job(blobs[1 % len(blobs)])
     load_start = os.getloadavg()[0]
-    cpu = HostCpu()
+    cpu = HostCpu(trees)
     barrier = threading.Barrier(jobs + 1)
     ids: list[str | None] = [None] * jobs
     starts: list[float] = [0.0] * jobs
@@ -187,6 +226,7 @@ def run_burst(client: Client, label: str, blobs: list[bytes], jobs: int, timeout
         latencies=[done_at[job_id] - start for job_id, start in zip(job_ids, starts, strict=True)],
         single_s=single, failed=sum(job["state"] == "failed" for job in finished.values()),
         load_start=load_start, load_end=os.getloadavg()[0], host_busy=cpu.busy(), job_ids=job_ids,
+        cpu_used=cpu.used() if trees else {},
     )  # fmt: skip
 
 
@@ -238,6 +278,12 @@ class Stack:
                 pass
             time.sleep(0.3)
         raise RuntimeError(f"the backend did not answer; see {self.folder / 'backend.log'}")
+
+    def trees(self, shepherd: subprocess.Popen[bytes]) -> dict[str, int]:
+        """The stack's processes, by role, whose CPU time the bench counts."""
+        postmaster = int((self.postgres.root / "data" / "postmaster.pid").read_text().split()[0])
+        return {"shepherd": shepherd.pid, "backend": self.backend.pid, "storage": self.seaweed.process.pid,
+                "queue": postmaster}  # fmt: skip
 
     def start_shepherd(self, pipeline: str) -> tuple[subprocess.Popen[bytes], Path]:
         log_path = self.folder / f"shepherd-{pipeline}.log"
@@ -294,6 +340,24 @@ def print_report(bursts: list[Burst]) -> None:
             print(f"| {stage} | " + " | ".join(cells) + " |")
         totals = [sum(b.stages[s]["cpu_s"] for s in STAGES) for b in with_stages]
         print("| CPU, all stages | " + " | ".join(f"{total:.3f}" for total in totals) + " |")
+    with_cpu = [b for b in bursts if b.cpu_used]
+    if with_cpu:
+        print()
+        print("CPU seconds used during the burst (uploads to the last result), by process tree:")
+        print()
+        names = [name for name in with_cpu[0].cpu_used if name != "host"]
+        print("| pipeline | " + " | ".join(names) + " | the stack, all | whole host | everything else on the host "
+              "| the stack's CPU / cores |")
+        print("|---|" + "---|" * (len(names) + 4))
+        cores = os.cpu_count() or 1
+        for b in with_cpu:
+            ours = sum(b.cpu_used[name] for name in names if name != "bench client")
+            print(f"| {b.label} | " + " | ".join(f"{b.cpu_used[name]:.1f}" for name in names)
+                  + f" | {ours:.1f} | {b.cpu_used['host']:.1f} | {max(0.0, b.cpu_used['host'] - ours):.1f} "
+                  f"| {ours / cores:.1f} s |")  # fmt: skip
+        print()
+        print("The last column is the least time the burst could take on an idle host with these cores if the")
+        print("stack's CPU work were spread perfectly over them (an estimate, not a measurement).")
     if len(bursts) == 2:
         before, after = bursts
         print()
@@ -332,7 +396,7 @@ def main() -> None:
         for pipeline in args.pipelines:
             shepherd, log_path = stack.start_shepherd(pipeline)
             try:
-                burst = run_burst(client, pipeline, blobs, args.jobs, args.timeout)
+                burst = run_burst(client, pipeline, blobs, args.jobs, args.timeout, stack.trees(shepherd))
             finally:
                 Stack.stop_shepherd(shepherd)
             text = log_path.read_text(errors="replace")

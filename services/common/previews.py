@@ -32,7 +32,7 @@ def preview_jpeg(image: Image.Image) -> bytes:
     scale = PREVIEW_MAX_PX / max(rgb.size)
     if scale < 1:
         size = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))
-        rgb = rgb.resize(size, Image.Resampling.LANCZOS, reducing_gap=2.0)
+        rgb = rgb.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
     buffer = io.BytesIO()
     rgb.save(buffer, format="JPEG", quality=PREVIEW_JPEG_QUALITY)
     return buffer.getvalue()
