@@ -293,3 +293,44 @@ def test_the_serial_pipeline_writes_the_same_results(env: dict[str, str], tmp_pa
     for preview in (serial["0/preview.jpg"], overlap["0/preview.jpg"]):
         with Image.open(io.BytesIO(preview)) as image:
             assert (image.format, image.size) == ("JPEG", (800, 700))
+
+
+class FakeGpuModel:
+    """Stands in for a network on a GPU (no GPU is lent to these tests, and torch is not
+    installed here): each batch takes `batch_s` of wall time without CPU, as a kernel does while
+    the CPU waits, and gives all-background class maps. Records every batch's start and end."""
+
+    name, device = "classical", "cuda:0 (fake)"
+
+    def __init__(self, batch_s: float) -> None:
+        self.batch_s = batch_s
+        self.batches: list[tuple[float, float, int]] = []
+
+    def predict(self, batch: list[np.ndarray]) -> list[np.ndarray]:
+        started = time.monotonic()
+        time.sleep(self.batch_s)
+        self.batches.append((started, time.monotonic(), len(batch)))
+        return [np.zeros(image.shape[:2], dtype=np.uint8) for image in batch]
+
+
+def test_a_gpu_worker_is_fed_batches_while_the_cpu_stages_run_around_it(env: dict[str, str], tmp_path, dtz) -> None:
+    """A GPU host's one worker (fake GPU model): images of concurrent jobs reach the model in
+    batches, and the next batch is decoded while the model runs, so the model is busy most of
+    the time between its first and last batch."""
+    png, _ = dtz
+    ids = [submit(env, [(png, f"{n}.png")]) for n in range(12)]
+    model = FakeGpuModel(0.4)
+    worker = make_worker(env, tmp_path, model_loader=lambda name: model, concurrency=5, max_batch_size=4,
+                         max_batch_wait_s=0.05, postprocess_threads=2)  # fmt: skip
+    runner = threading.Thread(target=worker.run)
+    runner.start()
+    try:
+        wait_for(lambda: all(job(env, job_id).state == "done" for job_id in ids), 120, "twelve jobs done")
+    finally:
+        worker.request_stop()
+        runner.join(timeout=60)
+    sizes = [size for _start, _end, size in model.batches]
+    assert sum(sizes) == 12 and max(sizes) >= 3 and len(sizes) <= 6, sizes
+    busy = sum(end - start for start, end, _size in model.batches)
+    span = model.batches[-1][1] - model.batches[0][0]
+    assert busy / span >= 0.5, f"the model was busy {busy:.1f} s of {span:.1f} s: {model.batches}"
