@@ -265,8 +265,8 @@ class Stack:
         self.url = f"http://127.0.0.1:{port}"
         with open(self.folder / "backend.log", "wb") as log:
             self.backend = subprocess.Popen(
-                [str(Path(sys.executable).parent / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "2",
-                 "--threads", "4", "--timeout", "300", "services.backend.app:create_app()"],
+                [str(Path(sys.executable).parent / "gunicorn"), "--preload", "--bind", f"127.0.0.1:{port}",
+                 "--workers", "2", "--threads", "4", "--timeout", "300", "services.backend.app:create_app()"],
                 env=self.env, cwd=REPOSITORY, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
         deadline = time.monotonic() + 120
@@ -319,8 +319,10 @@ def workers_started(log_text: str) -> int | None:
 
 def print_report(bursts: list[Burst]) -> None:
     print()
-    print("| pipeline | workers | jobs | all accepted | all done | jobs/s | p50 | p95 | max | one job alone "
-          "| failed | load start → end | host CPU busy |")
+    print(
+        "| pipeline | workers | jobs | all accepted | all done | jobs/s | p50 | p95 | max | one job alone "
+        "| failed | load start → end | host CPU busy |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for b in bursts:
         single = f"{b.single_s:.2f} s" if b.single_s is not None else "-"
@@ -346,8 +348,10 @@ def print_report(bursts: list[Burst]) -> None:
         print("CPU seconds used during the burst (uploads to the last result), by process tree:")
         print()
         names = [name for name in with_cpu[0].cpu_used if name != "host"]
-        print("| pipeline | " + " | ".join(names) + " | the stack, all | whole host | everything else on the host "
-              "| the stack's CPU / cores |")
+        print(
+            "| pipeline | " + " | ".join(names) + " | the stack, all | whole host | everything else on the host "
+            "| the stack's CPU / cores |"
+        )
         print("|---|" + "---|" * (len(names) + 4))
         cores = os.cpu_count() or 1
         for b in with_cpu:
@@ -361,10 +365,12 @@ def print_report(bursts: list[Burst]) -> None:
     if len(bursts) == 2:
         before, after = bursts
         print()
-        print(f"ratio {after.label} / {before.label}: jobs/s ×{after.jobs_per_s / before.jobs_per_s:.2f}, "
-              f"all done in ×{after.wall_s / before.wall_s:.2f} of the time, "
-              f"p95 ×{_quantile(after.latencies, 0.95) / _quantile(before.latencies, 0.95):.2f}"
-              + (f", one job ×{after.single_s / before.single_s:.2f}" if after.single_s and before.single_s else ""))
+        print(
+            f"ratio {after.label} / {before.label}: jobs/s ×{after.jobs_per_s / before.jobs_per_s:.2f}, "
+            f"all done in ×{after.wall_s / before.wall_s:.2f} of the time, "
+            f"p95 ×{_quantile(after.latencies, 0.95) / _quantile(before.latencies, 0.95):.2f}"
+            + (f", one job ×{after.single_s / before.single_s:.2f}" if after.single_s and before.single_s else "")
+        )
 
 
 def main() -> None:
@@ -382,8 +388,11 @@ def main() -> None:
         parser.error("--jobs must be at least 1 and --distinct at least 2.")
     if args.url and not args.token:
         parser.error("--url needs --token (the instance's probe token, or another account's API token).")
-    print(f"host: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; {args.jobs} uploads of "
-          f"{args.width}×{args.height} ({args.width * args.height / 1e6:.1f} Mpx)", flush=True)
+    print(
+        f"host: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; {args.jobs} uploads of "
+        f"{args.width}×{args.height} ({args.width * args.height / 1e6:.1f} Mpx)",
+        flush=True,
+    )
     blobs = make_images(args.distinct, args.width, args.height)
     print(f"{len(blobs)} images, {statistics.mean(map(len, blobs)) / 1e6:.1f} MB PNG each", flush=True)
     if args.url:
