@@ -2,7 +2,7 @@
 
 One worker: it runs in this process. Several GPUs (NVML count, or the CUDA_VISIBLE_DEVICES list
 the container was given): one worker process per GPU, pinned with CUDA_VISIBLE_DEVICES, fed by
-its dynamic batcher. No GPU: one worker process per core (the analysis is CPU-bound Python, so
+its dynamic batcher. No GPU: one worker process per core, capped by a CPU quota (the analysis is CPU-bound Python, so
 processes, not threads, use the cores), each told to use cores/workers threads for BLAS, OpenMP,
 onnxruntime and torch so that the workers do not oversubscribe the cores. `WORKERS=N` overrides
 the count; `SHEPHERD_PIPELINE=serial` keeps the one worker of before. Workers are restarted when
@@ -13,6 +13,7 @@ only while every worker's is.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import subprocess
@@ -20,6 +21,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from services.islets.models import MODEL_THREADS_ENV
 from services.shepherd.config import ShepherdConfig
@@ -48,12 +50,21 @@ class Child:
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", MODEL_THREADS_ENV)
 
 
-def cpu_count() -> int:
-    """Cores this process may run on (the affinity mask, not the host's total)."""
+def cpu_count(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """Cores this process may use: the affinity mask, lowered by the container's CPU quota when
+    it has one (cgroup v2 `cpu.max`, e.g. "200000 100000" = 2 cores; Docker `--cpus`, a
+    Kubernetes CPU limit), rounded up."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):  # not Linux
-        return max(1, os.cpu_count() or 1)
+        cores = max(1, os.cpu_count() or 1)
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+        if quota != "max" and int(period) > 0:
+            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):  # no cgroup v2 file, or one that cannot be read: the mask counts
+        pass
+    return cores
 
 
 def plan_workers(config: ShepherdConfig, cores: int | None = None) -> list[str | None]:

@@ -17,7 +17,7 @@ from services.shepherd import gpus
 from services.shepherd.config import ConfigError, ShepherdConfig
 from services.shepherd.healthcheck import check
 from services.shepherd.heartbeat import read_heartbeat, write_heartbeat
-from services.shepherd.supervisor import THREAD_VARIABLES, plan_workers, thread_settings
+from services.shepherd.supervisor import THREAD_VARIABLES, cpu_count, plan_workers, thread_settings
 from services.shepherd.worker import StageTimes, job_summary
 
 
@@ -68,6 +68,18 @@ def test_thread_settings_share_the_cores_between_workers(monkeypatch: pytest.Mon
     assert islets_models.model_threads() == 2
     monkeypatch.setenv(MODEL_THREADS_ENV, "many")
     assert islets_models.model_threads() is None
+
+
+def test_cpu_count_follows_the_containers_cpu_quota(tmp_path) -> None:
+    """A container limited to 1.5 CPUs (cgroup v2 cpu.max) runs 2 CPU workers, not one per host core."""
+    cpu_max = tmp_path / "cpu.max"
+    host = cpu_count(tmp_path / "missing")
+    cpu_max.write_text("150000 100000\n")
+    assert cpu_count(cpu_max) == min(host, 2)
+    cpu_max.write_text("max 100000\n")
+    assert cpu_count(cpu_max) == host
+    cpu_max.write_text("garbage\n")
+    assert cpu_count(cpu_max) == host
 
 
 def test_pipeline_setting() -> None:
