@@ -10,6 +10,7 @@
 | `SHEPHERD_DEVICE` | auto | `cpu` skips GPU discovery; `gpu`/`auto` count GPUs with NVML |
 | `SHEPHERD_CONCURRENCY` | 2 | jobs one worker runs at once (their images share model batches) |
 | `POSTPROCESS_THREADS` | 2 | CPU threads for postprocessing per worker |
+| `POSTPROCESS_PROCESSES` | 0; GPU: cores/GPUs − 1 | processes per worker that measure and draw; 0: threads |
 | `STORAGE_THREADS` | 4 | threads per worker for S3 reads ahead and concurrent result writes (`overlap`) |
 | `MODEL_THREADS` | cores / workers | threads a CPU model (BLAS, onnxruntime, torch) may use in each worker process |
 | `MAX_BATCH_SIZE`, `MAX_BATCH_WAIT_S` | 4, 0.05 | dynamic batching of the model stage |
@@ -45,6 +46,7 @@ class ShepherdConfig:
     pipeline: str = "overlap"
     concurrency: int = 2
     postprocess_threads: int = 2
+    postprocess_processes: int = 0
     storage_threads: int = 4
     model_threads: int | None = None
     max_batch_size: int = 4
@@ -86,6 +88,7 @@ class ShepherdConfig:
             pipeline=pipeline,
             concurrency=int(read_number(env, "SHEPHERD_CONCURRENCY", cls.concurrency, 1)),
             postprocess_threads=int(read_number(env, "POSTPROCESS_THREADS", cls.postprocess_threads, 1)),
+            postprocess_processes=int(read_number(env, "POSTPROCESS_PROCESSES", cls.postprocess_processes, 0)),
             storage_threads=int(read_number(env, "STORAGE_THREADS", cls.storage_threads, 1)),
             model_threads=int(read_number(env, "MODEL_THREADS", 1, 1)) if model_threads else None,
             max_batch_size=int(read_number(env, "MAX_BATCH_SIZE", cls.max_batch_size, 1)),

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from services.islets.models import MODEL_THREADS_ENV
@@ -89,6 +89,14 @@ def thread_settings(config: ShepherdConfig, workers: int, cores: int | None = No
     return {name: str(threads) for name in THREAD_VARIABLES}
 
 
+def gpu_postprocess_processes(config: ShepherdConfig, gpus: int, cores: int | None = None) -> int:
+    """Measuring processes per GPU worker: the cores shared out between the GPU workers, less the
+    one the worker itself uses (decoding, the batcher, writes); `POSTPROCESS_PROCESSES` wins."""
+    if config.postprocess_processes or not config.overlap:
+        return config.postprocess_processes
+    return max(1, (cores or cpu_count()) // max(1, gpus) - 1)
+
+
 class Supervisor:
     def __init__(self, config: ShepherdConfig, gpus: list[str | None]) -> None:
         self.config = config
@@ -125,6 +133,8 @@ class Supervisor:
         env.pop("WORKERS", None)
         if child.gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = child.gpu
+            gpus = sum(other.gpu is not None for other in self.children)
+            env["POSTPROCESS_PROCESSES"] = str(gpu_postprocess_processes(self.config, gpus))
         child.process = subprocess.Popen([sys.executable, "-m", "services.shepherd.worker"], env=env)
         child.started_at = time.monotonic()
         log.info("worker %d started (pid %d, %s)", child.index, child.process.pid,
@@ -170,6 +180,7 @@ def main() -> int:
         if gpus[0] is not None:
             # Before any CUDA library initialises in this process.
             os.environ["CUDA_VISIBLE_DEVICES"] = gpus[0]
+            config = replace(config, postprocess_processes=gpu_postprocess_processes(config, 1))
         for name, value in thread_settings(config, 1).items():
             os.environ.setdefault(name, value)  # read when a model loads (BLAS was loaded already)
         log.info("shepherd: 1 worker on %s (%s pipeline)", f"GPU {gpus[0]}" if gpus[0] is not None else "CPU",

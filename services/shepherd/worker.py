@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import os
 import signal
 import sys
@@ -34,8 +35,9 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -176,7 +178,13 @@ class Worker:
         self._model_loader = model_loader
         self._batchers: dict[str, islets.DynamicBatcher] = {}
         self._batchers_lock = threading.Lock()
-        self._postprocess = ThreadPoolExecutor(config.postprocess_threads, thread_name_prefix="postprocess")
+        # With a process pool (GPU workers), each postprocess thread waits on one process.
+        threads = max(config.postprocess_threads, config.postprocess_processes)
+        self._postprocess = ThreadPoolExecutor(threads, thread_name_prefix="postprocess")
+        # Measuring and drawing in processes, past the GIL: a GPU worker is one process per GPU,
+        # and its CPU stages must keep up with the model.
+        self._processes = _process_pool(config.postprocess_processes) if config.overlap else None
+        self._processes_lock = threading.Lock()
         # Storage reads ahead and result writes (overlap pipeline); I/O-bound, so a few threads.
         self._io = ThreadPoolExecutor(config.storage_threads, thread_name_prefix="storage")
         # Bumped whenever the queue announces a claimable job; idle slots wait for it to change.
@@ -254,6 +262,8 @@ class Worker:
         self._announce()
         self._postprocess.shutdown(wait=False, cancel_futures=True)
         self._io.shutdown(wait=False, cancel_futures=True)
+        if self._processes is not None:
+            self._processes.shutdown(wait=False, cancel_futures=True)
         with self._batchers_lock:
             for batcher in self._batchers.values():
                 batcher.close(timeout=5)
@@ -525,12 +535,11 @@ class Worker:
         times.add("model", model_wall_s, model_cpu_s)
         try:
             if self.config.overlap:
-                with times.measure("postprocess"):
-                    result = islets.measure_with_flags(rgb, class_map, job.pixel_size_um, job.model)
-                with times.measure("overlay"):
-                    picture = islets.draw_overlay(rgb, result)
-                    overlay = islets.encode_png_fast(np.asarray(picture))
-                    preview = preview_jpeg(picture)
+                result, overlay, preview, stage_times = self._measure_and_draw(
+                    rgb, class_map, job.pixel_size_um, job.model
+                )
+                for stage, (wall_s, cpu_s) in stage_times.items():
+                    times.add(stage, wall_s, cpu_s)
             else:  # as before issue 19: Pillow's PNG; the preview drawn again, made a PNG, decoded, a JPEG
                 with times.measure("postprocess"):
                     result = islets.measure_with_flags(rgb, class_map, job.pixel_size_um, job.model)
@@ -548,6 +557,28 @@ class Worker:
             (keys.csv(index), islets.islets_csv(result).encode(), "text/csv"),
         ])  # fmt: skip
         return result["summary"]
+
+    def _measure_and_draw(
+        self, rgb: np.ndarray, class_map: np.ndarray, pixel_size_um: float, model_name: str
+    ) -> tuple[dict[str, Any], bytes, bytes, dict[str, tuple[float, float]]]:
+        """`measure_and_draw` here, or in the process pool when there is one (GPU workers)."""
+        pool = self._processes
+        if pool is None:
+            return measure_and_draw(rgb, class_map, pixel_size_um, model_name)
+        try:
+            return pool.submit(measure_and_draw, rgb, class_map, pixel_size_um, model_name).result()
+        except BrokenProcessPool:
+            # A process died (killed for memory, a crash in a C library): every image it had in
+            # hand fails with this sentence, and the next image gets a fresh pool.
+            log.error("a measuring process died; starting a new pool of %d", self.config.postprocess_processes)
+            with self._processes_lock:
+                if self._processes is pool:
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    self._processes = _process_pool(self.config.postprocess_processes)
+            raise JobFailure(
+                "The measuring process stopped unexpectedly while measuring this image (out of memory?); "
+                "the shepherd log has the details."
+            ) from None
 
     def _write(self, times: StageTimes, files: list[tuple[str, bytes, str]]) -> None:
         """Store an image's result files: all at once (overlap) or one after another (serial)."""
@@ -639,6 +670,32 @@ class Worker:
                 )  # fmt: skip
                 self._batchers[name] = batcher
             return batcher
+
+
+def measure_and_draw(
+    rgb: np.ndarray, class_map: np.ndarray, pixel_size_um: float, model_name: str
+) -> tuple[dict[str, Any], bytes, bytes, dict[str, tuple[float, float]]]:
+    """An image's postprocessing: the measured result, the overlay PNG, the preview JPEG, and the
+    wall and CPU seconds of the "postprocess" and "overlay" stages. Module-level, so a process
+    pool can run it; the CPU seconds are those of the thread that ran it."""
+    started, cpu = time.perf_counter(), time.thread_time()
+    result = islets.measure_with_flags(rgb, class_map, pixel_size_um, model_name)
+    measured, measured_cpu = time.perf_counter(), time.thread_time()
+    picture = islets.draw_overlay(rgb, result)
+    overlay = islets.encode_png_fast(np.asarray(picture))
+    preview = preview_jpeg(picture)
+    stages = {
+        "postprocess": (measured - started, measured_cpu - cpu),
+        "overlay": (time.perf_counter() - measured, time.thread_time() - measured_cpu),
+    }
+    return result, overlay, preview, stages
+
+
+def _process_pool(processes: int) -> ProcessPoolExecutor | None:
+    """`processes` spawned processes (never forked: the worker has threads, maybe CUDA), or None."""
+    if processes < 1:
+        return None
+    return ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"))
 
 
 def _timed_predict(model: Any) -> Callable[[list[np.ndarray]], list[tuple[np.ndarray, tuple[float, float]]]]:

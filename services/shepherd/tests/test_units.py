@@ -17,7 +17,13 @@ from services.shepherd import gpus
 from services.shepherd.config import ConfigError, ShepherdConfig
 from services.shepherd.healthcheck import check
 from services.shepherd.heartbeat import read_heartbeat, write_heartbeat
-from services.shepherd.supervisor import THREAD_VARIABLES, cpu_count, plan_workers, thread_settings
+from services.shepherd.supervisor import (
+    THREAD_VARIABLES,
+    cpu_count,
+    gpu_postprocess_processes,
+    plan_workers,
+    thread_settings,
+)
 from services.shepherd.worker import StageTimes, job_summary
 
 
@@ -80,6 +86,17 @@ def test_cpu_count_follows_the_containers_cpu_quota(tmp_path) -> None:
     assert cpu_count(cpu_max) == host
     cpu_max.write_text("garbage\n")
     assert cpu_count(cpu_max) == host
+
+
+def test_gpu_workers_measure_in_processes_on_the_spare_cores() -> None:
+    """A GPU worker is one process; its CPU stages get the cores shared out between the GPUs,
+    less one for the worker itself. CPU workers (one per core already) keep threads."""
+    assert ShepherdConfig.from_env({}).postprocess_processes == 0
+    assert gpu_postprocess_processes(ShepherdConfig.from_env({}), gpus=1, cores=16) == 15
+    assert gpu_postprocess_processes(ShepherdConfig.from_env({}), gpus=4, cores=16) == 3
+    assert gpu_postprocess_processes(ShepherdConfig.from_env({}), gpus=2, cores=2) == 1
+    assert gpu_postprocess_processes(ShepherdConfig.from_env({"POSTPROCESS_PROCESSES": "2"}), 1, cores=16) == 2
+    assert gpu_postprocess_processes(ShepherdConfig.from_env({"SHEPHERD_PIPELINE": "serial"}), 1, cores=16) == 0
 
 
 def test_pipeline_setting() -> None:

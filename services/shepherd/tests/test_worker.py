@@ -334,3 +334,27 @@ def test_a_gpu_worker_is_fed_batches_while_the_cpu_stages_run_around_it(env: dic
     busy = sum(end - start for start, end, _size in model.batches)
     span = model.batches[-1][1] - model.batches[0][0]
     assert busy / span >= 0.5, f"the model was busy {busy:.1f} s of {span:.1f} s: {model.batches}"
+
+
+def test_measuring_in_processes_gives_the_same_files(env: dict[str, str], tmp_path, dtz, caplog) -> None:
+    """POSTPROCESS_PROCESSES (GPU workers: measuring and drawing past the GIL) stores the same
+    result, CSV, overlay and preview bytes as the threads do, and still reports the stages' CPU."""
+    png, _ = dtz
+    caplog.set_level("INFO", logger="services.shepherd")
+    threads_id = submit(env, [(png, "a.png")])
+    assert process_jobs(env, tmp_path, 1) == ["done"]
+    processes_id = submit(env, [(png, "a.png"), (png, "b.png")])
+    worker = make_worker(env, tmp_path, postprocess_processes=2)
+    try:
+        assert worker._processes is not None, "a process pool"
+        assert worker.process_next() == "done"
+    finally:
+        worker.close()
+    store = ObjectStore.from_env(env)
+    for name in ("islets.csv", "overlay.png", "preview.jpg", "result.json"):
+        expected = store.get(f"jobs/{threads_id}/outputs/0/{name}")
+        assert store.get(f"jobs/{processes_id}/outputs/0/{name}") == expected, name
+        assert store.get(f"jobs/{processes_id}/outputs/1/{name}") == expected, name
+    line = next(message for message in caplog.messages if message.startswith(f"job {processes_id} stages "))
+    stages = json.loads(line.split(" stages ", 1)[1])["stages"]
+    assert stages["postprocess"]["cpu_s"] > 0 and stages["overlay"]["cpu_s"] > 0
