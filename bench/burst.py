@@ -10,7 +10,7 @@ SeaweedFS, the backend under gunicorn as in its image (2 workers × 4 threads) a
 a real shepherd (`python -m services.shepherd`, CPU, its default worker count). Uploads go to the
 backend's port (the stack's edge proxy is not started here).
 
-    PYTHONPATH=$PWD .venv/bin/python bench/burst.py [--jobs 30] [--pipelines serial overlap]
+    PYTHONPATH=$PWD .venv/bin/python bench/burst.py [--jobs 30] [--pipelines serial overlap] [--rounds 2]
     PYTHONPATH=$PWD .venv/bin/python bench/burst.py --url http://127.0.0.1:8080 --token $TOKEN
         # an instance that runs already, through its public port: one run, whatever its shepherd's
         # pipeline is (no stage figures: its log is the container's)
@@ -362,15 +362,20 @@ def print_report(bursts: list[Burst]) -> None:
         print()
         print("The last column is the least time the burst could take on an idle host with these cores if the")
         print("stack's CPU work were spread perfectly over them (an estimate, not a measurement).")
-    if len(bursts) == 2:
-        before, after = bursts
+    pairs = len({b.label for b in bursts}) == 2 and len(bursts) % 2 == 0
+    for before, after in zip(bursts[::2], bursts[1::2], strict=True) if pairs else ():
         print()
         print(
             f"ratio {after.label} / {before.label}: jobs/s ×{after.jobs_per_s / before.jobs_per_s:.2f}, "
             f"all done in ×{after.wall_s / before.wall_s:.2f} of the time, "
             f"p95 ×{_quantile(after.latencies, 0.95) / _quantile(before.latencies, 0.95):.2f}"
             + (f", one job ×{after.single_s / before.single_s:.2f}" if after.single_s and before.single_s else "")
+            + (f", the stack's CPU ×{_stack_cpu(after) / _stack_cpu(before):.2f}" if _stack_cpu(before) else "")
         )
+
+
+def _stack_cpu(burst: Burst) -> float:
+    return sum(seconds for name, seconds in burst.cpu_used.items() if name not in ("host", "bench client"))
 
 
 def main() -> None:
@@ -380,12 +385,13 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=1536)
     parser.add_argument("--distinct", type=int, default=6, help="different images, used in turn (default 6)")
     parser.add_argument("--pipelines", nargs="+", default=["serial", "overlap"], choices=["serial", "overlap"])
+    parser.add_argument("--rounds", type=int, default=1, help="run the pipelines in turn this many times")
     parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for a burst")
     parser.add_argument("--url", help="a running instance's public URL (then --token; no stack is started)")
     parser.add_argument("--token", help="a token that may submit jobs (the probe account's)")
     args = parser.parse_args()
-    if args.jobs < 1 or args.distinct < 2:
-        parser.error("--jobs must be at least 1 and --distinct at least 2.")
+    if args.jobs < 1 or args.distinct < 2 or args.rounds < 1:
+        parser.error("--jobs and --rounds must be at least 1, --distinct at least 2.")
     if args.url and not args.token:
         parser.error("--url needs --token (the instance's probe token, or another account's API token).")
     print(
@@ -402,7 +408,7 @@ def main() -> None:
     bursts = []
     try:
         client = Client(stack.url, stack.token)
-        for pipeline in args.pipelines:
+        for pipeline in args.pipelines * args.rounds:
             shepherd, log_path = stack.start_shepherd(pipeline)
             try:
                 burst = run_burst(client, pipeline, blobs, args.jobs, args.timeout, stack.trees(shepherd))
