@@ -15,6 +15,8 @@
 | `MODEL_THREADS` | cores / workers | threads a CPU model (BLAS, onnxruntime, torch) may use in each worker process |
 | `MAX_BATCH_SIZE`, `MAX_BATCH_WAIT_S` | 4, 0.05 | dynamic batching of the model stage |
 | `MAX_IMAGE_PIXELS` | 200000000 | decompression-bomb limit |
+| `SHEPHERD_PIXEL_BUDGET` | 100000000 | pixels in flight in the container, shared by its workers (budget.py) |
+| `SHEPHERD_OVERSIZED_LOCK` | /tmp/isletnet-shepherd-oversized.lock | one oversized image at a time |
 | `SHEPHERD_HEARTBEAT_FILE` | /tmp/shepherd.heartbeat | touched while the worker loop is healthy |
 | `SHEPHERD_HEARTBEAT_MAX_AGE` | 60 | the healthcheck fails when the file is older |
 | `SHEPHERD_STALL_SECONDS` | 900 | a job stage hung this long: health fails, its lease expires, another worker retries |
@@ -52,6 +54,12 @@ class ShepherdConfig:
     max_batch_size: int = 4
     max_batch_wait_s: float = 0.05
     max_image_pixels: int = 200_000_000
+    pixel_budget: int = 100_000_000
+    # This worker's share of `pixel_budget` (the supervisor sets SHEPHERD_PIXEL_SHARE for each
+    # worker it starts); None: the whole budget (a worker run on its own).
+    pixel_share: int | None = None
+    # A lock only, in the container's own /tmp (no other user shares it).
+    oversized_lock_file: str = "/tmp/isletnet-shepherd-oversized.lock"  # nosec B108
     # A timestamp only, in the container's own /tmp (no other user shares it).
     heartbeat_file: str = "/tmp/shepherd.heartbeat"  # nosec B108
     heartbeat_max_age_s: float = 60.0
@@ -62,6 +70,11 @@ class ShepherdConfig:
     @property
     def heartbeat_interval_s(self) -> float:
         return self.lease_s / 3
+
+    @property
+    def worker_pixel_limit(self) -> int:
+        """Pixels this worker may hold in flight before it waits (budget.PixelBudget)."""
+        return self.pixel_share or self.pixel_budget
 
     @property
     def overlap(self) -> bool:
@@ -79,6 +92,7 @@ class ShepherdConfig:
             raise ConfigError(f"SHEPHERD_PIPELINE={pipeline!r} is unknown; use {' or '.join(PIPELINES)}.")
         workers = env.get("WORKERS", "").strip()
         model_threads = env.get("MODEL_THREADS", "").strip()
+        pixel_share = env.get("SHEPHERD_PIXEL_SHARE", "").strip()
         return cls(
             lease_s=read_number(env, "LEASE_SECONDS", cls.lease_s, 1),
             drain_s=read_number(env, "DRAIN_SECONDS", cls.drain_s, 0),
@@ -94,6 +108,9 @@ class ShepherdConfig:
             max_batch_size=int(read_number(env, "MAX_BATCH_SIZE", cls.max_batch_size, 1)),
             max_batch_wait_s=read_number(env, "MAX_BATCH_WAIT_S", cls.max_batch_wait_s, 0),
             max_image_pixels=int(read_number(env, "MAX_IMAGE_PIXELS", cls.max_image_pixels, 1)),
+            pixel_budget=int(read_number(env, "SHEPHERD_PIXEL_BUDGET", cls.pixel_budget, 1)),
+            pixel_share=int(read_number(env, "SHEPHERD_PIXEL_SHARE", 1, 1)) if pixel_share else None,
+            oversized_lock_file=env.get("SHEPHERD_OVERSIZED_LOCK") or cls.oversized_lock_file,
             heartbeat_file=env.get("SHEPHERD_HEARTBEAT_FILE") or cls.heartbeat_file,
             heartbeat_max_age_s=read_number(env, "SHEPHERD_HEARTBEAT_MAX_AGE", cls.heartbeat_max_age_s, 1),
             stall_s=read_number(env, "SHEPHERD_STALL_SECONDS", cls.stall_s, 1),

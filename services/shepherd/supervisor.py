@@ -97,6 +97,11 @@ def gpu_postprocess_processes(config: ShepherdConfig, gpus: int, cores: int | No
     return max(1, (cores or cpu_count()) // max(1, gpus) - 1)
 
 
+def pixel_share(config: ShepherdConfig, workers: int) -> int:
+    """Each worker's share of the container's pixel budget (budget.PixelBudget)."""
+    return max(1, config.pixel_budget // max(1, workers))
+
+
 class Supervisor:
     def __init__(self, config: ShepherdConfig, gpus: list[str | None]) -> None:
         self.config = config
@@ -131,6 +136,7 @@ class Supervisor:
         env["SHEPHERD_HEARTBEAT_FILE"] = child.heartbeat_file
         env["WORKER_ID"] = f"{self.config.worker_id}-w{child.index}"
         env.pop("WORKERS", None)
+        env["SHEPHERD_PIXEL_SHARE"] = str(pixel_share(self.config, len(self.children)))
         if child.gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = child.gpu
             gpus = sum(other.gpu is not None for other in self.children)

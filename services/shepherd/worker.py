@@ -52,6 +52,7 @@ from services.common.layout import JobKeys
 from services.common.lease_queue import ClaimedJob, LeaseQueue
 from services.common.previews import PREVIEW_MAX_PX, overlay_preview, preview_jpeg
 from services.common.storage import ObjectNotFound, ObjectStore
+from services.shepherd.budget import Admission, PixelBudget
 from services.shepherd.config import ShepherdConfig
 from services.shepherd.heartbeat import write_heartbeat
 
@@ -187,6 +188,8 @@ class Worker:
         self._processes_lock = threading.Lock()
         # Storage reads ahead and result writes (overlap pipeline); I/O-bound, so a few threads.
         self._io = ThreadPoolExecutor(config.storage_threads, thread_name_prefix="storage")
+        # Images in flight, in pixels: a worker holds only its share, an oversized image runs alone.
+        self._pixels = PixelBudget(config.worker_pixel_limit, config.oversized_lock_file)
         # Bumped whenever the queue announces a claimable job; idle slots wait for it to change.
         self._claimable = threading.Condition()
         self._claimable_count = 0
@@ -462,7 +465,7 @@ class Worker:
         count = len(job.file_names)
         overlap = self.config.overlap
         summaries: list[dict[str, Any] | None] = [None] * count
-        in_flight: deque[tuple[int, Future[dict[str, Any]]]] = deque()
+        in_flight: deque[tuple[int, Future[dict[str, Any]], Admission]] = deque()
         # Enough images in flight to fill a model batch, few enough to bound memory.
         window = max(2, self.config.max_batch_size)
         finished = 0
@@ -479,9 +482,12 @@ class Worker:
 
         def collect_oldest() -> None:
             nonlocal finished
-            index, future = in_flight[0]
-            summaries[index] = self._wait(active, future)
-            in_flight.popleft()
+            index, future, admission = in_flight[0]
+            try:
+                summaries[index] = self._wait(active, future)
+            finally:
+                in_flight.popleft()
+                self._pixels.release(admission)
             finished += 1
             active.progress = finished / count
             self._report_progress(active)
@@ -498,14 +504,32 @@ class Worker:
                     data = fetch(index)
                 self._checkpoint(active, f"preprocessing image {index}")
                 try:
-                    with times.measure("decode"):
-                        rgb = islets.preprocess(data, self.config.max_image_pixels)
+                    width, height = islets.image_size(data, self.config.max_image_pixels)
+                    # Room in memory first: finish this job's own images in flight, then wait
+                    # for the other jobs of this worker (or, oversized, for the whole container).
+                    admission = self._pixels.try_admit(width * height)
+                    while admission is None and in_flight:
+                        collect_oldest()
+                        admission = self._pixels.try_admit(width * height)
+                    while admission is None:
+                        self._checkpoint(active, f"waiting for memory for image {index}")
+                        admission = self._pixels.admit(width * height, wait_s=1.0)
+                    try:
+                        with times.measure("decode"):
+                            rgb = islets.preprocess(data, self.config.max_image_pixels)
+                    except BaseException:
+                        self._pixels.release(admission)
+                        raise
                 except islets.InvalidImageError as problem:
                     raise JobFailure(f"Image {index} ({name}) cannot be analysed: {_sentence_tail(problem)}") from None
                 del data
-                model_result = batcher.submit(rgb)
-                finishing = self._postprocess.submit(self._finish_image, active, index, rgb, model_result)
-                in_flight.append((index, finishing))
+                try:
+                    model_result = batcher.submit(rgb)
+                    finishing = self._postprocess.submit(self._finish_image, active, index, rgb, model_result)
+                except BaseException:
+                    self._pixels.release(admission)
+                    raise
+                in_flight.append((index, finishing, admission))
                 while len(in_flight) >= window:
                     collect_oldest()
             while in_flight:
@@ -513,8 +537,9 @@ class Worker:
         finally:
             if ahead is not None:
                 ahead.cancel()
-            for _index, future in in_flight:
+            for _index, future, admission in in_flight:
                 future.cancel()
+                self._pixels.release(admission)  # a running one may still finish; its job has failed
         active.enter("writing the summary")
         self._checkpoint(active, "writing the summary")
         summary = job_summary(job, [s for s in summaries if s is not None])

@@ -35,7 +35,8 @@ def make_worker(
 ) -> Worker:
     settings = {
         "lease_s": 10.0, "drain_s": 5.0, "poll_s": 0.1, "concurrency": 1, "postprocess_threads": 2,
-        "heartbeat_file": str(tmp_path / "shepherd.heartbeat"), "worker_id": "test-worker", **overrides,
+        "heartbeat_file": str(tmp_path / "shepherd.heartbeat"), "worker_id": "test-worker",
+        "oversized_lock_file": str(tmp_path / "oversized.lock"), **overrides,
     }  # fmt: skip
     kwargs = {"model_loader": model_loader} if model_loader else {}
     return Worker(ShepherdConfig(**settings), ObjectStore.from_env(env), LeaseQueue(JobDatabase.from_env(env)),

@@ -358,3 +358,37 @@ def test_measuring_in_processes_gives_the_same_files(env: dict[str, str], tmp_pa
     line = next(message for message in caplog.messages if message.startswith(f"job {processes_id} stages "))
     stages = json.loads(line.split(" stages ", 1)[1])["stages"]
     assert stages["postprocess"]["cpu_s"] > 0 and stages["overlay"]["cpu_s"] > 0
+
+
+class BudgetSpy:
+    """The real classical model, noting how many pixels its worker holds in flight at each call."""
+
+    def __init__(self) -> None:
+        self.inner = get_model("classical")
+        self.name, self.device = "classical", "cpu"
+        self.worker: Any = None
+        self.held: list[int] = []
+
+    def predict(self, batch: list[np.ndarray]) -> list[np.ndarray]:
+        self.held.append(self.worker._pixels.used_pixels)
+        time.sleep(0.2)  # time for the next image to be admitted beside it, if the budget let it
+        return self.inner.predict(batch)
+
+
+@pytest.mark.parametrize("share_in_images", [1.5, 0.5])
+def test_images_are_admitted_within_the_pixel_budget(env: dict[str, str], tmp_path, dtz, share_in_images) -> None:
+    """A share of 1.5 images: one image at a time in flight. Half an image: every image is
+    oversized, and each still runs (alone, under the container's lock)."""
+    png, truth = dtz
+    pixels = 700 * 800
+    job_id = submit(env, [(png, f"{n}.png") for n in range(3)])
+    spy = BudgetSpy()
+    worker = make_worker(env, tmp_path, model_loader=lambda name: spy, pixel_budget=int(pixels * share_in_images))
+    spy.worker = worker
+    try:
+        assert worker.process_next() == "done"
+    finally:
+        worker.close()
+    assert job(env, job_id).state == "done"
+    assert spy.held == [pixels, pixels, pixels], "never more than one image in flight"
+    assert worker._pixels.used_pixels == 0, "every admission was given back"
