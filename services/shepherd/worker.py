@@ -511,6 +511,9 @@ class Worker:
                     while admission is None and in_flight:
                         collect_oldest()
                         admission = self._pixels.try_admit(width * height)
+                    if admission is None:
+                        log.info("job %s: waiting for memory for image %d (%d×%d px, over this worker's free "
+                                 "pixel share or behind another oversized image)", job.id, index, width, height)
                     while admission is None:
                         self._checkpoint(active, f"waiting for memory for image {index}")
                         admission = self._pixels.admit(width * height, wait_s=1.0)
