@@ -8,7 +8,9 @@ stack loader wants a `version:` key, rejects `depends_on` conditions and
 here, then turned into a compose 3.8 stack:
 
 - every service: `update_config` (`order: start-first`, `failure_action: pause`: isletops decides
-  the rollback, for the whole stack; `monitor` covers the health check's start period),
+  the rollback, for the whole stack; `monitor` covers a task turning unhealthy after its start; a
+  `delay` of two health-check intervals between slots, so a task that exits 0 at once pauses
+  the update before a second old task is stopped),
   `restart_policy`, the healthcheck, `endpoint_mode: dnsrr` (no IPVS needed);
 - queue and storage: pinned to the node labelled `isletnet.storage == true` with named volumes,
   `order: stop-first` (two PostgreSQL servers must never share a data folder); or left out when
@@ -48,6 +50,7 @@ DATA_VOLUMES: dict[str, str] = {"queue": "queue-data", "storage": "storage-data"
 STATEFUL = ("queue", "storage")
 # Keys of a compose service that a stack does not take (handled or meaningless in Swarm).
 DROPPED_KEYS = ("depends_on", "restart", "container_name")
+MIN_SLOT_DELAY_S = 5  # between two slots of an update, at least (see _update_config)
 
 _VARIABLE = re.compile(
     r"\$(?:(?P<escaped>\$)|\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}"
@@ -159,12 +162,28 @@ def _duration_s(text: Any) -> float:
 
 
 def _update_config(service: str, spec: Mapping[str, Any]) -> dict[str, Any]:
+    """One task at a time, the new one started first (stateless services), paused at the first
+    failure (moby #37972: rollbacks misbehave without `monitor`).
+
+    `monitor`: how long a task that reached `running` is still watched. Swarm's updater counts a
+    task's failure before `running` whatever the time, and a task with a health check is
+    `running` only after its first healthy check; so the start period is covered already, and
+    `monitor` must cover a task that turns unhealthy afterwards: `retries` failed checks, one
+    `interval` apart, plus one interval. `delay`: the updater waits this long before the next slot.
+
+    Why a delay: Docker's executor reports a task `running` once its first health check passes
+    -- or once its container exits 0, even before any check. With `start-first`, Swarm then stops
+    that slot's old task; the new one turns `complete` a moment later. With no delay the updater
+    had already started on the next slot, so a release whose backend exits 0 at once replaced
+    both old backends before the update paused (seen: 0/2 backends until the rollback). Two
+    health-check intervals between slots let that failure pause the update first, while the
+    other slots still run the old release."""
     health = spec.get("healthcheck") or {}
-    # Watch each new task for the health check's whole start period plus a few checks, so a task
-    # that fails fast is never judged healthy (moby #37972: rollbacks misbehave without monitor).
-    monitor_s = int(_duration_s(health.get("start_period")) + 3 * max(_duration_s(health.get("interval")), 1))
+    interval_s = max(_duration_s(health.get("interval")), 1)
+    monitor_s = int((int(health.get("retries") or 3) + 1) * interval_s)
+    delay_s = int(max(2 * interval_s, MIN_SLOT_DELAY_S))
     order = "stop-first" if service in (*STATEFUL, "edge") else "start-first"
-    return {"parallelism": 1, "delay": "0s", "order": order, "failure_action": "pause",
+    return {"parallelism": 1, "delay": f"{delay_s}s", "order": order, "failure_action": "pause",
             "monitor": f"{max(monitor_s, 10)}s", "max_failure_ratio": 0}
 
 
@@ -301,8 +320,8 @@ def _deploy(service: str, spec: Mapping[str, Any], settings: Any, gpu_nodes: boo
         "replicas": 1,
         "endpoint_mode": "dnsrr",
         "update_config": _update_config(service, spec),
-        "rollback_config": {"parallelism": 1, "order": _update_config(service, spec)["order"],
-                            "failure_action": "pause"},
+        "rollback_config": {key: value for key, value in _update_config(service, spec).items()
+                            if key in ("parallelism", "delay", "order", "monitor")} | {"failure_action": "pause"},
         "restart_policy": {"condition": "any", "delay": "5s", "window": "60s"},
         "labels": dict(spec.get("labels") or {}),
     }

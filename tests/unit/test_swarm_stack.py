@@ -48,9 +48,27 @@ def test_version_update_config_and_health(tmp_path: Path) -> None:
         assert spec["deploy"]["labels"]["org.isletnet.tag"] == "2026-11-23_01"
 
 
-def test_monitor_covers_start_period(tmp_path: Path) -> None:
-    backend = services(make_instance(tmp_path))["backend"]
-    assert backend["deploy"]["update_config"]["monitor"] == "75s"  # 60 s start period + 3 x 5 s
+def test_monitor_covers_a_task_turning_unhealthy_after_its_start(tmp_path: Path) -> None:
+    """Swarm's monitor clock starts when a task is `running` (healthy once): it must outlast the
+    health check's retries."""
+    spec = services(make_instance(tmp_path))
+    assert spec["backend"]["deploy"]["update_config"]["monitor"] == "30s"  # (5 retries + 1) x 5 s
+    assert spec["pruner"]["deploy"]["update_config"]["monitor"] == "90s"  # (5 retries + 1) x 15 s
+
+
+def test_slots_wait_two_health_intervals_and_rollbacks_move_the_same_way(tmp_path: Path) -> None:
+    """A task that exits 0 at once counts as started: the next slot must wait until its failure
+    has paused the update, or both old backends are stopped (seen on the nested swarm)."""
+    spec = services(make_instance(tmp_path))
+    assert spec["backend"]["deploy"]["update_config"]["delay"] == "10s"  # 2 x 5 s interval
+    assert spec["shepherd"]["deploy"]["update_config"]["delay"] == "20s"  # 2 x 10 s interval
+    for name, service in spec.items():
+        update, rollback = service["deploy"]["update_config"], service["deploy"]["rollback_config"]
+        assert int(update["delay"].rstrip("s")) >= 5, name
+        assert update["parallelism"] == 1 and update["max_failure_ratio"] == 0, name
+        assert {k: rollback[k] for k in ("parallelism", "delay", "order", "monitor")} == {
+            k: update[k] for k in ("parallelism", "delay", "order", "monitor")}, name
+        assert rollback["failure_action"] == "pause"
 
 
 def test_placement_replicas_volumes_and_edge(tmp_path: Path) -> None:
