@@ -75,6 +75,8 @@ _CATALOGUE = (
     Metric("services_ready", "count", "Services running and healthy."),
     Metric("services_expected", "count", "Services that must run.", nagios=False),
     Metric("service_restarts", "total", "Restarts Docker counted for a service's container.", ("service",)),
+    Metric("swarm_nodes_not_ready", "count", "Swarm nodes that are not ready (down: heartbeats stopped)."),
+    Metric("service_tasks_running", "count", "Healthy running tasks of a Swarm service.", ("service",)),
     Metric("pruner_last_success", "timestamp", "When the pruner last finished a pass without error."),
     Metric("pruner_last_success_age", "seconds", "Time since the pruner's last successful pass.", prometheus=False),
     Metric("tls_certificate_expiry", "timestamp", "When the public certificate expires."),

@@ -1,7 +1,12 @@
 """Probe `containers`: every service of the instance runs and is healthy, none is in a restart loop.
 
-Reads Docker state through `isletops.docker_engine`. A rising restart count is detected by
-comparing with the counts stored at the previous run (`state/probes/containers-restarts.json`).
+Compose: reads Docker state through `isletops.docker_engine`. A rising restart count is detected
+by comparing with the counts stored at the previous run (`state/probes/containers-restarts.json`).
+
+Swarm (`engine: swarm`): reads the services and their tasks through the swarm engine -- desired
+vs running tasks (running means healthy), the newest task error of a service that is short, a
+paused update -- and every node: a node that is not ready (down: its heartbeats stopped) is
+CRITICAL even while Swarm has moved its tasks elsewhere.
 """
 
 from __future__ import annotations
@@ -48,6 +53,8 @@ def _verdict(container: Any, previous: dict[str, Any], threshold: int) -> tuple[
 
 
 def run(context: ProbeContext) -> ProbeResult:
+    if context.instance.engine == "swarm":
+        return run_swarm(context)
     project = context.instance.project_name
     services = list(context.options["services"])
     try:
@@ -81,3 +88,39 @@ def run(context: ProbeContext) -> ProbeResult:
         if container.state != "missing"
     ]
     return ProbeResult(NAME, status, float(ready), message, details, measurements=measurements)
+
+
+def swarm_verdict(replicas: list[Any], node_problems: list[str], expected: int) -> ProbeResult:
+    """The probe's result from the swarm's readings (pure: `ServiceReplicas` and node phrases)."""
+    short = [r for r in replicas if not r.ok]
+    ready = len(replicas) - len(short)
+    problems = [f"{r.service} {r.running}/{r.desired} running" + (f" ({r.problem})" if r.problem else "")
+                for r in short] + node_problems
+    status = Status.CRITICAL if problems else Status.OK
+    if status is Status.OK:
+        message = f"{ready}/{expected} services running all their tasks healthy; every node ready"
+    else:
+        message = f"{len(problems)} problem(s) on the swarm: " + "; ".join(problems)
+    details = {"unit": "services ok", "expected": expected, "nodes_not_ready": node_problems,
+               "services": [{"service": r.service, "desired": r.desired, "running": r.running,
+                             "problem": r.problem} for r in replicas]}
+    measurements = [
+        Measurement("services_ready", float(ready), minimum=0.0, maximum=float(expected)),
+        Measurement("services_expected", float(expected)),
+        Measurement("swarm_nodes_not_ready", float(len(node_problems))),
+    ] + [Measurement("service_tasks_running", float(r.running), {"service": r.service}) for r in replicas]
+    return ProbeResult(NAME, status, float(ready), message, details, measurements=measurements)
+
+
+def run_swarm(context: ProbeContext) -> ProbeResult:
+    from isletops.engines.swarm import SwarmEngine
+    from isletops.swarm_command import node_problems
+
+    services = list(context.options["services"])
+    engine = SwarmEngine(context.config, context.instance)
+    try:
+        nodes = engine.nodes()
+        replicas = engine.replicas_report(services)
+    except IsletOpsError as exc:
+        return ProbeResult(NAME, Status.CRITICAL, None, f"cannot read the swarm's services: {exc}")
+    return swarm_verdict(replicas, node_problems(nodes), len(services))

@@ -130,6 +130,9 @@ class Node:
     ready: bool
     available: bool  # availability active (not drain/pause)
     generic: Mapping[str, int]  # generic resources it advertises (NVIDIA-GPU -> count)
+    state: str = "ready"  # Status.State: ready | down | unknown | disconnected
+    message: str = ""  # Status.Message, e.g. "heartbeat failure"
+    role: str = "worker"
 
 
 def parse_nodes(inspected: Iterable[Mapping[str, Any]]) -> list[Node]:
@@ -150,8 +153,18 @@ def parse_nodes(inspected: Iterable[Mapping[str, Any]]) -> list[Node]:
             ready=(raw.get("Status") or {}).get("State") == "ready",
             available=spec.get("Availability", "active") == "active",
             generic=generic,
+            state=(raw.get("Status") or {}).get("State", ""),
+            message=(raw.get("Status") or {}).get("Message", ""),
+            role=spec.get("Role", "worker"),
         ))
     return nodes
+
+
+def node_problems(nodes: Sequence[Node]) -> list[str]:
+    """A phrase per node that is not ready (Swarm marks a node `down` once its heartbeats stop)."""
+    return [f"node {node.name} ({node.role}) is {node.state or 'unknown'}"
+            + (f": {node.message}" if node.message else "")
+            for node in nodes if not node.ready]
 
 
 def _constraint_matches(constraint: str, node: Node) -> bool:
@@ -300,3 +313,40 @@ def parse_json_lines(text: str) -> list[dict[str, Any]]:
         return []
     loaded = json.loads(text)
     return loaded if isinstance(loaded, list) else [loaded]
+
+
+@dataclass(frozen=True)
+class ServiceReplicas:
+    """A service as the containers probe reads it: tasks wanted and running, and why not."""
+
+    service: str
+    desired: int
+    running: int
+    problem: str = ""  # the newest failing task's state and error, or a paused update
+
+    @property
+    def ok(self) -> bool:
+        return not self.problem and self.running >= self.desired
+
+
+def service_replicas(service: str, service_inspect: Mapping[str, Any] | None,
+                     tasks: Sequence[TaskView]) -> ServiceReplicas:
+    """Desired vs running tasks of one service (a task with a health check is `running` only
+    once healthy), with the newest task error when some are missing or an update is paused.
+    A global service wants one task per node Swarm placed one on."""
+    if service_inspect is None:
+        return ServiceReplicas(service, 1, 0, "the service does not exist")
+    desired_tasks = [t for t in tasks if t.desired == "running"]
+    mode = (service_inspect.get("Spec") or {}).get("Mode") or {}
+    replicas = (mode.get("Replicated") or {}).get("Replicas")
+    desired = int(replicas) if replicas is not None else len(desired_tasks)
+    running = sum(1 for t in desired_tasks if t.state == "running")
+    update = service_inspect.get("UpdateStatus") or {}
+    problem = ""
+    if update.get("State") in ("paused", "rollback_paused"):
+        problem = f"update {update['State']}: {update.get('Message', '')}".strip(": ")
+    elif running < desired:
+        failing = sorted((t for t in tasks if t.state != "running" and (t.error or t.desired == "running")),
+                         key=lambda t: t.timestamp, reverse=True)
+        problem = f"task {failing[0].state}: {failing[0].error or 'no error given'}" if failing else "tasks missing"
+    return ServiceReplicas(service, desired, running, problem)

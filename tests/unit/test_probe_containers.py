@@ -97,3 +97,18 @@ def test_restart_counts_and_ready_services_are_measured(tmp_path: Path) -> None:
     assert measured[("services_expected", ())] == len(SERVICES)
     assert measured[("service_restarts", ("shepherd",))] == 3
     assert ("service_restarts", ("edge",)) not in measured  # a missing container has no count
+
+
+def test_swarm_verdict_counts_replicas_and_down_nodes() -> None:
+    from isletops.swarm_command import ServiceReplicas
+
+    healthy = [ServiceReplicas(s, 1, 1) for s in SERVICES]
+    ok = containers.swarm_verdict(healthy, [], len(SERVICES))
+    assert ok.status is Status.OK and ok.value == len(SERVICES)
+    short = [*healthy[1:], ServiceReplicas(SERVICES[0], 2, 1, "task failed: exit 1")]
+    bad = containers.swarm_verdict(short, ["node w2 (worker) is down: heartbeat failure"], len(SERVICES))
+    assert bad.status is Status.CRITICAL
+    assert f"{SERVICES[0]} 1/2 running (task failed: exit 1)" in bad.message
+    assert "node w2 (worker) is down: heartbeat failure" in bad.message
+    down_only = containers.swarm_verdict(healthy, ["node w2 (worker) is down"], len(SERVICES))
+    assert down_only.status is Status.CRITICAL and "node w2" in down_only.message

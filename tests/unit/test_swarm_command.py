@@ -11,10 +11,12 @@ from isletops.swarm_command import (
     SwarmCommand,
     convergence,
     gpu_capacity,
+    node_problems,
     parse_nodes,
     parse_tasks,
     placement_problems,
     require_manager,
+    service_replicas,
 )
 
 NEW = "reg:5000/isletnet-backend:T2"
@@ -132,3 +134,29 @@ def test_rejected_task_fails_without_waiting() -> None:
 def test_global_service_converges_on_its_running_tasks() -> None:
     assert convergence(service(None), tasks(task("running", NEW)), NEW).done
     assert not convergence(service(None), tasks(task("running", NEW), task("preparing", NEW, id_="b")), NEW).done
+
+
+def test_a_down_node_is_named_with_its_message() -> None:
+    raw = node("worker-2", {}, state="down")
+    raw["Status"]["Message"] = "heartbeat failure"
+    assert node_problems(parse_nodes([node("manager-1", {}), raw])) == [
+        "node worker-2 (worker) is down: heartbeat failure"]
+    assert node_problems(parse_nodes([node("manager-1", {})])) == []
+
+
+def test_replicas_short_name_the_newest_task_error() -> None:
+    older = task("failed", NEW, desired="shutdown", err="old error", id_="a")
+    newer = task("rejected", NEW, err="No such image: reg:5000/x", id_="b")
+    older["Status"]["Timestamp"], newer["Status"]["Timestamp"] = "2026-12-05T01:00:00Z", "2026-12-05T02:00:00Z"
+    short = service_replicas("backend", service(2), tasks(task("running", NEW, id_="c"), older, newer))
+    assert (short.desired, short.running, short.ok) == (2, 1, False)
+    assert short.problem == "task rejected: No such image: reg:5000/x"
+    full = service_replicas("backend", service(2), tasks(task("running", NEW, id_="c"), task("running", NEW)))
+    assert full.ok and full.problem == ""
+
+
+def test_replicas_of_a_paused_update_or_a_missing_service_are_problems() -> None:
+    paused = service_replicas("backend", service(1, "paused"), tasks(task("running", OLD)))
+    assert not paused.ok and paused.problem == "update paused: update paused"
+    assert service_replicas("backend", None, []).problem == "the service does not exist"
+    assert service_replicas("edge", service(None), tasks(task("running", NEW))).ok  # global: its tasks

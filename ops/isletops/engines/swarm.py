@@ -39,6 +39,8 @@ from isletops.errors import ConfigError, DeployError, DockerError, IsletOpsError
 from isletops.registry import RegistryAddress, RegistryClient, RegistryCredentials
 from isletops.swarm_command import (
     Convergence,
+    Node,
+    ServiceReplicas,
     SwarmCommand,
     TaskView,
     convergence,
@@ -48,6 +50,7 @@ from isletops.swarm_command import (
     parse_tasks,
     placement_problems,
     require_manager,
+    service_replicas,
 )
 from isletops.swarm_stack import RenderedStack, render_stack, stack_for_instance, stack_levels
 
@@ -328,8 +331,7 @@ class SwarmEngine:
 
     def gpu_capacity(self) -> int:
         """Shepherd tasks the ready GPU nodes can hold."""
-        ids = self._run(self.command.nodes(), "docker node ls").split()
-        return gpu_capacity(parse_nodes(self._json(self.command.inspect_nodes(ids), "docker node inspect")))
+        return gpu_capacity(self.nodes())
 
     def scale(self, service: str, replicas: int, policy: HealthPolicy) -> None:
         """Set `service`'s replicas (the shepherd: at most what the GPU nodes hold) and wait until they run."""
@@ -382,6 +384,16 @@ class SwarmEngine:
         return wanted is None or len(running) >= int(wanted)
 
     # -- reading ----------------------------------------------------------------------------
+
+    def nodes(self) -> list[Node]:
+        """Every node of the swarm, as its managers see it (ready, down, ...)."""
+        ids = self._run(self.command.nodes(), "docker node ls").split()
+        return parse_nodes(self._json(self.command.inspect_nodes(ids), "docker node inspect")) if ids else []
+
+    def replicas_report(self, services: Sequence[str]) -> list[ServiceReplicas]:
+        """Desired vs running tasks of each service, with the newest task error where short."""
+        return [service_replicas(service, self._inspect_service(service), self._tasks(service))
+                for service in services]
 
     def _inspect_service(self, service: str) -> dict[str, Any] | None:
         result = self.runner(self.command.inspect_services([service]), None)
