@@ -19,6 +19,7 @@ from typing import Any
 from isletops.errors import ConfigError
 
 LOCK_PREFIX = "isletops-lock-"
+PULL_CHECK_PREFIX = "isletops-pull-check-"
 # UpdateStatus.State values (moby api/types/swarm): what a finished, a running and a failed update say.
 UPDATE_DONE = frozenset({"completed"})
 UPDATE_RUNNING = frozenset({"updating", "rollback_started"})
@@ -93,6 +94,21 @@ class SwarmCommand:
     def lock_release(self) -> list[str]:
         return self.args("config", "rm", self.lock_name())
 
+    def pull_check_name(self) -> str:
+        return f"{PULL_CHECK_PREFIX}{self.stack}"
+
+    def pull_check(self, image: str) -> list[str]:
+        """A one-shot global service: every node pulls `image` and runs `true` once (nothing restarts)."""
+        return self.args("service", "create", "--detach", "--quiet", "--mode", "global", "--restart-condition",
+                         "none", "--with-registry-auth", "--label", "org.isletnet.pull-check=1", "--entrypoint",
+                         "true", "--name", self.pull_check_name(), image)
+
+    def pull_check_remove(self) -> list[str]:
+        return self.args("service", "rm", self.pull_check_name())
+
+    def pull_check_tasks(self) -> list[str]:
+        return self.args("service", "ps", "--quiet", "--no-trunc", self.pull_check_name())
+
     def drain_node(self, node: str) -> list[str]:
         return self.args("node", "update", "--availability", "drain", node)
 
@@ -133,6 +149,7 @@ class Node:
     state: str = "ready"  # Status.State: ready | down | unknown | disconnected
     message: str = ""  # Status.Message, e.g. "heartbeat failure"
     role: str = "worker"
+    node_id: str = ""
 
 
 def parse_nodes(inspected: Iterable[Mapping[str, Any]]) -> list[Node]:
@@ -156,6 +173,7 @@ def parse_nodes(inspected: Iterable[Mapping[str, Any]]) -> list[Node]:
             state=(raw.get("Status") or {}).get("State", ""),
             message=(raw.get("Status") or {}).get("Message", ""),
             role=spec.get("Role", "worker"),
+            node_id=raw.get("ID", ""),
         ))
     return nodes
 
@@ -350,3 +368,15 @@ def service_replicas(service: str, service_inspect: Mapping[str, Any] | None,
                          key=lambda t: t.timestamp, reverse=True)
         problem = f"task {failing[0].state}: {failing[0].error or 'no error given'}" if failing else "tasks missing"
     return ServiceReplicas(service, desired, running, problem)
+
+
+FINAL_TASK_STATES = frozenset({"complete", "failed", "rejected", "shutdown", "orphaned", "remove"})
+
+
+def pull_check_verdict(tasks: Sequence[TaskView], node_names: Mapping[str, str]) -> tuple[bool, list[str]]:
+    """(finished, problems) of the pull check: finished once every node's task is final; a
+    problem per node whose task was rejected or failed (`No such image`: it could not pull)."""
+    finished = bool(tasks) and all(t.state in FINAL_TASK_STATES for t in tasks)
+    problems = [f"node {node_names.get(t.node_id, t.node_id[:12])}: {t.error or t.state}"
+                for t in tasks if t.state in ("rejected", "failed")]
+    return finished, problems

@@ -36,6 +36,7 @@ class FakeDocker:
         self.tasks: list[dict[str, Any]] = []
         self.node_ps: list[str] = [""]
         self.configs: dict[str, str] = {}
+        self.pull_check = ("complete", "")  # the one-shot pull task's state and error on node n1
 
     def __call__(self, argv: list[str], stdin: str | None) -> subprocess.CompletedProcess:
         self.calls.append((argv, stdin))
@@ -66,6 +67,11 @@ class FakeDocker:
             self.secrets.add(args[-2])
         elif args[:2] == ["service", "inspect"]:
             out, rc = (json.dumps([self.service]), 0) if self.service else ("", 1)
+        elif args[:2] == ["service", "ps"] and args[-1].startswith("isletops-pull-check-"):
+            out = "pull1"
+        elif args[:1] == ["inspect"] and "pull1" in args:
+            out = json.dumps([{"ID": "pull1", "NodeID": "n1", "DesiredState": "shutdown",
+                               "Status": {"State": self.pull_check[0], "Err": self.pull_check[1]}}])
         elif args[:2] == ["service", "ps"]:
             out = "\n".join(t["ID"] for t in self.tasks)
         elif args[:1] == ["inspect"] and "task" in args:
@@ -282,3 +288,25 @@ def test_cluster_lock_is_held_by_one_operator(tmp_path: Path) -> None:
     release()
     second.take_cluster_lock("deploy 2026-12-04_03 by bob@node-2")()
     assert docker.configs == {}
+
+
+def test_a_node_that_cannot_pull_is_refused_before_any_change(tmp_path: Path) -> None:
+    docker = FakeDocker()
+    docker.pull_check = ("rejected", "No such image: 127.0.0.1:5000/isletnet-edge:2026-12-04_01")
+    engine = make_engine(tmp_path, docker)
+    with pytest.raises(ConfigError) as refused:
+        engine.plan("2026-12-04_01", "127.0.0.1:5000")
+    assert str(refused.value).startswith(
+        "The swarm's nodes cannot pull 127.0.0.1:5000/isletnet-edge:2026-12-04_01 from the registry "
+        "127.0.0.1:5000 (node node-1: No such image: ")
+    assert "nothing was changed on the swarm" in str(refused.value)
+    assert not docker.ran("stack", "deploy") and not docker.ran("secret", "create")
+    assert docker.ran("service", "rm")[-1][0][-1] == "isletops-pull-check-prod"  # the check is gone
+
+
+def test_the_pull_check_runs_once_per_image(tmp_path: Path) -> None:
+    docker = FakeDocker()
+    engine = make_engine(tmp_path, docker)
+    engine.plan("2026-12-04_01", "reg:5000")
+    engine.plan("2026-12-04_01", "reg:5000")
+    assert len(docker.ran("service", "create")) == 1

@@ -49,12 +49,14 @@ from isletops.swarm_command import (
     parse_nodes,
     parse_tasks,
     placement_problems,
+    pull_check_verdict,
     require_manager,
     service_replicas,
 )
 from isletops.swarm_stack import RenderedStack, render_stack, stack_for_instance, stack_levels
 
 LOG_TAIL_LINES = 20
+PULL_CHECK_TIMEOUT_S = 300  # every node pulls the edge image before a deploy changes anything
 DOCKER_CLI_ENV = "ISLETOPS_SWARM_DOCKER"  # how to reach a manager's docker CLI (default: `docker` here)
 Runner = Callable[[list[str], str | None], subprocess.CompletedProcess]
 
@@ -81,6 +83,7 @@ class SwarmEngine:
         self.clock = clock
         self.sleep = sleep
         self.prepared: RenderedStack | None = None
+        self.pull_checked: set[str] = set()  # images every node pulled in this run
 
     # -- running the CLI --------------------------------------------------------------------
 
@@ -174,7 +177,8 @@ class SwarmEngine:
         self.prepared = rendered
 
     def _preflight(self, tag: str, registry: str) -> None:
-        """Raise before any change when this host is no manager or a service cannot be placed.
+        """Raise before any change when this host is no manager, a service cannot be placed, or
+        a node cannot pull the release from the registry.
         Reads the .env where there is one; placement does not depend on the secrets' values."""
         self._require_manager()
         placeholders = {name: "unset" for name in GENERATED_SECRETS}
@@ -187,6 +191,41 @@ class SwarmEngine:
         problems = placement_problems(document["services"], nodes)
         if problems:
             raise ConfigError(" ".join(problems) + " Nothing was changed on the swarm.")
+        self._check_nodes_pull(str(document["services"]["edge"]["image"]), registry)
+
+    def _check_nodes_pull(self, image: str, registry: str) -> None:
+        """Every node pulls `image` (the edge's, the smallest) in a one-shot global service, removed
+        afterwards; a node that cannot is refused in one sentence before the stack changes. The
+        isletops host reaching the registry says nothing about the nodes (a registry on the
+        host's 127.0.0.1, a firewall, a missing insecure-registries entry)."""
+        if image in self.pull_checked:
+            return
+        self.runner(self.command.pull_check_remove(), None)  # a check left by a killed run
+        self._run(self.command.pull_check(image), "docker service create (pull check)")
+        try:
+            deadline = self.clock() + PULL_CHECK_TIMEOUT_S
+            while True:
+                ids = self._run(self.command.pull_check_tasks(), "docker service ps (pull check)").split()
+                tasks = parse_tasks(self._json(self.command.inspect_tasks(ids), "docker inspect (tasks)"),
+                                    "pull-check") if ids else []
+                finished, problems = pull_check_verdict(tasks, {n.node_id: n.name for n in self.nodes()})
+                if finished or self.clock() >= deadline:
+                    break
+                self.sleep(1.0)
+        finally:
+            self.runner(self.command.pull_check_remove(), None)
+        if problems:
+            raise ConfigError(
+                f"The swarm's nodes cannot pull {image} from the registry {registry} "
+                f"({'; '.join(problems)}); nothing was changed on the swarm.",
+                "Every node must reach the registry: a routable address (not 127.0.0.1), and the registry "
+                "in insecure-registries of each node's daemon.json when it speaks plain HTTP.",
+            )
+        if not finished:
+            raise ConfigError(f"The swarm's nodes did not finish pulling {image} within {PULL_CHECK_TIMEOUT_S} s; "
+                              "nothing was changed on the swarm.",
+                              "See docker service ps --no-trunc; a slow registry or a node that is down.")
+        self.pull_checked.add(image)
 
     def _stack_for(self, services: Sequence[str]) -> dict[str, Any]:
         if self.prepared is None:
