@@ -12,6 +12,7 @@ import requests
 
 from isletops.autoscale import Load, ScalePolicy, decide
 from isletops.cli import Context, pass_context, render_group
+from isletops.config import InstanceConfig, read_env_file
 from isletops.engines import HealthPolicy, engine_for
 from isletops.engines.swarm import SwarmEngine
 from isletops.errors import ConfigError
@@ -19,6 +20,7 @@ from isletops.release import COMPONENTS
 from isletops.swarm_stack import stack_for_instance
 
 log = logging.getLogger("isletops.autoscale")
+PROBE_TOKEN_ENV = "ISLETNET_PROBE_TOKEN"  # noqa: S105 - the variable's name (the probe account's token)
 
 
 def _swarm_engine(ctx: Context) -> SwarmEngine:
@@ -30,10 +32,14 @@ def _swarm_engine(ctx: Context) -> SwarmEngine:
     return engine
 
 
-def _queue_load(url: str) -> tuple[int, int]:
-    """(queued, running) from the backend's /api/queue through the public edge."""
+def _queue_load(instance: InstanceConfig) -> tuple[int, int]:
+    """(queued, running) from the backend's /api/queue through the public edge, as the instance's
+    probe account (scope queue:read; every API route but /api/health needs credentials)."""
+    url = instance.api_url
+    token = read_env_file(instance.env_file).get(PROBE_TOKEN_ENV, "")
     try:
-        response = requests.get(f"{url}/api/queue", timeout=10)
+        response = requests.get(f"{url}/api/queue", timeout=10,
+                                headers={"Authorization": f"Bearer {token}"} if token else {})
         response.raise_for_status()
         body = response.json()
         return int(body["queued"]), int(body["running"])
@@ -109,7 +115,7 @@ def register(main: click.Group) -> None:
         instance = ctx.instance()
         below_since: float | None = None
         while True:
-            queued, running = _queue_load(instance.api_url)
+            queued, running = _queue_load(instance)
             load = Load(queued=queued, running=running, current=engine.replicas("shepherd"),
                         capacity=engine.gpu_capacity(), now=time.monotonic(), below_since=below_since)
             decision = decide(policy, load)
