@@ -1,7 +1,12 @@
 """`engine: swarm` on a real nested 3-node swarm, through the real CLI: refusals that change
 nothing (not a manager, a missing node label), the first deploy of a release (every task healthy
-on the new image, the edge answering in host mode), and a broken release rolled back stack-wide
-with exit 2 and the failing task's error."""
+on the new image, the edge answering in host mode), T1 -> T2 under load through the edge with no
+failed request, a broken release rolled back stack-wide with exit 2 -- under the same load, so a
+broken task never takes the old ones down -- and `isletops rollback` under load.
+
+The load is bench/deploy_under_load.py's generator (GET /, /api/jobs, /api/models and an
+image-less POST /api/jobs through the edge); each measured step prints its bench row (run with
+-s to read them; the README's Swarm section quotes them)."""
 
 from __future__ import annotations
 
@@ -9,31 +14,48 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import requests
 import yaml
 
+from bench.deploy_under_load import Load, LoadReport
 from isletops.release import COMPONENTS
 from tests.fixtures.swarm import NestedSwarm
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(1500)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(2400)]
 
-BUILT_TAG = os.environ.get("ISLETOPS_SWARM_TEST_IMAGES", "swarmt1")  # local images isletnet-<c>:<this>
-T1, T3 = "2026-12-04_01", "2026-12-04_03"
+T1, T2, T3 = "2026-12-04_01", "2026-12-04_02", "2026-12-04_03"
+CHANGED_IN_T2 = ("backend", "frontend")  # the request path; the others keep their image (left running)
 HTTP_PORT = 18080
+LOAD_RATE = 10.0  # requests per second through the edge, in all
+REPORTS: list[LoadReport] = []
+
+
+def _variant(base: str, target: str, line: str) -> None:
+    """Build `target` as `base` plus one Dockerfile line (a new image id, so a new release)."""
+    subprocess.run(["docker", "build", "--quiet", "--label", "org.isletnet.test=1", "-t", target, "-"],
+                   input=f"FROM {base}\n{line}\n", text=True, check=True, capture_output=True, timeout=300)
 
 
 @pytest.fixture(scope="module")
-def releases(nested_swarm: NestedSwarm) -> dict[str, str]:
-    """T1: the built images; T3: the same with a backend that exits at once (the base image)."""
+def releases(nested_swarm: NestedSwarm, service_images: dict[str, str]) -> dict[str, str]:
+    """T1: the built images; T2: backend and frontend with one more label; T3: T1 with a backend
+    that exits 0 at once (the base image: Swarm counts it as started)."""
     for component in COMPONENTS:
-        nested_swarm.push(f"isletnet-{component}:{BUILT_TAG}", f"isletnet-{component}:{T1}")
-        source = "isletnet-base:latest" if component == "backend" else f"isletnet-{component}:{BUILT_TAG}"
+        nested_swarm.push(service_images[component], f"isletnet-{component}:{T1}")
+        if component in CHANGED_IN_T2:
+            variant = f"isletnet-{component}:swarm-test-{T2}"
+            _variant(service_images[component], variant, f"LABEL org.isletnet.test.release={T2}")
+            nested_swarm.push(variant, f"isletnet-{component}:{T2}")
+            subprocess.run(["docker", "rmi", variant], capture_output=True)
+        else:
+            nested_swarm.push(service_images[component], f"isletnet-{component}:{T2}")
+        source = "isletnet-base:latest" if component == "backend" else service_images[component]
         nested_swarm.push(source, f"isletnet-{component}:{T3}")
-    return {"T1": T1, "T3": T3}
+    return {"T1": T1, "T2": T2, "T3": T3}
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +78,21 @@ def isletops(config: Path, cli: str, *args: str, timeout: int = 900) -> subproce
         [str(Path(".venv/bin/isletops").resolve()), "--config", str(config), "-i", "prod", *args],
         capture_output=True, text=True, timeout=timeout, env=env,
     )
+
+
+def under_load(swarm: NestedSwarm, name: str, operation: Callable[[], subprocess.CompletedProcess]
+               ) -> tuple[subprocess.CompletedProcess, LoadReport]:
+    """Run `operation` while the bench's load goes through the edge; print the bench row."""
+    address = swarm.manager.address
+    load = Load(f"http://{address}:{HTTP_PORT}", LOAD_RATE, also_allowed=(address,))
+    done: list[subprocess.CompletedProcess] = []
+    report = load.measure(name, lambda: done.append(operation()))
+    REPORTS.append(report)
+    latency = f"{report.get_p50_s:.2f}/{report.get_p99_s:.2f}/{report.get_max_s:.2f}s"
+    errors = ", ".join(f"{k} x{v}" for k, v in sorted(report.errors.items())) or "-"
+    print(f"\nswarm bench: {name}: {report.duration_s:.0f} s, failed/total {report.failed}/{report.total}, "  # noqa: T201
+          f"GET p50/p99/max {latency}, load {report.load_average:.2f} ({os.cpu_count()} cores), errors {errors}")
+    return done[0], report
 
 
 def manager_cli(swarm: NestedSwarm) -> str:
@@ -104,17 +141,236 @@ def test_first_deploy_converges_and_the_edge_answers(nested_swarm: NestedSwarm, 
     print(f"first swarm deploy took {took:.0f} s")  # noqa: T201 - the figure for the README
 
 
-def test_broken_release_is_rolled_back_stack_wide(nested_swarm: NestedSwarm, site: Path,
-                                                  releases: dict[str, str]) -> None:
-    result = isletops(site, manager_cli(nested_swarm), "deploy", "--tag", T3, "--no-e2e")
+def test_a_registry_the_nodes_cannot_reach_is_refused_before_any_change(
+        nested_swarm: NestedSwarm, site: Path, releases: dict[str, str]) -> None:
+    """The host reaches the registry on its 127.0.0.1 (the release is complete there); the nodes
+    cannot (127.0.0.1 is each node itself): one sentence, no service changed, no check left."""
+    before = services(nested_swarm)
+    result = isletops(site, manager_cli(nested_swarm), "deploy", "--tag", T2, "--registry",
+                      nested_swarm.push_registry, "--no-e2e")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert (f"The swarm's nodes cannot pull {nested_swarm.push_registry}/isletnet-edge:{T2} from the registry "
+            f"{nested_swarm.push_registry} (node ") in output, output
+    assert "nothing was changed on the swarm" in output and "Traceback" not in output
+    assert services(nested_swarm) == before
+
+
+def test_deploy_t2_under_load_fails_no_request(nested_swarm: NestedSwarm, site: Path,
+                                               releases: dict[str, str]) -> None:
+    result, report = under_load(nested_swarm, f"isletops deploy --tag {T2}",
+                                lambda: isletops(site, manager_cli(nested_swarm), "deploy", "--tag", T2, "--no-e2e"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    images = services(nested_swarm)
+    assert all(images[f"prod_{c}"].endswith(f":{T2}") for c in CHANGED_IN_T2), images
+    assert report.total > 0 and report.failed == 0, report
+
+
+def test_broken_release_is_rolled_back_stack_wide_and_no_request_fails(
+        nested_swarm: NestedSwarm, site: Path, releases: dict[str, str]) -> None:
+    """T3's backend exits 0 at once, which Swarm counts as a started task: its update must pause
+    before a second old backend is stopped, so the edge keeps answering throughout."""
+    result, report = under_load(nested_swarm, f"isletops deploy --tag {T3} (broken, rolled back)",
+                                lambda: isletops(site, manager_cli(nested_swarm), "deploy", "--tag", T3, "--no-e2e"))
     output = result.stdout + result.stderr
     assert result.returncode == 2, output
     assert "backend did not become healthy on the swarm" in output
     images = services(nested_swarm)
-    assert all(image.endswith(f":{T1}") for image in images.values()), images  # queue, storage too
+    assert all(images[f"prod_{c}"].endswith(f":{T2}") for c in CHANGED_IN_T2), images
+    assert all(image.rsplit(":", 1)[-1] in (T1, T2) for image in images.values()), images  # queue, storage too
     history = isletops(site, manager_cli(nested_swarm), "history", "--json")
     entries = [json.loads(line) for line in history.stdout.splitlines() if line.strip()]
     attempt = next(e for e in reversed(entries) if e["to_tag"] == T3)
     assert attempt["result"] != "success", attempt
+    assert report.total > 0 and report.failed == 0, report
+
+
+def test_rollback_under_load_fails_no_request(nested_swarm: NestedSwarm, site: Path,
+                                              releases: dict[str, str]) -> None:
+    result, report = under_load(nested_swarm, f"isletops rollback --to {T1}",
+                                lambda: isletops(site, manager_cli(nested_swarm), "rollback", "--to", T1, "--no-e2e"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    images = services(nested_swarm)
+    assert all(images[f"prod_{c}"].endswith(f":{T1}") for c in CHANGED_IN_T2), images
     response = requests.get(f"http://{nested_swarm.manager.address}:{HTTP_PORT}/api/health", timeout=10)
     assert response.status_code == 200
+    assert report.total > 0 and report.failed == 0, report
+
+
+def probe_containers(site: Path, swarm: NestedSwarm) -> tuple[int, dict]:
+    result = isletops(site, manager_cli(swarm), "probe", "--only", "containers", "--no-alert", "--json")
+    assert result.stdout.strip(), result.stderr
+    return result.returncode, json.loads(result.stdout)["results"][0]
+
+
+def node_status(swarm: NestedSwarm, name: str) -> str:
+    rows = swarm.manager.docker("node", "ls", "--format", "{{.Hostname}} {{.Status}}").stdout.split("\n")
+    return dict(row.split(" ", 1) for row in rows if row).get(name, "")
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout_s:.0f} s")
+        time.sleep(2)
+
+
+def test_containers_probe_reads_tasks_and_alerts_on_a_down_node(nested_swarm: NestedSwarm, site: Path,
+                                                                releases: dict[str, str]) -> None:
+    """The GPU worker's engine stops: Swarm marks the node Down, and the shepherd, which only the
+    GPU node may run, has no task running; the probe says both, then OK once the node is back."""
+    code, result = probe_containers(site, nested_swarm)
+    assert (code, result["status"]) == (0, "OK"), result
+    gpu_node = nested_swarm.node("isletnet.gpu")
+    subprocess.run(["docker", "exec", gpu_node.name, "systemctl", "stop", "docker.socket", "docker.service"],
+                   check=True, capture_output=True, timeout=120)
+    try:
+        wait_for(lambda: node_status(nested_swarm, gpu_node.name) == "Down", 90, f"{gpu_node.name} Down")
+        wait_for(lambda: "shepherd 0/1" in probe_containers(site, nested_swarm)[1]["message"], 90,
+                 "the probe sees no shepherd task running")
+        code, result = probe_containers(site, nested_swarm)
+        assert code == 2 and result["status"] == "CRITICAL", result
+        assert f"node {gpu_node.name} (worker) is down" in result["message"], result
+        assert "shepherd 0/1 running (task " in result["message"], result
+    finally:
+        subprocess.run(["docker", "exec", gpu_node.name, "systemctl", "start", "docker.service"],
+                       check=True, capture_output=True, timeout=120)
+    wait_for(lambda: probe_containers(site, nested_swarm)[0] == 0, 180, "the probe OK once the node is back")
+
+
+def running_tasks(swarm: NestedSwarm, service: str) -> int:
+    states = swarm.manager.docker("service", "ps", "--filter", "desired-state=running", "--format",
+                                  "{{.CurrentState}}", f"prod_{service}").stdout.split("\n")
+    return sum(1 for state in states if state.startswith("Running"))
+
+
+def test_scale_waits_for_the_tasks_and_refuses_beyond_the_gpu_nodes(nested_swarm: NestedSwarm, site: Path,
+                                                                    releases: dict[str, str]) -> None:
+    cli = manager_cli(nested_swarm)
+    up = isletops(site, cli, "scale", "backend", "3")
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert "backend: 2 -> 3 replicas, all running" in up.stdout
+    assert running_tasks(nested_swarm, "backend") == 3
+    refused = isletops(site, cli, "scale", "shepherd", "2")
+    assert refused.returncode != 0
+    assert "The GPU nodes hold 1 shepherd task(s); 2 asked." in refused.stderr + refused.stdout
+    assert running_tasks(nested_swarm, "shepherd") == 1
+    down = isletops(site, cli, "scale", "backend", "2")
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert running_tasks(nested_swarm, "backend") == 2
+
+
+def test_node_drain_waits_until_its_tasks_run_elsewhere(nested_swarm: NestedSwarm, site: Path,
+                                                       releases: dict[str, str]) -> None:
+    plain = next(node for node in nested_swarm.workers if not node.labels)
+    try:
+        result = isletops(site, manager_cli(nested_swarm), "node", "drain", plain.name)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert f"{plain.name}: drained;" in result.stdout and "no task" not in result.stdout, result.stdout
+        left = nested_swarm.manager.docker("node", "ps", "--filter", "desired-state=running", "--format",
+                                           "{{.CurrentState}}", plain.name).stdout.split("\n")
+        assert not any(state.startswith("Running") for state in left), left
+        for service in ("backend", "frontend"):
+            assert running_tasks(nested_swarm, service) == 2, service
+    finally:
+        nested_swarm.manager.docker("node", "update", "--availability", "active", plain.name)
+
+
+def probe_auth(site: Path) -> dict[str, str]:
+    from isletops.config import load_config, read_env_file
+
+    token = read_env_file(load_config(site).instance("prod").env_file)["ISLETNET_PROBE_TOKEN"]
+    return {"Authorization": f"Bearer {token}"}
+
+
+def submit_burst(swarm: NestedSwarm, site: Path, jobs: int, images: int = 1) -> list[str]:
+    """`jobs` jobs of `images` small synthetic images each, through the edge, as the probe account."""
+    from services.islets.images import encode_png
+    from services.islets.synthetic import make_dtz_image
+
+    rgb, _ = make_dtz_image(1, diameters_um=[80, 140, 200], touching_pairs=0)
+    png = encode_png(rgb)
+    ids = []
+    for index in range(jobs):
+        files = [("images", (f"burst-{index}-{n}.png", png, "image/png")) for n in range(images)]
+        response = requests.post(f"http://{swarm.manager.address}:{HTTP_PORT}/api/jobs", files=files,
+                                 data={"priority": "0"}, headers=probe_auth(site), timeout=60)
+        assert response.status_code == 201, response.text
+        ids.append(response.json()["id"])
+    return ids
+
+
+def test_autoscale_follows_a_burst_of_30_jobs_up_and_back_down(nested_swarm: NestedSwarm, site: Path,
+                                                               releases: dict[str, str], tmp_path: Path) -> None:
+    """A second GPU node gives room for two shepherd tasks; 30 jobs (target 2 per task) want more
+    than that: up to 2 at once; once the queue is empty and the cooldown passed: back to 1."""
+    plain = next(node for node in nested_swarm.workers if not node.labels)
+    manager = nested_swarm.manager
+    manager.docker("node", "update", "--label-add", "isletnet.gpu=true", plain.name)
+    log = tmp_path / "autoscale.log"
+    env = {**os.environ, "ISLETOPS_SWARM_DOCKER": manager_cli(nested_swarm), "PYTHONUNBUFFERED": "1"}
+    with log.open("w") as out:
+        autoscaler = subprocess.Popen(
+            [str(Path(".venv/bin/isletops").resolve()), "--config", str(site), "-i", "prod", "autoscale",
+             "--min", "1", "--max", "4", "--target-per-worker", "2", "--activation", "1", "--cooldown", "20",
+             "--interval", "3"], stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        assert running_tasks(nested_swarm, "shepherd") == 1
+        submit_burst(nested_swarm, site, 30)
+        wait_for(lambda: running_tasks(nested_swarm, "shepherd") == 2, 240, "two shepherd tasks under the burst")
+        wait_for(lambda: running_tasks(nested_swarm, "shepherd") == 1 and "2 -> 1" in log.read_text(), 900,
+                 "back to one shepherd task after the burst and the cooldown")
+    finally:
+        autoscaler.terminate()
+        autoscaler.wait(timeout=60)
+        manager.docker("node", "update", "--label-rm", "isletnet.gpu", plain.name, check=False)
+    decisions = log.read_text()
+    print(f"\nautoscale decisions:\n{decisions}")  # noqa: T201 - the figures for the report
+    assert "shepherd replicas 1 -> 2: ceil(" in decisions and "capped at 2 (GPU capacity)" in decisions, decisions
+    assert "shepherd replicas 2 -> 1:" in decisions, decisions
+
+
+def job_state(swarm: NestedSwarm, site: Path, job_id: str) -> dict:
+    response = requests.get(f"http://{swarm.manager.address}:{HTTP_PORT}/api/jobs/{job_id}",
+                            headers=probe_auth(site), timeout=10)
+    return response.json() if response.status_code == 200 else {}
+
+
+def job_events(swarm: NestedSwarm, job_id: str) -> list[str]:
+    """`event worker attempt` lines of the job's history, read in the queue's database."""
+    queue = swarm.manager.docker("ps", "-q", "--filter", "name=prod_queue").stdout.split()[0]
+    rows = swarm.manager.docker("exec", queue, "psql", "--username", "isletnet", "--dbname", "isletnet", "-tAc",
+                                f"SELECT event || ' ' || coalesce(worker_id, '-') || ' ' || attempt FROM job_events "
+                                f"WHERE job_id = '{job_id}' ORDER BY id").stdout
+    return [row for row in rows.splitlines() if row.strip()]
+
+
+def test_a_killed_gpu_node_s_job_is_done_once_by_another_shepherd(nested_swarm: NestedSwarm, site: Path,
+                                                                  releases: dict[str, str]) -> None:
+    """`docker kill` of the node whose shepherd task runs a job: Swarm marks it Down and starts the
+    shepherd on the other GPU node; the job's lease expires and that shepherd completes it, once.
+    Last in the module: the killed node stays dead until the swarm is swept."""
+    plain = next(node for node in nested_swarm.workers if not node.labels)
+    nested_swarm.manager.docker("node", "update", "--label-add", "isletnet.gpu=true", plain.name)
+    rows = nested_swarm.manager.docker("service", "ps", "--filter", "desired-state=running", "--format",
+                                       "{{.Node}} {{.CurrentState}}", "prod_shepherd").stdout.splitlines()
+    running_on = [row.split()[0] for row in rows if " Running" in row]
+    assert len(running_on) == 1, rows
+    victim = next(node for node in nested_swarm.nodes if node.name == running_on[0])
+    job = submit_burst(nested_swarm, site, 1, images=8)[0]
+    wait_for(lambda: job_state(nested_swarm, site, job).get("state") == "running", 120, "the job running")
+    subprocess.run(["docker", "kill", victim.name], check=True, capture_output=True, timeout=60)
+    killed_at = time.monotonic()
+    wait_for(lambda: job_state(nested_swarm, site, job).get("state") in ("done", "failed"), 600,
+             "the job finished after the kill")
+    took = time.monotonic() - killed_at
+    state, events = job_state(nested_swarm, site, job), job_events(nested_swarm, job)
+    print(f"\nnode kill: job {job} {state['state']} {took:.0f} s after the kill, attempts {state['attempts']}; "  # noqa: T201
+          f"events: {events}")
+    assert state["state"] == "done", (state, events)
+    assert [e.split()[0] for e in events].count("completed") == 1, events
+    assert any(e.startswith("reclaimed") for e in events), events  # taken again after the lease expired
+    claimers = {e.split()[1] for e in events if e.startswith(("claimed", "reclaimed"))}
+    assert len(claimers) == 2, events  # the dead node's shepherd, then another one
+    assert state["attempts"] == 2, state
