@@ -208,12 +208,12 @@ def node_status(swarm: NestedSwarm, name: str) -> str:
     return dict(row.split(" ", 1) for row in rows if row).get(name, "")
 
 
-def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+def wait_for(condition: Callable[[], bool], timeout_s: float, what: str, poll_s: float = 2.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
         if time.monotonic() > deadline:
             raise AssertionError(f"{what}: not within {timeout_s:.0f} s")
-        time.sleep(2)
+        time.sleep(poll_s)
 
 
 def test_containers_probe_reads_tasks_and_alerts_on_a_down_node(nested_swarm: NestedSwarm, site: Path,
@@ -327,20 +327,31 @@ def test_autoscale_follows_a_burst_of_30_jobs_up_and_back_down(nested_swarm: Nes
         manager.docker("node", "update", "--label-rm", "isletnet.gpu", plain.name, check=False)
     decisions = log.read_text()
     print(f"\nautoscale decisions:\n{decisions}")  # noqa: T201 - the figures for the report
-    assert "shepherd replicas 1 -> 2: ceil(" in decisions and "capped at 2 (GPU capacity)" in decisions, decisions
+    assert "shepherd replicas 1 -> 2: scale up, ceil(" in decisions, decisions
+    assert "capped at 2 (GPU capacity)" in decisions, decisions
     assert "shepherd replicas 2 -> 1:" in decisions, decisions
 
 
+UNANSWERED: list[str] = []  # job polls that got no answer (a task on the killed node still in DNS)
+
+
 def job_state(swarm: NestedSwarm, site: Path, job_id: str) -> dict:
-    response = requests.get(f"http://{swarm.manager.address}:{HTTP_PORT}/api/jobs/{job_id}",
-                            headers=probe_auth(site), timeout=10)
-    return response.json() if response.status_code == 200 else {}
+    try:
+        response = requests.get(f"http://{swarm.manager.address}:{HTTP_PORT}/api/jobs/{job_id}",
+                                headers=probe_auth(site), timeout=10)
+    except requests.RequestException as exc:
+        UNANSWERED.append(f"{time.strftime('%H:%M:%S')} {type(exc).__name__}")
+        return {}
+    if response.status_code != 200:
+        UNANSWERED.append(f"{time.strftime('%H:%M:%S')} HTTP {response.status_code}")
+        return {}
+    return dict(response.json())
 
 
 def job_events(swarm: NestedSwarm, job_id: str) -> list[str]:
     """`event worker attempt` lines of the job's history, read in the queue's database."""
     queue = swarm.manager.docker("ps", "-q", "--filter", "name=prod_queue").stdout.split()[0]
-    rows = swarm.manager.docker("exec", queue, "psql", "--username", "isletnet", "--dbname", "isletnet", "-tAc",
+    rows = swarm.manager.docker("exec", queue, "psql", "--username", "postgres", "--dbname", "isletnet", "-tAc",
                                 f"SELECT event || ' ' || coalesce(worker_id, '-') || ' ' || attempt FROM job_events "
                                 f"WHERE job_id = '{job_id}' ORDER BY id").stdout
     return [row for row in rows.splitlines() if row.strip()]
@@ -358,8 +369,9 @@ def test_a_killed_gpu_node_s_job_is_done_once_by_another_shepherd(nested_swarm: 
     running_on = [row.split()[0] for row in rows if " Running" in row]
     assert len(running_on) == 1, rows
     victim = next(node for node in nested_swarm.nodes if node.name == running_on[0])
-    job = submit_burst(nested_swarm, site, 1, images=8)[0]
-    wait_for(lambda: job_state(nested_swarm, site, job).get("state") == "running", 120, "the job running")
+    job = submit_burst(nested_swarm, site, 1, images=24)[0]  # about 10 s of work: killed in the middle
+    wait_for(lambda: job_state(nested_swarm, site, job).get("state") == "running", 120, "the job running",
+             poll_s=0.2)
     subprocess.run(["docker", "kill", victim.name], check=True, capture_output=True, timeout=60)
     killed_at = time.monotonic()
     wait_for(lambda: job_state(nested_swarm, site, job).get("state") in ("done", "failed"), 600,
@@ -367,7 +379,7 @@ def test_a_killed_gpu_node_s_job_is_done_once_by_another_shepherd(nested_swarm: 
     took = time.monotonic() - killed_at
     state, events = job_state(nested_swarm, site, job), job_events(nested_swarm, job)
     print(f"\nnode kill: job {job} {state['state']} {took:.0f} s after the kill, attempts {state['attempts']}; "  # noqa: T201
-          f"events: {events}")
+          f"events: {events}; polls unanswered: {UNANSWERED}")
     assert state["state"] == "done", (state, events)
     assert [e.split()[0] for e in events].count("completed") == 1, events
     assert any(e.startswith("reclaimed") for e in events), events  # taken again after the lease expired
