@@ -80,11 +80,12 @@ def isletops(config: Path, cli: str, *args: str, timeout: int = 900) -> subproce
     )
 
 
-def under_load(swarm: NestedSwarm, name: str, operation: Callable[[], subprocess.CompletedProcess]
+def under_load(swarm: NestedSwarm, site: Path, name: str, operation: Callable[[], subprocess.CompletedProcess]
                ) -> tuple[subprocess.CompletedProcess, LoadReport]:
-    """Run `operation` while the bench's load goes through the edge; print the bench row."""
+    """Run `operation` while the bench's load, signed in as the probe account, goes through the
+    edge; print the bench row."""
     address = swarm.manager.address
-    load = Load(f"http://{address}:{HTTP_PORT}", LOAD_RATE, also_allowed=(address,))
+    load = Load(f"http://{address}:{HTTP_PORT}", LOAD_RATE, headers=probe_auth(site), also_allowed=(address,))
     done: list[subprocess.CompletedProcess] = []
     report = load.measure(name, lambda: done.append(operation()))
     REPORTS.append(report)
@@ -158,7 +159,7 @@ def test_a_registry_the_nodes_cannot_reach_is_refused_before_any_change(
 
 def test_deploy_t2_under_load_fails_no_request(nested_swarm: NestedSwarm, site: Path,
                                                releases: dict[str, str]) -> None:
-    result, report = under_load(nested_swarm, f"isletops deploy --tag {T2}",
+    result, report = under_load(nested_swarm, site, f"isletops deploy --tag {T2}",
                                 lambda: isletops(site, manager_cli(nested_swarm), "deploy", "--tag", T2, "--no-e2e"))
     assert result.returncode == 0, result.stdout + result.stderr
     images = services(nested_swarm)
@@ -170,7 +171,7 @@ def test_broken_release_is_rolled_back_stack_wide_and_no_request_fails(
         nested_swarm: NestedSwarm, site: Path, releases: dict[str, str]) -> None:
     """T3's backend exits 0 at once, which Swarm counts as a started task: its update must pause
     before a second old backend is stopped, so the edge keeps answering throughout."""
-    result, report = under_load(nested_swarm, f"isletops deploy --tag {T3} (broken, rolled back)",
+    result, report = under_load(nested_swarm, site, f"isletops deploy --tag {T3} (broken, rolled back)",
                                 lambda: isletops(site, manager_cli(nested_swarm), "deploy", "--tag", T3, "--no-e2e"))
     output = result.stdout + result.stderr
     assert result.returncode == 2, output
@@ -187,7 +188,7 @@ def test_broken_release_is_rolled_back_stack_wide_and_no_request_fails(
 
 def test_rollback_under_load_fails_no_request(nested_swarm: NestedSwarm, site: Path,
                                               releases: dict[str, str]) -> None:
-    result, report = under_load(nested_swarm, f"isletops rollback --to {T1}",
+    result, report = under_load(nested_swarm, site, f"isletops rollback --to {T1}",
                                 lambda: isletops(site, manager_cli(nested_swarm), "rollback", "--to", T1, "--no-e2e"))
     assert result.returncode == 0, result.stdout + result.stderr
     images = services(nested_swarm)
