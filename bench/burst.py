@@ -378,7 +378,7 @@ def _stack_cpu(burst: Burst) -> float:
     return sum(seconds for name, seconds in burst.cpu_used.items() if name not in ("host", "bench client"))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=30, help="simultaneous uploads (default 30)")
     parser.add_argument("--width", type=int, default=2048)
@@ -389,7 +389,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for a burst")
     parser.add_argument("--url", help="a running instance's public URL (then --token; no stack is started)")
     parser.add_argument("--token", help="a token that may submit jobs (the probe account's)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.jobs < 1 or args.distinct < 2 or args.rounds < 1:
         parser.error("--jobs and --rounds must be at least 1, --distinct at least 2.")
     if args.url and not args.token:
@@ -403,7 +403,7 @@ def main() -> None:
     print(f"{len(blobs)} images, {statistics.mean(map(len, blobs)) / 1e6:.1f} MB PNG each", flush=True)
     if args.url:
         print_report([run_burst(Client(args.url, args.token), "as deployed", blobs, args.jobs, args.timeout)])
-        return
+        return 0
     stack = Stack()
     bursts = []
     try:
@@ -422,7 +422,8 @@ def main() -> None:
     finally:
         stack.close()
     print_report(bursts)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

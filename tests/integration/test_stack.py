@@ -230,3 +230,24 @@ def test_two_instances_side_by_side_and_cli_up_down(running, service_images, tmp
     finally:
         instances.close()
         detect_compose.cache_clear()
+
+
+def test_a_burst_of_30_uploads_is_accepted_and_analysed_without_a_restart(running):
+    """A technician uploads a whole sample at once: 30 images of 3 Mpx (5 MB PNGs) through the
+    public port at the same moment. Every upload is accepted, every job is done, and no container
+    restarted on the way (storage was once killed for memory by such a burst). No timing is
+    asserted: bench/burst.py measures the speed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bench.burst import Client, make_images
+
+    client = Client(running.frontend_url, running.env["ISLETNET_PROBE_TOKEN"])
+    blobs = make_images(3, 2048, 1536)
+    with ThreadPoolExecutor(30) as uploads:
+        ids = list(uploads.map(lambda n: client.upload(blobs[n % 3], f"burst-{n}.png"), range(30)))
+    finished = client.wait_done(ids, timeout_s=JOB_TIMEOUT_S)
+    assert sorted(job["state"] for job in finished.values()) == ["done"] * 30
+    engine = DockerEngine()
+    restarted = {c.name: c.attrs["RestartCount"] for c in engine.client.containers.list(
+        filters={"label": f"com.docker.compose.project={running.project}"}) if c.attrs["RestartCount"]}
+    assert restarted == {}, f"containers restarted during the burst: {restarted}"
