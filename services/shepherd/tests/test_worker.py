@@ -149,18 +149,23 @@ def test_failing_model_fails_the_job_and_the_worker_goes_on(env: dict[str, str],
     assert job(env, second).state == "failed"
 
 
+def run_until_done(worker, env: dict[str, str], ids: list[str]) -> None:
+    """Run the worker's service loop until every job in `ids` is done, then stop it."""
+    runner = threading.Thread(target=worker.run)
+    runner.start()
+    try:
+        wait_for(lambda: all(job(env, job_id).state == "done" for job_id in ids), 120, f"{len(ids)} jobs done")
+    finally:
+        worker.request_stop()
+        runner.join(timeout=60)
+
+
 def test_images_of_concurrent_jobs_share_model_batches(env: dict[str, str], tmp_path, dtz) -> None:
     png, _ = dtz
     ids = [submit(env, [(png, f"{n}.png")]) for n in range(3)]
     model = SlowModel(0.3)
     worker = make_worker(env, tmp_path, model_loader=lambda name: model, concurrency=3, max_batch_wait_s=0.5)
-    runner = threading.Thread(target=worker.run)
-    runner.start()
-    try:
-        wait_for(lambda: all(job(env, job_id).state == "done" for job_id in ids), 120, "three jobs done")
-    finally:
-        worker.request_stop()
-        runner.join(timeout=60)
+    run_until_done(worker, env, ids)
     batch_sizes = worker._batchers["classical"].batch_sizes
     assert sum(batch_sizes) == 3 and max(batch_sizes) >= 2, batch_sizes
 
@@ -322,13 +327,7 @@ def test_a_gpu_worker_is_fed_batches_while_the_cpu_stages_run_around_it(env: dic
     model = FakeGpuModel(0.4)
     worker = make_worker(env, tmp_path, model_loader=lambda name: model, concurrency=5, max_batch_size=4,
                          max_batch_wait_s=0.05, postprocess_threads=2)  # fmt: skip
-    runner = threading.Thread(target=worker.run)
-    runner.start()
-    try:
-        wait_for(lambda: all(job(env, job_id).state == "done" for job_id in ids), 120, "twelve jobs done")
-    finally:
-        worker.request_stop()
-        runner.join(timeout=60)
+    run_until_done(worker, env, ids)
     sizes = [size for _start, _end, size in model.batches]
     assert sum(sizes) == 12 and max(sizes) >= 3 and len(sizes) <= 6, sizes
     busy = sum(end - start for start, end, _size in model.batches)
