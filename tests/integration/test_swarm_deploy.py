@@ -292,14 +292,19 @@ def submit_burst(swarm: NestedSwarm, site: Path, jobs: int, images: int = 1) -> 
 
     rgb, _ = make_dtz_image(1, diameters_um=[80, 140, 200], touching_pairs=0)
     png = encode_png(rgb)
-    ids = []
-    for index in range(jobs):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def submit(index: int) -> str:
         files = [("images", (f"burst-{index}-{n}.png", png, "image/png")) for n in range(images)]
         response = requests.post(f"http://{swarm.manager.address}:{HTTP_PORT}/api/jobs", files=files,
                                  data={"priority": "0"}, headers=probe_auth(site), timeout=60)
         assert response.status_code == 201, response.text
-        ids.append(response.json()["id"])
-    return ids
+        return str(response.json()["id"])
+
+    # All at once, as a lab uploads a sample: one after another, the overlapped shepherd finished
+    # each small job before the next arrived, and the queue the autoscaler samples never grew.
+    with ThreadPoolExecutor(min(jobs, 10)) as pool:
+        return list(pool.map(submit, range(jobs)))
 
 
 def test_autoscale_follows_a_burst_of_30_jobs_up_and_back_down(nested_swarm: NestedSwarm, site: Path,
@@ -318,7 +323,7 @@ def test_autoscale_follows_a_burst_of_30_jobs_up_and_back_down(nested_swarm: Nes
              "--interval", "3"], stdout=out, stderr=subprocess.STDOUT, env=env)
     try:
         assert running_tasks(nested_swarm, "shepherd") == 1
-        submit_burst(nested_swarm, site, 30)
+        submit_burst(nested_swarm, site, 30, images=4)
         wait_for(lambda: running_tasks(nested_swarm, "shepherd") == 2, 240, "two shepherd tasks under the burst")
         wait_for(lambda: running_tasks(nested_swarm, "shepherd") == 1 and "2 -> 1" in log.read_text(), 900,
                  "back to one shepherd task after the burst and the cooldown")
