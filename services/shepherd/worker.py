@@ -492,6 +492,21 @@ class Worker:
             active.progress = finished / count
             self._report_progress(active)
 
+        def admit(index: int, width: int, height: int) -> Admission:
+            """Room in memory before decoding: finish this job's own images in flight first, then
+            wait for the other jobs of this worker (or, oversized, for the whole container)."""
+            admission = self._pixels.try_admit(width * height)
+            while admission is None and in_flight:
+                collect_oldest()
+                admission = self._pixels.try_admit(width * height)
+            if admission is None:
+                log.info("job %s: waiting for memory for image %d (%d×%d px, over this worker's free "
+                         "pixel share or behind another oversized image)", job.id, index, width, height)
+            while admission is None:
+                self._checkpoint(active, f"waiting for memory for image {index}")
+                admission = self._pixels.admit(width * height, wait_s=1.0)
+            return admission
+
         # overlap: the next image is read from storage while this one decodes.
         ahead: Future[bytes] | None = self._io.submit(fetch, 0) if overlap else None
         try:
@@ -505,33 +520,18 @@ class Worker:
                 self._checkpoint(active, f"preprocessing image {index}")
                 try:
                     width, height = islets.image_size(data, self.config.max_image_pixels)
-                    # Room in memory first: finish this job's own images in flight, then wait
-                    # for the other jobs of this worker (or, oversized, for the whole container).
-                    admission = self._pixels.try_admit(width * height)
-                    while admission is None and in_flight:
-                        collect_oldest()
-                        admission = self._pixels.try_admit(width * height)
-                    if admission is None:
-                        log.info("job %s: waiting for memory for image %d (%d×%d px, over this worker's free "
-                                 "pixel share or behind another oversized image)", job.id, index, width, height)
-                    while admission is None:
-                        self._checkpoint(active, f"waiting for memory for image {index}")
-                        admission = self._pixels.admit(width * height, wait_s=1.0)
+                    admission = admit(index, width, height)
                     try:
                         with times.measure("decode"):
                             rgb = islets.preprocess(data, self.config.max_image_pixels)
+                        del data
+                        model_result = batcher.submit(rgb)
+                        finishing = self._postprocess.submit(self._finish_image, active, index, rgb, model_result)
                     except BaseException:
                         self._pixels.release(admission)
                         raise
                 except islets.InvalidImageError as problem:
                     raise JobFailure(f"Image {index} ({name}) cannot be analysed: {_sentence_tail(problem)}") from None
-                del data
-                try:
-                    model_result = batcher.submit(rgb)
-                    finishing = self._postprocess.submit(self._finish_image, active, index, rgb, model_result)
-                except BaseException:
-                    self._pixels.release(admission)
-                    raise
                 in_flight.append((index, finishing, admission))
                 while len(in_flight) >= window:
                     collect_oldest()
