@@ -62,7 +62,7 @@ class MonitorDaemon:
         results = runner.run_probes(self.config, self.instance, [name], engine=self.engine)
         runner.save_results(self.instance, results)
         self._probes_ran.set()
-        healed = self_heal.heal(self.config, self.instance, results, engine=self.engine)
+        healed = self_heal.heal(self.config, self.instance, results)
         notifications = runner.update_alerts(self.config, self.instance, results, set(self.enabled), time.time())
         if notifications or healed:
             report = notify.deliver(notifications, self.instance, self.config.monitoring, self.config.mail)

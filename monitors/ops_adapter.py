@@ -1,41 +1,50 @@
 """The one place where the monitor's self-healing, status page and doctor reach into the ops core
-(`isletops.stack`, `isletops.lock`, `isletops.history`, `isletops.docker_engine`).
+(`isletops.engines`, `isletops.stack`, `isletops.lock`, `isletops.history`, `isletops.docker_engine`).
 
 Everything here is a thin call of an existing public function, so when the core's interface
-changes (the Engine protocol), only this module is re-pointed. Restarts go through exactly the
-path `isletops restart` takes (`isletops.stack.restart`), so a healed service is restarted the
-way a person would have done it.
+changes, only this module is re-pointed. Services are read, restarted and their logs read
+through the instance's `Engine` (compose, swarm or kubernetes: `engine_for`), exactly as
+`isletops status|restart|logs` do, so a healed service is restarted the way a person would
+have done it.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from isletops import history, stack
-from isletops.config import InstanceConfig, SiteConfig
-from isletops.docker_engine import ContainerState, DockerEngine
+from isletops import history, release, stack
+from isletops.config import InstanceConfig, SiteConfig, read_env_file
+from isletops.docker_engine import DockerEngine
+from isletops.engines import Engine, HealthPolicy, ServiceState, engine_for
 from isletops.history import HistoryEntry
 from isletops.lock import InstanceLock, LockStatus, current_user, utc_now
 
 
 def docker_engine() -> DockerEngine:
+    """This host's Docker (images, disk, container logs on disk): host facts, whatever the engine."""
     return DockerEngine()
 
 
+def instance_engine(site: SiteConfig, instance: InstanceConfig) -> Engine:
+    """The engine that runs `instance` (the one `isletops status|restart|logs` use)."""
+    return engine_for(site, instance)
+
+
 def restart_service(
-    site: SiteConfig, instance: InstanceConfig, service: str, engine: Any = None, timeout_s: float | None = None
-) -> list[ContainerState]:
-    """`isletops restart SERVICE`: restart it and wait until healthy (raises `DockerError` if not)."""
-    return stack.restart(site, instance, service, timeout_s=timeout_s, engine=engine)
+    site: SiteConfig, instance: InstanceConfig, service: str, engine: Engine | None = None,
+    timeout_s: float | None = None,
+) -> list[ServiceState]:  # fmt: skip
+    """`isletops restart SERVICE`: restart it and wait until healthy (raises `IsletOpsError` if not)."""
+    chosen = engine or engine_for(site, instance)
+    timeout = float(timeout_s if timeout_s is not None else instance.health_timeout_s)
+    return chosen.restart([service], HealthPolicy(timeout_s=timeout))
 
 
-def service_states(site: SiteConfig, instance: InstanceConfig, engine: Any = None) -> list[ContainerState]:
-    """`isletops status`'s container list: every component, `missing` where it has no container."""
-    return stack.status(site, instance, engine=engine)
+def service_states(engine: Engine) -> list[ServiceState]:
+    """`isletops status`'s list: every component's instances, `missing` where one has none."""
+    return engine.service_states(release.COMPONENTS)
 
 
-def service_logs(instance: InstanceConfig, service: str, tail: int, engine: Any) -> str:
-    return str(engine.container_logs(instance.project_name, service, tail=tail))
+def service_logs(engine: Engine, service: str, tail: int) -> str:
+    return engine.logs(service, tail)
 
 
 def lock_status(instance: InstanceConfig) -> LockStatus:
@@ -60,6 +69,12 @@ def expected_files(instance: InstanceConfig) -> tuple[dict[str, str], dict[str, 
         return None
     rendered = stack.render_compose_files(instance, stack.gpu_enabled(instance), stack.extra_labels_from_env())
     return rendered, stack.managed_env(instance, tag, stack.current_registry(instance))
+
+
+def expected_env(instance: InstanceConfig) -> dict[str, str] | None:
+    """The managed .env settings a deploy of the running tag would write now (None: no tag yet)."""
+    tag = read_env_file(instance.env_file).get("TAG")
+    return stack.managed_env(instance, tag, stack.current_registry(instance)) if tag else None
 
 
 def audit(instance: InstanceConfig, message: str, user: str = "") -> str:

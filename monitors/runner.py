@@ -176,7 +176,7 @@ def monitor_pass(
     if not send_alerts:
         return PassReport(results, [], None, "off")
     now = time.time() if now is None else now
-    self_heal.heal(config, instance, results, now, engine=engine)  # its mails go out below
+    self_heal.heal(config, instance, results, now)  # its mails go out below
     notifications = update_alerts(config, instance, results, set(enabled) | set(names), now)
     delivery = notify.deliver(notifications, instance, config.monitoring, config.mail)
     # The heartbeat says "the monitor works and every alert got out"; mail stuck in the outbox

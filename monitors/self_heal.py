@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from isletops.config import InstanceConfig, SiteConfig
+from isletops.engines import Engine
 from isletops.errors import IsletOpsError
 from monitors import healing, notify, ops_adapter
 from monitors.result import ProbeResult
@@ -46,7 +47,7 @@ def _lock_holder(instance: InstanceConfig) -> str:
 
 def heal(
     config: SiteConfig, instance: InstanceConfig, results: list[ProbeResult], now: float | None = None,
-    engine: Any = None,
+    engine: Engine | None = None,
 ) -> list[dict[str, Any]]:
     """Act on this pass's containers result; returns the events recorded (and mailed, audited)."""
     policy = config.monitoring.self_heal
@@ -71,7 +72,8 @@ def heal(
 
 
 def _act(
-    config: SiteConfig, instance: InstanceConfig, decision: healing.Decision, engine: Any, state: dict[str, Any]
+    config: SiteConfig, instance: InstanceConfig, decision: healing.Decision, engine: Engine | None,
+    state: dict[str, Any],
 ) -> dict[str, Any]:
     service, started = decision.service, time.time()
     if decision.action == healing.GIVE_UP:

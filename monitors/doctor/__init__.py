@@ -21,6 +21,8 @@ from enum import IntEnum
 from typing import Any
 
 from isletops.config import InstanceConfig, SiteConfig
+from isletops.docker_engine import DockerEngine
+from isletops.engines import Engine, ServiceState
 from isletops.errors import IsletOpsError
 
 log = logging.getLogger(__name__)
@@ -68,33 +70,44 @@ def runbook_link(anchor: str) -> str:
 
 @dataclass
 class DoctorContext:
-    """What the areas read: config, instance, and injectable Docker engine / NVML / database URL."""
+    """What the areas read: config, instance, and injectable engine / host Docker / NVML / database URL.
+
+    `engine` runs the instance (compose, swarm or kubernetes: its services, logs, restarts);
+    `host_docker` is this host's Docker (images, disk, log files), whatever the engine."""
 
     config: SiteConfig
     instance: InstanceConfig
-    engine: Any = None
+    engine: Engine | None = None
+    host_docker: DockerEngine | None = None
     nvml: Any = None
     database_url: str = ""
     now: float = field(default_factory=time.time)
     cache: dict[str, Any] = field(default_factory=dict)
 
-    def docker(self) -> Any:
+    def ops(self) -> Engine:
         if self.engine is None:
             from monitors import ops_adapter
 
-            self.engine = ops_adapter.docker_engine()
+            self.engine = ops_adapter.instance_engine(self.config, self.instance)
         return self.engine
+
+    def docker(self) -> DockerEngine:
+        if self.host_docker is None:
+            from monitors import ops_adapter
+
+            self.host_docker = ops_adapter.docker_engine()
+        return self.host_docker
 
     def cmd(self, text: str) -> str:
         """A command aimed at this instance: `isletops restart x` -> `isletops -i prod restart x`."""
         return text.replace("isletops ", f"isletops -i {self.instance.name} ")
 
-    def containers(self) -> list[Any]:
-        """The instance's container states (read once per run)."""
+    def containers(self) -> list[ServiceState]:
+        """The instance's services' states, a container, task or pod each (read once per run)."""
         if "containers" not in self.cache:
-            from isletops.release import COMPONENTS
+            from monitors import ops_adapter
 
-            self.cache["containers"] = self.docker().project_containers(self.instance.project_name, COMPONENTS)
+            self.cache["containers"] = ops_adapter.service_states(self.ops())
         return list(self.cache["containers"])
 
 

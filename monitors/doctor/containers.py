@@ -1,13 +1,21 @@
 """Doctor area `containers`: each service's state, restart count and logs, matched against the
 runbook's causes of a failed container: the shepherd lost the GPU, an exception in
-postprocessing, backend network trouble, a crash-looping image, a deploy in progress."""
+postprocessing, backend network trouble, a crash-looping image, a deploy in progress.
+
+The states and logs come through the instance's engine, so the same judgement holds for a
+compose container, a Swarm task or a pod. On Swarm the area also reads what only a cluster
+has: nodes that are down and services short of tasks, with Swarm's own reason (the newest
+task error: `no suitable node`, a failed pull)."""
 
 from __future__ import annotations
 
 import re
-from typing import Any
 
+from isletops import release
+from isletops.engines import ServiceState
+from isletops.engines.swarm import SwarmEngine
 from isletops.errors import IsletOpsError
+from isletops.swarm_command import node_problems
 from monitors import ops_adapter
 from monitors.doctor import DoctorContext, Finding, Fix, Severity
 
@@ -45,12 +53,12 @@ def cause_of(text: str) -> tuple[str, str, list[str]]:
 
 def _logs(context: DoctorContext, service: str) -> str:
     try:
-        return ops_adapter.service_logs(context.instance, service, LOG_LINES, context.docker())
+        return ops_adapter.service_logs(context.ops(), service, LOG_LINES)
     except IsletOpsError:
         return ""
 
 
-def _state_phrase(state: Any) -> str:
+def _state_phrase(state: ServiceState) -> str:
     if state.state != "running":  # Docker keeps the last health status of a stopped container: noise
         code = f", exit code {state.exit_code}" if state.exit_code is not None else ""
         return f"{state.service} ({state.state}{code})"
@@ -60,7 +68,7 @@ def _state_phrase(state: Any) -> str:
     return phrase
 
 
-def judge(context: DoctorContext, state: Any, logs: str, lock_holder: str) -> Finding | None:
+def judge(context: DoctorContext, state: ServiceState, logs: str, lock_holder: str) -> Finding | None:
     """One finding for one container, or None when it is fine."""
     service = state.service
     crash_loop = is_crash_looping(state, context.now)
@@ -85,7 +93,7 @@ def judge(context: DoctorContext, state: Any, logs: str, lock_holder: str) -> Fi
     return Finding(Severity.CRITICAL, "containers", title, evidence, command, anchor or "alert-containers", fix)
 
 
-def is_crash_looping(state: Any, now: float) -> bool:
+def is_crash_looping(state: ServiceState, now: float) -> bool:
     """Docker restarts it right now, or it restarted several times and the last start is recent."""
     if state.state == "restarting":
         return True
@@ -107,17 +115,46 @@ def diagnose(context: DoctorContext) -> list[Finding]:
         command = context.cmd("isletops history\nisletops lock release") if found.stale else ""
         findings.append(Finding(severity, "containers", title, [holder], command, "when-something-went-wrong"))
     states = context.containers()
-    missing = [state.service for state in states if state.state == "missing"]
+    engine = context.ops()
+    short: set[str] = set()  # Swarm services short of tasks: judged by Swarm's reason, not per task
+    if isinstance(engine, SwarmEngine):
+        swarm, short = swarm_findings(context, engine)
+        findings += swarm
+    missing = [state.service for state in states if state.state == "missing" and state.service not in short]
     if missing:
         findings.append(Finding(Severity.CRITICAL, "containers", f"{len(missing)} service(s) have no container",
-                                [f"compose project {context.instance.project_name} has no container for: "
+                                [f"instance {context.instance.name} ({engine.name}) runs nothing for: "
                                  f"{', '.join(missing)}"],
                                 context.cmd("isletops up"), "stack-start-stop-look-restart"))  # fmt: skip
     for state in states:
-        if state.state == "missing":
+        if state.state == "missing" or state.service in short:
             continue
         logs = "" if state.is_ready and state.restart_count < CRASH_LOOP_RESTARTS else _logs(context, state.service)
         finding = judge(context, state, logs, holder)
         if finding:
             findings.append(finding)
     return findings
+
+
+def swarm_findings(context: DoctorContext, engine: SwarmEngine) -> tuple[list[Finding], set[str]]:
+    """Nodes that are not ready, and services running fewer tasks than they want (with the
+    newest task's error, which is Swarm's reason); and the names of those services."""
+    findings, short = [], set()
+    for problem in node_problems(engine.nodes()):
+        findings.append(Finding(Severity.CRITICAL, "containers", problem,
+                                [problem, "Swarm reschedules its replicated tasks on nodes that match their placement"],
+                                "docker node ls                     # on a manager: which nodes are Down\n"
+                                "docker node ps NODE                # what it ran",
+                                "swarm-a-node-is-down"))  # fmt: skip
+    for replicas in engine.replicas_report(release.COMPONENTS):
+        if replicas.ok:
+            continue
+        short.add(replicas.service)
+        stack_service = engine.command.service_name(replicas.service)
+        findings.append(Finding(Severity.CRITICAL, "containers",
+                                f"{replicas.service} runs {replicas.running} of {replicas.desired} task(s)",
+                                [f"{stack_service}: {replicas.problem or 'tasks missing'}"],
+                                f"docker service ps --no-trunc {stack_service}   # Swarm's reason, per task\n"
+                                + context.cmd(f"isletops restart {replicas.service}"),
+                                "swarm-a-task-that-cannot-be-placed"))  # fmt: skip
+    return findings, short

@@ -14,6 +14,9 @@ DIFF_LINES = 8
 
 
 def diagnose(context: DoctorContext) -> list[Finding]:
+    if context.instance.engine != "compose":  # the stack is rendered anew by each deploy, never kept on disk
+        managed = ops_adapter.expected_env(context.instance)
+        return _env_findings(context, managed) if managed is not None else []
     expected = ops_adapter.expected_files(context.instance)
     if expected is None:
         return [Finding(Severity.INFO, "drift", "the instance was never set up (no compose files)",
@@ -37,10 +40,21 @@ def diagnose(context: DoctorContext) -> list[Finding]:
         findings.append(Finding(Severity.WARNING, "drift", f"{name} was changed by hand or is damaged", evidence,
                                 context.cmd("isletops up                     # re-renders and applies"),
                                 "config-drift"))  # fmt: skip
+    return findings + _env_findings(context, managed)
+
+
+def _reapply(context: DoctorContext) -> str:
+    if context.instance.engine == "compose":
+        return "isletops up"
+    return f"isletops deploy --tag {read_env_file(context.instance.env_file).get('TAG', 'TAG')}"
+
+
+def _env_findings(context: DoctorContext, managed: dict[str, str]) -> list[Finding]:
+    findings = []
     env = read_env_file(context.instance.env_file)
     differing = [f"{key}: .env has {env.get(key)!r}, the site config says {value!r}"
                  for key, value in managed.items() if env.get(key) != value]  # fmt: skip
     if differing:
         findings.append(Finding(Severity.WARNING, "drift", f"{len(differing)} managed .env setting(s) differ",
-                                differing[:DIFF_LINES], context.cmd("isletops up"), "config-drift"))  # fmt: skip
+                                differing[:DIFF_LINES], context.cmd(_reapply(context)), "config-drift"))  # fmt: skip
     return findings

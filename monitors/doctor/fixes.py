@@ -21,7 +21,7 @@ KEEP_TAIL_BYTES = 10 * 2**20
 def apply(context: DoctorContext, fix: Fix) -> str:
     """Apply one fix; returns what happened in a phrase (raises IsletOpsError when it failed)."""
     if fix.kind == "restart":
-        ops_adapter.restart_service(context.config, context.instance, fix.target, engine=context.engine)
+        ops_adapter.restart_service(context.config, context.instance, fix.target, engine=context.ops())
         return f"{fix.target} restarted and healthy"
     if fix.kind == "prune_dangling":
         try:

@@ -40,7 +40,7 @@ def shepherd_log_findings(context: DoctorContext) -> list[Finding]:
     if shepherd is None or not shepherd.is_ready:
         return []  # a stopped or unhealthy shepherd: the containers area quotes its log
     try:
-        logs = ops_adapter.service_logs(context.instance, "shepherd", RUNNER_LOG_LINES, context.docker())
+        logs = ops_adapter.service_logs(context.ops(), "shepherd", RUNNER_LOG_LINES)
     except IsletOpsError:
         return []
     lines = containers.interesting_lines(logs, containers.CAUSES[0][0])

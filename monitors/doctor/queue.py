@@ -3,7 +3,9 @@
 failing again and again with the same error, and uploads per day (for the disk area).
 
 The database is the instance's queue container (its address on the compose network, the
-password from the instance's env file) unless `--database-url` names another one. Every session
+password from the instance's env file) unless `--database-url` names another one. On another
+engine the queue sits on the cluster's network, out of this host's reach: an external database's
+`DATABASE_URL` from the env file, else `--database-url` (a tunnel to it), else a sentence saying so. Every session
 is `default_transaction_read_only`: the doctor never writes to the queue.
 """
 
@@ -30,7 +32,15 @@ class QueueUnreachable(IsletOpsError):
 def database_url(context: DoctorContext) -> str:
     if context.database_url:
         return context.database_url
-    password = read_env_file(context.instance.env_file).get("DB_PASSWORD")
+    env = read_env_file(context.instance.env_file)
+    if context.instance.engine != "compose":
+        if env.get("DATABASE_URL"):
+            return env["DATABASE_URL"]
+        raise QueueUnreachable(
+            f"On engine {context.instance.engine} the job database is on the cluster's network, out of this host's "
+            "reach.", "Pass --database-url postgresql://isletnet:PASSWORD@HOST:5432/isletnet (a tunnel to the queue "
+            "task's node, e.g. ssh -L 5432:...), or set ISLETOPS_DOCTOR_DATABASE_URL.")  # fmt: skip
+    password = env.get("DB_PASSWORD")
     if not password:
         raise QueueUnreachable(f"No DB_PASSWORD in {context.instance.env_file}.", "Run 'isletops up' once.")
     queue = next((s for s in context.containers() if s.service == "queue" and s.state == "running"), None)

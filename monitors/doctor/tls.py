@@ -18,7 +18,8 @@ def diagnose(context: DoctorContext) -> list[Finding]:
     findings = []
     for name in ("tls", "http"):
         options = probes.options(name, context.config.monitoring)
-        probe_context = ProbeContext(context.config, context.instance, options, now=context.now, engine=context.engine)
+        probe_context = ProbeContext(context.config, context.instance, options, now=context.now,
+                                     engine=context.host_docker)
         module = probes.module(name)
         check = getattr(module, "enabled", None)
         if options["enabled"] is False or (options["enabled"] is None and check and not check(probe_context)):

@@ -394,7 +394,8 @@ def _compose_env(instance: InstanceConfig) -> dict[str, str]:
     return read_env_file(instance.env_file)
 
 
-def _validate_services(services: Iterable[str] | None) -> list[str]:
+def validate_services(services: Iterable[str] | None) -> list[str]:
+    """The named services, each checked against the release's components (a sentence otherwise)."""
     chosen = list(services or [])
     unknown = [s for s in chosen if s not in release.COMPONENTS]
     if unknown:
@@ -404,7 +405,8 @@ def _validate_services(services: Iterable[str] | None) -> list[str]:
     return chosen
 
 
-def _require_prepared(instance: InstanceConfig) -> list[Path]:
+def require_prepared(instance: InstanceConfig) -> list[Path]:
+    """The instance's compose files, or a sentence saying it was never set up."""
     if current_tag(instance) is None:
         raise ConfigError(
             f"Instance '{instance.name}' has not been set up yet (no compose files in {instance.directory}).",
@@ -443,7 +445,7 @@ def up(
     """
     engine = engine or DockerEngine()
     instance = resolve_instance(site, instance)
-    chosen = _validate_services(services)
+    chosen = validate_services(services)
     tag = tag or current_tag(instance)
     if not tag:
         raise ConfigError(
@@ -515,46 +517,6 @@ def remove_data_dirs(instance: InstanceConfig, engine: DockerEngine) -> None:
             engine.run_oneshot(BASE_IMAGE, ["sh", "-c", "rm -rf /target/* /target/.[!.]* || true"],
                                binds={str(path): "/target"})
             shutil.rmtree(path, ignore_errors=True)
-
-
-def restart(
-    site: SiteConfig,
-    instance: InstanceConfig | str | None,
-    service: str | None = None,
-    timeout_s: float | None = None,
-    engine: DockerEngine | None = None,
-) -> list[ServiceState]:
-    """Restart one service (or all) and wait until healthy again."""
-    engine = engine or DockerEngine()
-    instance = resolve_instance(site, instance)
-    chosen = _validate_services([service] if service else None)
-    files = _require_prepared(instance)
-    engine.run_compose(_command(engine, instance, files).restart(chosen), instance.project_name, instance.directory,
-                       _compose_env(instance), timeout_s=300, what="compose restart")
-    timeout = float(timeout_s if timeout_s is not None else instance.health_timeout_s)
-    return _wait(engine, instance, chosen or list(release.COMPONENTS), timeout)
-
-
-def logs(
-    site: SiteConfig,
-    instance: InstanceConfig | str | None,
-    service: str | None = None,
-    tail: int = 100,
-    follow: bool = False,
-    engine: DockerEngine | None = None,
-) -> str:
-    """The last `tail` log lines of one service or all (prefixed by service). With `follow`, compose
-    streams to this process's stdout until interrupted and "" is returned."""
-    engine = engine or DockerEngine()
-    instance = resolve_instance(site, instance)
-    chosen = _validate_services([service] if service else None)
-    if tail < 0:
-        raise ConfigError("--tail must be zero or more lines.")
-    files = _require_prepared(instance)
-    command = _command(engine, instance, files).logs(chosen, tail=tail, follow=follow)
-    result = engine.run_compose(command, instance.project_name, instance.directory, _compose_env(instance),
-                                capture=not follow, what="compose logs")
-    return "" if follow else result.stdout
 
 
 def status(

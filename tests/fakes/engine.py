@@ -95,6 +95,9 @@ class FakeEngine:
                       for s in COMPONENTS)
         return ServicePlan(steps, LEVELS)
 
+    def verify(self, tag: str, registry: str) -> None:
+        self._call("verify", tag, registry)
+
     def prepare(self, tag: str, registry: str) -> None:
         self._call("prepare", tag, registry)
         self.prepared = (tag, registry)
@@ -154,6 +157,10 @@ class FakeEngine:
 
     def logs(self, service: str, tail: int = 100, instance_name: str = "") -> str:
         return f"log of {instance_name or service}\n"
+
+    def show_logs(self, services: Sequence[str], tail: int, follow: bool = False) -> str:
+        self._call("show_logs", tuple(services), tail, follow)
+        return "".join(f"{service} | {self.logs(service, tail)}" for service in services)
 
     def restart(self, services: Sequence[str], policy: HealthPolicy) -> list[ServiceState]:
         self._call("restart", tuple(services))

@@ -156,7 +156,7 @@ def test_an_instance_never_prepared_has_no_tag(tmp_path):
 
 def test_unknown_components_and_services_are_named(tmp_path):
     with pytest.raises(ConfigError, match=r"Unknown service\(s\): web\."):
-        stack.logs(_site(tmp_path), "prod", service="web")
+        stack.validate_services(["web"])
     with pytest.raises(ConfigError, match=r"Unknown component\(s\): db\."):
         stack.build_images(["db"], engine=object())
 

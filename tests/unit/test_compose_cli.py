@@ -141,3 +141,31 @@ def test_build_passes_the_configured_base_age_and_prints_its_warning(tmp_path, m
     assert seen["base_max_age_days"] == 7
     assert "warning: The base image isletnet-base:latest is 9 days old." in result.stderr
     assert "release 2026-12-04_01" in result.stdout
+
+
+def test_logs_and_restart_go_through_the_instance_s_engine(site, monkeypatch):
+    """`isletops logs|restart` ask the engine (compose, swarm or kubernetes), never compose directly."""
+    from isletops.cli import stack as stack_cli
+    from tests.fakes.engine import FakeEngine
+
+    engine = FakeEngine()
+    engine.run_release("2026-11-20_01")
+    monkeypatch.setattr(stack_cli, "engine_for", lambda *_: engine)
+    one = _run(site, "logs", "backend", "--tail", "7")
+    assert one.exit_code == 0 and one.stdout == "backend | log of backend\n", one.output
+    every = _run(site, "logs", "-n", "3")
+    assert every.exit_code == 0 and every.stdout.count(" | log of ") == len(stack.release.COMPONENTS)
+    assert engine.method_calls("show_logs") == [(("backend",), 7, False), (stack.release.COMPONENTS, 3, False)]
+    restarted = _run(site, "restart", "shepherd")
+    assert restarted.exit_code == 0, restarted.output
+    assert engine.method_calls("restart") == [(("shepherd",),)]
+    unknown = _run(site, "logs", "web")
+    assert unknown.exit_code == 2 and _error_line(unknown).startswith("isletops: error: Unknown service(s): web.")
+    assert len(engine.method_calls("show_logs")) == 2
+
+
+def test_logs_and_restart_of_a_compose_instance_never_set_up_say_so(site):
+    for args in (("logs", "backend"), ("restart", "backend")):
+        result = _run(site, *args)
+        assert result.exit_code == 2, result.output
+        assert "Instance 'prod' has not been set up yet" in _error_line(result)

@@ -49,9 +49,12 @@ def test_a_first_deploy_pulls_prepares_rolls_over_and_records(instance, registry
 def test_the_dry_run_plan_is_the_plan_that_runs(instance, registry):
     engine = FakeEngine(REGISTRY)
     deployed_to(instance, engine, registry, T1)
+    verified = len(engine.method_calls("verify"))
     dry = deploy.deploy(instance, engine, options(T2, dry_run=True), registry=registry)
+    assert len(engine.method_calls("verify")) == verified  # a dry run makes no check that creates anything
     real = deployed_to(instance, engine, registry, T2)
     assert dry.result == "dry-run" and real.plan == dry.plan
+    assert engine.method_calls("verify")[-1] == (T2, REGISTRY)
     assert len(history(instance)) == 2  # the dry run left no line
 
 

@@ -16,6 +16,7 @@ from isletops.docker_engine import ContainerState
 from monitors import doctor, runbook
 from monitors.doctor import Finding, Fix, Severity, containers, disk, pruner, tls
 from monitors.doctor import gpu as gpu_area
+from tests.fakes.engine import FakeEngine
 from tests.unit.test_probe_gpu import FakeGpu, FakeNvml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -151,18 +152,21 @@ def test_pruner_record_stale_failing_and_fine(tmp_path: Path) -> None:
     assert finding.title == "the pruner's record is stale: it has never succeeded"
 
 
-class FakeEngine:
-    def __init__(self, logs: str) -> None:
-        self.logs = logs
+class LogEngine(FakeEngine):
+    """The shared fake engine whose every service logged `text`."""
 
-    def container_logs(self, project: str, service: str, tail: int = 100) -> str:
-        return self.logs
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def logs(self, service: str, tail: int = 100, instance_name: str = "") -> str:
+        return self.text
 
 
 def gpu_context(tmp_path: Path, nvml: FakeNvml, logs: str = "") -> doctor.DoctorContext:
     monitoring = MonitoringConfig(gpu_expected=True, probes={"gpu": {"kmsg_path": "", "xid_wait_ms": 1}})
     return ctx(tmp_path, [state("shepherd")], config=SiteConfig(source=None, monitoring=monitoring), nvml=nvml,
-               engine=FakeEngine(logs))  # fmt: skip
+               engine=LogEngine(logs))  # fmt: skip
 
 
 def test_gpu_errors_in_the_runner_log(tmp_path: Path) -> None:
@@ -280,3 +284,63 @@ def test_rotate_log_keeps_the_tail_and_truncates(tmp_path: Path) -> None:
 
     with pytest.raises(IsletOpsError, match="No json log found for container nope"):
         fixes.apply(context, Fix("rotate_log", "nope", "rotate"))
+
+
+def test_on_swarm_a_down_node_and_a_short_service_are_findings_with_swarm_s_reason(tmp_path: Path,
+                                                                                  monkeypatch) -> None:
+    """The per-task judgement is left out for a service short of tasks: one finding, Swarm's reason."""
+    from isletops.engines.swarm import SwarmEngine
+    from isletops.swarm_command import Node, ServiceReplicas
+
+    instance = InstanceConfig("h5doc", tmp_path / "h5doc", engine="swarm")
+    engine = SwarmEngine(SiteConfig(source=None), instance)
+    down = Node("gpu-1", {"isletnet.gpu": "true"}, ready=False, available=True, generic={}, state="down",
+                message="heartbeat failure")
+    monkeypatch.setattr(engine, "nodes", lambda: [down, Node("m-1", {}, True, True, {}, role="manager")])
+    reports = {"shepherd": ServiceReplicas("shepherd", 1, 0, "task pending: no suitable node (scheduling "
+                                           "constraints not satisfied on 2 nodes)")}
+    monkeypatch.setattr(engine, "replicas_report",
+                        lambda services: [reports.get(s, ServiceReplicas(s, 1, 1)) for s in services])
+    context = doctor.DoctorContext(SiteConfig(source=None), instance, engine=engine, now=NOW)
+    context.cache["containers"] = [state("backend"), state("shepherd", "missing", None)]
+    findings = containers.diagnose(context)
+    assert [f.title for f in findings] == ["node gpu-1 (worker) is down: heartbeat failure",
+                                           "shepherd runs 0 of 1 task(s)"]
+    assert findings[0].runbook == "swarm-a-node-is-down" and "docker node ls" in findings[0].command
+    assert findings[1].evidence == ["h5doc_shepherd: task pending: no suitable node (scheduling constraints not "
+                                    "satisfied on 2 nodes)"]
+    assert findings[1].command.splitlines()[0].startswith("docker service ps --no-trunc h5doc_shepherd")
+    assert findings[1].runbook == "swarm-a-task-that-cannot-be-placed"
+
+
+def test_on_swarm_the_queue_area_asks_for_a_database_url(tmp_path: Path) -> None:
+    from monitors.doctor import queue
+
+    instance = InstanceConfig("h5doc", tmp_path / "h5doc", engine="swarm")
+    instance.directory.mkdir()
+    instance.env_file.write_text("DB_PASSWORD=pw\n")
+    (finding,) = doctor.diagnose(doctor.DoctorContext(SiteConfig(source=None), instance, now=NOW), ("queue",))
+    assert finding.title == ("could not check queue: On engine swarm the job database is on the cluster's network, "
+                             "out of this host's reach.")
+    assert "--database-url" in finding.evidence[0]
+    instance.env_file.write_text("DATABASE_URL=postgresql://isletnet:pw@db.hospital:5432/isletnet\n")
+    assert queue.database_url(doctor.DoctorContext(SiteConfig(source=None), instance)) == \
+        "postgresql://isletnet:pw@db.hospital:5432/isletnet"
+
+
+def test_on_swarm_drift_compares_only_the_managed_env(tmp_path: Path) -> None:
+    from monitors.doctor import drift
+
+    instance = InstanceConfig("h5doc", tmp_path / "h5doc", engine="swarm")
+    instance.directory.mkdir()
+    context = doctor.DoctorContext(SiteConfig(source=None), instance, now=NOW)
+    assert drift.diagnose(context) == []  # never deployed: nothing to compare, no "no compose files"
+    from isletops import stack
+
+    managed = stack.managed_env(instance, "2026-12-01_02", "")
+    instance.env_file.write_text("".join(f"{k}={v}\n" for k, v in managed.items()))
+    assert drift.diagnose(context) == []
+    instance.env_file.write_text("".join(f"{k}={v}\n" for k, v in {**managed, "HTTP_PORT": "8099"}.items()))
+    (finding,) = drift.diagnose(context)
+    assert finding.title == "1 managed .env setting(s) differ" and "HTTP_PORT" in finding.evidence[0]
+    assert finding.command == "isletops -i h5doc deploy --tag 2026-12-01_02"

@@ -17,7 +17,7 @@ from isletops.engines import engine_for
 from isletops.engines.base import HealthPolicy
 from isletops.engines.health import HealthFailed
 from isletops.engines.swarm import SwarmEngine
-from isletops.errors import ConfigError, DeployError, LockError
+from isletops.errors import ConfigError, DeployError, DockerError, LockError
 
 MANAGER = {"LocalNodeState": "active", "ControlAvailable": True}
 LABELS = {"isletnet.storage": "true", "isletnet.edge": "true", "isletnet.gpu": "true"}
@@ -37,6 +37,8 @@ class FakeDocker:
         self.node_ps: list[str] = [""]
         self.configs: dict[str, str] = {}
         self.pull_check = ("complete", "")  # the one-shot pull task's state and error on node n1
+        self.pruned: set[str] = set()  # task ids `service ps` lists but gone by `inspect` (history pruned)
+        self.inspect_error = ""  # another failure of `docker inspect` on tasks
 
     def __call__(self, argv: list[str], stdin: str | None) -> subprocess.CompletedProcess:
         self.calls.append((argv, stdin))
@@ -75,7 +77,11 @@ class FakeDocker:
         elif args[:2] == ["service", "ps"]:
             out = "\n".join(t["ID"] for t in self.tasks)
         elif args[:1] == ["inspect"] and "task" in args:
-            out = json.dumps(self.tasks)
+            # as the docker CLI does: what exists on stdout, one "No such task" line per missing id, exit 1
+            out = json.dumps([t for t in self.tasks if t["ID"] not in self.pruned])
+            missing = "".join(f"Error: No such task: {t}\n" for t in args[3:] if t in self.pruned)
+            if missing or self.inspect_error:
+                return subprocess.CompletedProcess(argv, 1, out, missing + self.inspect_error)
         elif args[:1] == ["inspect"]:
             rc = 1  # the container is on another node
         elif args[:2] == ["service", "logs"]:
@@ -251,6 +257,26 @@ def test_drain_waits_until_the_node_runs_nothing(tmp_path: Path) -> None:
     assert len(docker.ran("node", "ps")) == 3
 
 
+def test_a_task_pruned_between_listing_and_inspect_is_skipped(tmp_path: Path) -> None:
+    """Swarm prunes old tasks (history retention) between `service ps` and `inspect`: the
+    others are still read; the run failed on it once in CI ("No such task")."""
+    docker = FakeDocker()
+    engine = make_engine(tmp_path, docker)
+    docker.service = {"Spec": {"Name": "prod_backend", "Mode": {"Replicated": {"Replicas": 1}}}}
+    docker.tasks = [task("running", "reg/isletnet-backend:T2"), task("shutdown", "reg/isletnet-backend:T1", "shutdown")]
+    docker.pruned = {docker.tasks[1]["ID"]}
+    assert [s.state for s in engine.service_states(["backend"])] == ["running"]
+
+
+def test_a_task_inspect_failing_otherwise_is_an_error(tmp_path: Path) -> None:
+    docker = FakeDocker()
+    engine = make_engine(tmp_path, docker)
+    docker.tasks = [task("running", "reg/isletnet-backend:T2")]
+    docker.inspect_error = "Cannot connect to the Docker daemon at unix:///var/run/docker.sock.\n"
+    with pytest.raises(DockerError, match="docker inspect \\(tasks\\) failed: Cannot connect"):
+        engine.service_states(["backend"])
+
+
 def test_drain_that_never_empties_says_so(tmp_path: Path) -> None:
     docker = FakeDocker()
     engine = make_engine(tmp_path, docker)
@@ -294,8 +320,10 @@ def test_a_node_that_cannot_pull_is_refused_before_any_change(tmp_path: Path) ->
     docker = FakeDocker()
     docker.pull_check = ("rejected", "No such image: 127.0.0.1:5000/isletnet-edge:2026-12-04_01")
     engine = make_engine(tmp_path, docker)
+    engine.plan("2026-12-04_01", "127.0.0.1:5000")  # reads only: a dry run creates no check service
+    assert not docker.ran("service", "create")
     with pytest.raises(ConfigError) as refused:
-        engine.plan("2026-12-04_01", "127.0.0.1:5000")
+        engine.verify("2026-12-04_01", "127.0.0.1:5000")
     assert str(refused.value).startswith(
         "The swarm's nodes cannot pull 127.0.0.1:5000/isletnet-edge:2026-12-04_01 from the registry "
         "127.0.0.1:5000 (node node-1: No such image: ")
@@ -307,6 +335,6 @@ def test_a_node_that_cannot_pull_is_refused_before_any_change(tmp_path: Path) ->
 def test_the_pull_check_runs_once_per_image(tmp_path: Path) -> None:
     docker = FakeDocker()
     engine = make_engine(tmp_path, docker)
-    engine.plan("2026-12-04_01", "reg:5000")
-    engine.plan("2026-12-04_01", "reg:5000")
+    engine.verify("2026-12-04_01", "reg:5000")
+    engine.verify("2026-12-04_01", "reg:5000")
     assert len(docker.ran("service", "create")) == 1

@@ -13,7 +13,7 @@ import click
 from isletops import deploy
 from isletops import stack as core
 from isletops.cli import Context, pass_context
-from isletops.engines import ServiceState, engine_for
+from isletops.engines import HealthPolicy, ServiceState, engine_for
 from isletops.errors import ConfigError, ExitStatus, IsletOpsError
 from isletops.release import COMPONENTS
 
@@ -171,8 +171,10 @@ def restart_command(ctx: Context, service: str | None) -> None:
       isletops restart                restart every service
     """
     instance = ctx.instance()
+    chosen = core.validate_services([service] if service else None) or list(COMPONENTS)
+    engine = engine_for(ctx.config, instance)
     with progress_reporter(f"restarting {service or 'every service'}", ctx.verbose):
-        states = core.restart(ctx.config, instance, service)
+        states = engine.restart(chosen, HealthPolicy(timeout_s=float(instance.health_timeout_s)))
     print_states(states)
 
 
@@ -189,7 +191,8 @@ def logs_command(ctx: Context, service: str | None, tail: int, follow: bool) -> 
       isletops logs shepherd --tail 200
       isletops logs -f backend
     """
-    text = core.logs(ctx.config, ctx.instance(), service, tail=tail, follow=follow)
+    chosen = core.validate_services([service] if service else None)
+    text = engine_for(ctx.config, ctx.instance()).show_logs(chosen or list(COMPONENTS), tail, follow)
     if text:
         click.echo(text, nl=not text.endswith("\n"))
 

@@ -250,6 +250,7 @@ def _forward(
         root = engine.data_root()
         data_root = root if root is not None and root.exists() else None
     check_disk_space(disk_needs(pull_bytes, options.min_free_bytes, data_root, instance.directory))
+    engine.verify(plan.to_tag, plan.registry)
     options.hooks.run(HookContext("pre-deploy", options.command, instance, plan.to_tag, plan.from_tag,
                                   current_user(), recorded_at))
     for ref in to_pull.values():

@@ -153,6 +153,11 @@ class Engine(Protocol):
     def plan(self, tag: str, registry: str) -> ServicePlan:
         """The services of release `tag` and how each is rolled over (renders in memory, writes nothing)."""
 
+    def verify(self, tag: str, registry: str) -> None:
+        """The checks a real run makes before it changes anything, beyond what `plan` read (Swarm:
+        every node can pull from the registry, through a one-shot service removed afterwards).
+        A dry run does not make them. Raises `ConfigError` with a sentence."""
+
     def prepare(self, tag: str, registry: str) -> None:
         """Make the instance ready to run `tag` (render and write its configuration)."""
 
@@ -185,6 +190,11 @@ class Engine(Protocol):
 
     def logs(self, service: str, tail: int = 100, instance_name: str = "") -> str:
         """The last `tail` log lines of a service (of one of its instances when named)."""
+
+    def show_logs(self, services: Sequence[str], tail: int, follow: bool = False) -> str:
+        """What `isletops logs` prints: the last `tail` lines of each of `services`, every line
+        marked with where it came from; with `follow`, streamed to this process's stdout until
+        interrupted, and "" returned."""
 
     def restart(self, services: Sequence[str], policy: HealthPolicy) -> list[ServiceState]:
         """Restart services in place and wait until they are healthy again."""

@@ -140,6 +140,9 @@ class ComposeEngine:
         )
         return plan_from_spec(merged_services(list(rendered.values())))
 
+    def verify(self, tag: str, registry: str) -> None:
+        """Nothing beyond what `plan` read: this host pulls the images itself (`pull`)."""
+
     def prepare(self, tag: str, registry: str) -> None:
         stack.prepare_instance(self.site, self.instance, tag, registry=registry, engine=self.docker)
 
@@ -209,7 +212,15 @@ class ComposeEngine:
     def logs(self, service: str, tail: int = 100, instance_name: str = "") -> str:
         return self.docker.container_logs(self.project, service, tail=tail, container=instance_name)
 
+    def show_logs(self, services: Sequence[str], tail: int, follow: bool = False) -> str:
+        stack.require_prepared(self.instance)
+        result = self.docker.run_compose(self.command().logs(services, tail=tail, follow=follow), self.project,
+                                         self.instance.directory, read_env_file(self.instance.env_file),
+                                         capture=not follow, what="compose logs")
+        return "" if follow else result.stdout
+
     def restart(self, services: Sequence[str], policy: HealthPolicy) -> list[ServiceState]:
+        stack.require_prepared(self.instance)
         self._run(self.command().restart(services), "compose restart")
         chosen = list(services or release.COMPONENTS)
         return wait_healthy(lambda: self.service_states(chosen), chosen, policy)

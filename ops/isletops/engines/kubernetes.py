@@ -80,6 +80,9 @@ class KubernetesEngine:
         steps = tuple(ServiceStep(service, Strategy.RECREATE) for level in LEVELS for service in level)
         return ServicePlan(steps=steps, levels=LEVELS)
 
+    def verify(self, tag: str, registry: str) -> None:
+        """Nothing beyond what `plan` read: the kubelets pull, and a pod that cannot says so in its state."""
+
     def prepare(self, tag: str, registry: str) -> None:
         rendering = render_kubernetes(self.instance, tag, self.render_dir, registry=registry)
         self.objects = rendering.objects
@@ -143,6 +146,14 @@ class KubernetesEngine:
 
     def logs(self, service: str, tail: int = 100, instance_name: str = "") -> str:
         return self.cluster.logs(service, tail, instance_name)
+
+    def show_logs(self, services: Sequence[str], tail: int, follow: bool = False) -> str:
+        if follow:
+            raise ConfigError(
+                "isletops logs --follow is not available on engine kubernetes.",
+                f"Run: kubectl logs -f -n {self.cluster.namespace} -l app.kubernetes.io/component=SERVICE")
+        return "".join("".join(f"{service} | {line}\n" for line in self.logs(service, tail).splitlines())
+                       for service in services if service in KUBERNETES_COMPONENTS)  # no edge: the Ingress
 
     def restart(self, services: Sequence[str], policy: HealthPolicy) -> list[ServiceState]:
         for service in services:

@@ -156,12 +156,18 @@ class SwarmEngine:
         return stack_for_instance(self.instance, tag=tag, registry=registry)
 
     def plan(self, tag: str, registry: str) -> ServicePlan:
-        """The levels of the stack, after the refusals that must come before any change (a deploy
-        plans before it touches anything): not a manager, a service that cannot be placed."""
+        """The levels of the stack, after the read-only refusals that must come before any change
+        (a deploy plans before it touches anything): not a manager, a service that cannot be
+        placed. Reads only, so a dry run changes nothing; the nodes' pull check is `verify`'s."""
         self._preflight(tag, registry)
         levels = stack_levels(self.instance)
         services = [s for level in levels for s in level]
         return ServicePlan(steps=tuple(ServiceStep(s, Strategy.RECREATE) for s in services), levels=levels)
+
+    def verify(self, tag: str, registry: str) -> None:
+        """Before a real run changes anything: every node can pull the release from the registry."""
+        document = self._preflight(tag, registry)
+        self._check_nodes_pull(str(document["services"]["edge"]["image"]), registry)
 
     def prepare(self, tag: str, registry: str) -> None:
         """Refuse before touching anything (not a manager, a service that cannot be placed), then
@@ -176,10 +182,10 @@ class SwarmEngine:
                 self._run(self.command.secret_create(secret.name), f"docker secret create {secret.name}", secret.value)
         self.prepared = rendered
 
-    def _preflight(self, tag: str, registry: str) -> None:
-        """Raise before any change when this host is no manager, a service cannot be placed, or
-        a node cannot pull the release from the registry.
-        Reads the .env where there is one; placement does not depend on the secrets' values."""
+    def _preflight(self, tag: str, registry: str) -> dict[str, Any]:
+        """Raise before any change when this host is no manager or a service cannot be placed;
+        returns the stack document. Reads only: the .env where there is one (placement does not
+        depend on the secrets' values), the nodes."""
         self._require_manager()
         placeholders = {name: "unset" for name in GENERATED_SECRETS}
         managed = stack.managed_env(self.instance, tag, registry)
@@ -191,13 +197,15 @@ class SwarmEngine:
         problems = placement_problems(document["services"], nodes)
         if problems:
             raise ConfigError(" ".join(problems) + " Nothing was changed on the swarm.")
-        self._check_nodes_pull(str(document["services"]["edge"]["image"]), registry)
+        return document
 
     def _check_nodes_pull(self, image: str, registry: str) -> None:
         """Every node pulls `image` (the edge's, the smallest) in a one-shot global service, removed
         afterwards; a node that cannot is refused in one sentence before the stack changes. The
         isletops host reaching the registry says nothing about the nodes (a registry on the
-        host's 127.0.0.1, a firewall, a missing insecure-registries entry)."""
+        host's 127.0.0.1, a firewall, a missing insecure-registries entry, missing credentials).
+        One image proves the node's way to the registry; that every image of the release is
+        there, the deploy's registry check has already said."""
         if image in self.pull_checked:
             return
         self.runner(self.command.pull_check_remove(), None)  # a check left by a killed run
@@ -206,8 +214,7 @@ class SwarmEngine:
             deadline = self.clock() + PULL_CHECK_TIMEOUT_S
             while True:
                 ids = self._run(self.command.pull_check_tasks(), "docker service ps (pull check)").split()
-                tasks = parse_tasks(self._json(self.command.inspect_tasks(ids), "docker inspect (tasks)"),
-                                    "pull-check") if ids else []
+                tasks = self._inspect_tasks(ids, "pull-check")
                 finished, problems = pull_check_verdict(tasks, {n.node_id: n.name for n in self.nodes()})
                 if finished or self.clock() >= deadline:
                     break
@@ -443,10 +450,21 @@ class SwarmEngine:
 
     def _tasks(self, service: str) -> list[TaskView]:
         result = self.runner(self.command.tasks(service), None)
-        ids = result.stdout.split() if result.returncode == 0 else []
+        return self._inspect_tasks(result.stdout.split() if result.returncode == 0 else [], service)
+
+    def _inspect_tasks(self, ids: Sequence[str], service: str) -> list[TaskView]:
+        """The tasks `ids` that still exist: Swarm prunes old tasks (task history retention)
+        between `service ps` and `inspect`, which then names them "No such task" and still
+        prints the others; any other failure is an error."""
         if not ids:
             return []
-        return parse_tasks(self._json(self.command.inspect_tasks(ids), "docker inspect (tasks)"), service)
+        result = self.runner(self.command.inspect_tasks(ids), None)
+        if result.returncode != 0:
+            errors = [line for line in (result.stderr or "").strip().splitlines() if line.strip()]
+            if not errors or not all("No such task" in line for line in errors):
+                detail = errors[-1] if errors else f"exit {result.returncode}"
+                raise DockerError(f"docker inspect (tasks) failed: {detail}.")
+        return parse_tasks(parse_json_lines(result.stdout), service)
 
     def service_states(self, services: Sequence[str] = ()) -> list[ServiceState]:
         chosen = list(services or release.COMPONENTS)
@@ -465,6 +483,21 @@ class SwarmEngine:
         if result.returncode != 0:
             raise DockerError(f"docker service logs {service} failed: {result.stderr.strip()}.")
         return result.stdout + result.stderr  # service logs interleave the tasks' stdout and stderr
+
+    def show_logs(self, services: Sequence[str], tail: int, follow: bool = False) -> str:
+        if not follow:
+            return "".join(self._run(self.command.show_logs(service, tail), f"docker service logs {service}")
+                           for service in services)
+        # `docker service logs` follows one service: one each, all printing here until Ctrl-C.
+        followers = [subprocess.Popen(self.command.show_logs(service, tail, follow=True))  # nosec B603
+                     for service in services]
+        try:
+            for follower in followers:
+                follower.wait()
+        finally:
+            for follower in followers:
+                follower.terminate()
+        return ""
 
     def restart(self, services: Sequence[str], policy: HealthPolicy) -> list[ServiceState]:
         chosen = list(services or release.COMPONENTS)
