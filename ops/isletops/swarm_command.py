@@ -74,6 +74,10 @@ class SwarmCommand:
     def logs(self, service: str, tail: int = 100) -> list[str]:
         return self.args("service", "logs", "--no-task-ids", "--raw", "--tail", str(tail), self.service_name(service))
 
+    def restart(self, service: str) -> list[str]:
+        """New tasks for the same spec (Swarm's update order and delay apply)."""
+        return self.args("service", "update", "--detach", "--force", self.service_name(service))
+
     def show_logs(self, service: str, tail: int, follow: bool = False) -> list[str]:
         """For people: each line prefixed by its task and node (`prod_backend.1.x@node-2 | ...`)."""
         return self.args("service", "logs", "--tail", str(tail), *(["--follow"] if follow else []),

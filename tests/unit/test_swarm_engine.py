@@ -257,6 +257,29 @@ def test_drain_waits_until_the_node_runs_nothing(tmp_path: Path) -> None:
     assert len(docker.ran("node", "ps")) == 3
 
 
+def test_restart_waits_until_the_old_tasks_are_replaced_and_the_new_run(tmp_path: Path) -> None:
+    """No release is prepared for a restart: the image waited for is the one the service runs."""
+    docker = FakeDocker()
+    engine = make_engine(tmp_path, docker)
+    docker.service = {"Spec": {"Name": "prod_pruner", "Mode": {"Replicated": {"Replicas": 1}},
+                               "TaskTemplate": {"ContainerSpec": {"Image": "reg/isletnet-pruner:T1@sha256:ab"}}},
+                      "UpdateStatus": {"State": "completed"}}
+    old = task("running", "reg/isletnet-pruner:T1")
+    new = {**task("running", "reg/isletnet-pruner:T1"), "ID": "task-new"}
+    listings = iter([[old], [old], [{**old, "DesiredState": "shutdown"}, new]])
+
+    def forced(argv: list[str], stdin: str | None) -> subprocess.CompletedProcess:
+        if argv[1:3] == ["service", "ps"]:
+            docker.tasks = next(listings, docker.tasks)
+        return FakeDocker.__call__(docker, argv, stdin)
+
+    engine.runner = forced
+    states = engine.restart(["pruner"], HealthPolicy(timeout_s=60))
+    assert docker.ran("service", "update")[0][0][-2:] == ["--force", "prod_pruner"]
+    assert [(s.name, s.state) for s in states] == [("prod_pruner.1.task-new", "running")]
+    assert len(docker.ran("service", "ps")) >= 3  # it waited until the old task was no longer wanted
+
+
 def test_a_task_pruned_between_listing_and_inspect_is_skipped(tmp_path: Path) -> None:
     """Swarm prunes old tasks (history retention) between `service ps` and `inspect`: the
     others are still read; the run failed on it once in CI ("No such task")."""

@@ -323,7 +323,14 @@ class SwarmEngine:
         inspected = self._inspect_service(service)
         if inspected is None:
             return Convergence(done=False, failed=f"service {self.command.service_name(service)} does not exist")
-        return convergence(inspected, self._tasks(service), self._image_of(service))
+        return convergence(inspected, self._tasks(service), self._expected_image(service, inspected))
+
+    def _expected_image(self, service: str, inspected: Mapping[str, Any]) -> str:
+        """The prepared release's image, or (a restart: nothing prepared) the one the service runs."""
+        if self.prepared is not None:
+            return self._image_of(service)
+        spec = ((inspected.get("Spec") or {}).get("TaskTemplate") or {}).get("ContainerSpec") or {}
+        return str(spec.get("Image", "")).split("@", 1)[0]
 
     def _failure(self, service: str, why: str) -> HealthFailed:
         message = f"{service} did not become healthy on the swarm ({why})"
@@ -500,10 +507,17 @@ class SwarmEngine:
         return ""
 
     def restart(self, services: Sequence[str], policy: HealthPolicy) -> list[ServiceState]:
+        """A forced update of each service (new tasks, Swarm's update order and delay), waited
+        until none of the tasks that ran before is still wanted and every new one runs healthy."""
         chosen = list(services or release.COMPONENTS)
+        deadline = self.clock() + policy.timeout_s
         for service in chosen:
-            self._run(self.command.args("service", "update", "--detach", "--force",
-                                        self.command.service_name(service)), f"docker service update {service}")
+            before = {t.id for t in self._tasks(service) if t.desired == "running"}
+            self._run(self.command.restart(service), f"docker service update --force {service}")
+            while any(t.id in before for t in self._tasks(service) if t.desired == "running"):
+                if self.clock() >= deadline:
+                    raise self._failure(service, f"its tasks were not replaced within {policy.timeout_s:.0f} s")
+                self.sleep(policy.poll_s)
         self.wait_healthy(chosen, policy)
         return self.service_states(chosen)
 
