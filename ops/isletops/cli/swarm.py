@@ -107,7 +107,8 @@ def register(main: click.Group) -> None:
         """Scale the shepherd to the queue (KEDA's postgresql rule), within the GPU nodes' capacity.
 
         replicas = clamp(ceil((queued + running) / target), min, max); down only after the
-        cooldown and outside the hysteresis band. Each decision is printed with its numbers.
+        cooldown and outside the hysteresis band. Each decision is printed with its time (UTC)
+        and its numbers.
         """
         policy = ScalePolicy(target_per_worker, min_replicas, max_replicas, activation, cooldown_s,
                              hysteresis).validate()
@@ -121,7 +122,7 @@ def register(main: click.Group) -> None:
             decision = decide(policy, load)
             below_since = decision.below_since
             log.info(decision.describe())
-            click.echo(decision.describe())
+            click.echo(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {decision.describe()}")
             if decision.changes:
                 engine.scale("shepherd", decision.replicas, HealthPolicy(timeout_s=instance.health_timeout_s))
             if once:
