@@ -48,6 +48,10 @@ class FakeEngine:
     def tags(self) -> dict[str, list[str]]:
         return self.running_release(COMPONENTS)
 
+    def calls_besides_the_lock(self) -> list[tuple[str, tuple[object, ...]]]:
+        """Every call but taking and releasing the cluster lock (a refused deploy still takes it)."""
+        return [call for call in self.calls if call[0] not in ("take_cluster_lock", "release_cluster_lock")]
+
     def method_calls(self, method: str) -> list[tuple[object, ...]]:
         return [args for name, args in self.calls if name == method]
 
@@ -94,6 +98,10 @@ class FakeEngine:
         steps = tuple(ServiceStep(s, Strategy.START_FIRST if s in START_FIRST else Strategy.RECREATE)
                       for s in COMPONENTS)
         return ServicePlan(steps, LEVELS)
+
+    def take_cluster_lock(self, holder: str) -> Callable[[], None]:
+        self._call("take_cluster_lock", holder)
+        return lambda: self._call("release_cluster_lock", holder)
 
     def verify(self, tag: str, registry: str) -> None:
         self._call("verify", tag, registry)

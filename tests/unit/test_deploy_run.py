@@ -101,7 +101,8 @@ def test_a_missing_image_stops_before_anything_changes(instance, registry):
     engine = FakeEngine(REGISTRY)
     with pytest.raises(deploy.DeployFailed, match=f"missing {image_name('shepherd', T2, REGISTRY)}"):
         deployed_to(instance, engine, registry, T2)
-    assert engine.calls == [] and history(instance)[-1]["result"] == "failed"
+    assert engine.calls_besides_the_lock() == [] and history(instance)[-1]["result"] == "failed"
+    assert engine.method_calls("release_cluster_lock") == engine.method_calls("take_cluster_lock") != []
 
 
 def test_an_unreachable_registry_is_one_sentence_and_changes_nothing(instance, registry):
@@ -109,7 +110,7 @@ def test_an_unreachable_registry_is_one_sentence_and_changes_nothing(instance, r
     engine = FakeEngine(REGISTRY)
     with pytest.raises(deploy.DeployFailed, match=f"Registry {REGISTRY} is unreachable"):
         deployed_to(instance, engine, registry, T1)
-    assert engine.calls == []
+    assert engine.calls_besides_the_lock() == []
 
 
 def test_the_gate_and_the_hooks_are_the_callers(instance, registry):

@@ -185,9 +185,7 @@ def deploy(
                 )
                 broken = lock.acquire(details, force=options.force)
                 interrupts.push(lock.release)
-                cluster_lock = getattr(engine, "take_cluster_lock", None)  # several managers: Kubernetes' Lease
-                if cluster_lock is not None:
-                    interrupts.push(cluster_lock(details.describe()))
+                interrupts.push(engine.take_cluster_lock(details.describe()))  # several managers/admins
             return broken
 
         broken = lock.retry_while_held(take_lock, options.lock_wait_s, say)

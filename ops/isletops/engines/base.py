@@ -8,7 +8,7 @@ it is made (`isletops.engines.engine_for`), so its methods name services, never 
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -133,6 +133,12 @@ class Engine(Protocol):
     """An orchestrator running one instance. Errors are `IsletOpsError` subclasses with a sentence."""
 
     name: str
+
+    # -- the deploy lock beyond this host -----------------------------------------------------
+    def take_cluster_lock(self, holder: str) -> Callable[[], None]:
+        """Take the lock every operator of this instance sees (a Swarm config, a Kubernetes Lease)
+        besides the instance's file lock; `LockError` names the holder. Returns its release. One
+        host (compose): the file lock is all there is, and this does nothing."""
 
     # -- host and images --------------------------------------------------------------------
     def data_root(self) -> Path | None:

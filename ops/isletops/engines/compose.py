@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +107,10 @@ class ComposeEngine:
         instance's env file is passed so a stray shell variable never wins."""
         self.docker.run_compose(argv, self.project, self.instance.directory, read_env_file(self.instance.env_file),
                                 capture=True, what=what)
+
+    def take_cluster_lock(self, holder: str) -> Callable[[], None]:
+        """One host: the instance's file lock is the whole lock."""
+        return lambda: None
 
     # -- host and images --------------------------------------------------------------------
 
