@@ -4,9 +4,10 @@ failing again and again with the same error, and uploads per day (for the disk a
 
 The database is the instance's queue container (its address on the compose network, the
 password from the instance's env file) unless `--database-url` names another one. On another
-engine the queue sits on the cluster's network, out of this host's reach: an external database's
-`DATABASE_URL` from the env file, else `--database-url` (a tunnel to it), else a sentence saying so. Every session
-is `default_transaction_read_only`: the doctor never writes to the queue.
+engine the queue sits on the cluster's network, out of this host's reach: an external
+database's `DATABASE_URL` from the env file, else `--database-url` (a tunnel to it), else a
+sentence saying so. Every session is `default_transaction_read_only`: the doctor never writes
+to the queue.
 """
 
 from __future__ import annotations
