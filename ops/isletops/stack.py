@@ -517,12 +517,3 @@ def remove_data_dirs(instance: InstanceConfig, engine: DockerEngine) -> None:
             engine.run_oneshot(BASE_IMAGE, ["sh", "-c", "rm -rf /target/* /target/.[!.]* || true"],
                                binds={str(path): "/target"})
             shutil.rmtree(path, ignore_errors=True)
-
-
-def status(
-    site: SiteConfig, instance: InstanceConfig | str | None, engine: DockerEngine | None = None
-) -> list[ServiceState]:
-    """Every component's container state (`missing` for a component without a container)."""
-    engine = engine or DockerEngine()
-    instance = resolve_instance(site, instance)
-    return engine.project_containers(instance.project_name, release.COMPONENTS)

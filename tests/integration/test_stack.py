@@ -21,6 +21,7 @@ from isletops import images, release, stack
 from isletops.cli import main
 from isletops.config import memory_bytes
 from isletops.docker_engine import DockerEngine, detect_compose, parse_compose_version
+from isletops.engines import engine_for
 from services.islets import encode_png, make_dtz_image
 from tests.fixtures.stack import TEST_TAG, StackInstances
 
@@ -46,6 +47,11 @@ def running(service_images, tmp_path_factory):
         detect_compose.cache_clear()
 
 
+def states_of(made) -> list:
+    """Every component's container, as `isletops status` reads them (through the engine)."""
+    return engine_for(made.site, made.instance).service_states(release.COMPONENTS)
+
+
 def _cli(made, *args: str):
     result = CliRunner().invoke(main, ["--config", str(made.config_path), "--instance", made.project, *args])
     return result
@@ -68,7 +74,7 @@ def _wait_for_job(api_url: str, job_id: str, headers: dict[str, str]) -> dict:
 
 
 def test_the_stack_comes_up_healthy_as_non_root_on_loopback_only(running):
-    states = stack.status(running.site, running.instance)
+    states = states_of(running)
     assert [s.service for s in states] == list(release.COMPONENTS)
     assert all(s.state == "running" and s.health == "healthy" for s in states), states
     assert {s.image for s in states} == {f"isletnet-{c}:{TEST_TAG}" for c in release.COMPONENTS}
@@ -168,22 +174,22 @@ def test_cli_ps_status_and_logs(running):
 
 
 def test_cli_restart_one_service_comes_back_healthy(running):
-    before = {s.service: s for s in stack.status(running.site, running.instance)}
+    before = {s.service: s for s in states_of(running)}
     result = _cli(running, "restart", "pruner")
     assert result.exit_code == 0, result.output
-    after = {s.service: s for s in stack.status(running.site, running.instance)}
+    after = {s.service: s for s in states_of(running)}
     assert after["pruner"].started_at > before["pruner"].started_at and after["pruner"].is_ready
     assert after["backend"].started_at == before["backend"].started_at  # the others were left alone
 
 
 def test_cli_up_with_a_tag_that_was_never_built_changes_nothing(running):
     env_before = running.instance.env_file.read_text()
-    states_before = {s.name: s.started_at for s in stack.status(running.site, running.instance)}
+    states_before = {s.name: s.started_at for s in states_of(running)}
     result = _cli(running, "up", "--tag", "2001-01-01_01")
     assert result.exit_code == 2
     assert _last_line(result.stderr).startswith("isletops: error: Image(s) isletnet-storage:2001-01-01_01, ")
     assert running.instance.env_file.read_text() == env_before
-    assert {s.name: s.started_at for s in stack.status(running.site, running.instance)} == states_before
+    assert {s.name: s.started_at for s in states_of(running)} == states_before
 
 
 def test_two_instances_side_by_side_and_cli_up_down(running, service_images, tmp_path_factory, monkeypatch):
@@ -206,7 +212,7 @@ def test_two_instances_side_by_side_and_cli_up_down(running, service_images, tmp
         for made in (running, staging):
             assert requests.get(f"{made.api_url}/api/health", timeout=10).json()["status"] == "ok"
             assert requests.get(made.frontend_url, timeout=10).status_code == 200
-            assert all(s.is_ready for s in stack.status(made.site, made.instance))
+            assert all(s.is_ready for s in states_of(made))
         # Each instance has its own secrets, data and network.
         assert staging.env["DB_PASSWORD"] != running.env["DB_PASSWORD"]
         assert staging.env["LOCAL_DATA_DIR"] != running.env["LOCAL_DATA_DIR"]
@@ -216,17 +222,17 @@ def test_two_instances_side_by_side_and_cli_up_down(running, service_images, tmp
         refused = _cli(staging, "down", "--volumes")
         assert refused.exit_code == 2
         assert "--volumes deletes every stored image, result and job" in refused.stderr
-        assert all(s.is_ready for s in stack.status(staging.site, staging.instance))  # nothing was touched
+        assert all(s.is_ready for s in states_of(staging))  # nothing was touched
         assert any((data / "queue").iterdir())
 
         down = _cli(staging, "down", "--volumes", "--yes")
         assert down.exit_code == 0, down.output
-        assert all(s.state == "missing" for s in stack.status(staging.site, staging.instance))
+        assert all(s.state == "missing" for s in states_of(staging))
         assert not (data / "queue").exists() and not (data / "storage").exists()
         assert not DockerEngine().client.networks.list(
             filters={"label": f"com.docker.compose.project={staging.project}"})
         # The other instance did not notice.
-        assert all(s.is_ready for s in stack.status(running.site, running.instance))
+        assert all(s.is_ready for s in states_of(running))
     finally:
         instances.close()
         detect_compose.cache_clear()
