@@ -1,6 +1,6 @@
-"""`engine: swarm` on a real nested 3-node swarm (one per module: the swarm itself is checked
-first -- three labelled Ready nodes that pull from the host's registry, the cluster lock as a
-Swarm config), then through the real CLI: refusals that change
+"""`engine: swarm` on a real nested 3-node swarm (one per module; the first deploy proves its
+nodes, labels, registry and overlay network), the cluster lock as a Swarm config, then through
+the real CLI: refusals that change
 nothing (not a manager, a missing node label), the first deploy of a release (every task healthy
 on the new image, the edge answering in host mode), T1 -> T2 under load through the edge with no
 failed request, a broken release rolled back stack-wide with exit 2 -- under the same load, so a
@@ -35,7 +35,10 @@ from tests.fixtures.swarm import NestedSwarm
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(2400)]
 
 T1, T2, T3 = "2026-12-04_01", "2026-12-04_02", "2026-12-04_03"
-CHANGED_IN_T2 = ("backend", "frontend")  # the request path; the others keep their image (left running)
+# T2 changes the backend, 2 tasks rolled one slot at a time behind the frontends' nginx (the
+# frontends' own roll behind the edge is the same DNS mechanism; on compose both are rolled). The
+# others keep their image and are left running.
+CHANGED_IN_T2 = ("backend",)
 HTTP_PORT = 18080
 LOAD_RATE = 10.0  # requests per second through the edge, in all
 REPORTS: list[LoadReport] = []
@@ -110,27 +113,6 @@ def manager_cli(swarm: NestedSwarm) -> str:
 def services(swarm: NestedSwarm) -> dict[str, str]:
     rows = swarm.manager.docker("service", "ls", "--format", "{{.Name}} {{.Image}}").stdout.split("\n")
     return dict(row.split(" ", 1) for row in rows if row)
-
-
-def test_three_labelled_nodes_pull_and_run_a_service(nested_swarm: NestedSwarm) -> None:
-    manager = nested_swarm.manager
-    rows = manager.docker("node", "ls", "--format", "{{.Hostname}} {{.Status}} {{.ManagerStatus}}").stdout.splitlines()
-    assert len(rows) == 3 and all(" Ready" in row for row in rows)
-    gpu = nested_swarm.node("isletnet.gpu")
-    labels = manager.docker("node", "inspect", gpu.name, "-f", "{{json .Spec.Labels}}").stdout
-    assert '"isletnet.gpu":"true"' in labels
-    image = nested_swarm.push("isletnet-base:latest", "isletnet-probe:fixture")
-    manager.docker("service", "create", "--detach", "--name", "probe", "--endpoint-mode", "dnsrr",
-                   "--constraint", "node.labels.isletnet.gpu == true", image, "sleep", "600")
-    deadline = time.monotonic() + 120
-    state = ""
-    while time.monotonic() < deadline:
-        state = manager.docker("service", "ps", "probe", "--format", "{{.Node}} {{.CurrentState}} {{.Error}}").stdout
-        if "Running" in state:
-            break
-        time.sleep(1)
-    assert state.startswith(gpu.name) and "Running" in state, state
-    manager.docker("service", "rm", "probe")
 
 
 def test_the_cluster_lock_is_a_swarm_config_one_operator_holds(nested_swarm: NestedSwarm, tmp_path: Path,
@@ -382,7 +364,7 @@ def test_autoscale_follows_a_burst_of_30_jobs_up_and_back_down(nested_swarm: Nes
         with log.open("w") as out:
             autoscaler = subprocess.Popen(
                 [str(Path(".venv/bin/isletops").resolve()), "--config", str(site), "-i", "prod", "autoscale",
-                 "--min", "1", "--max", "4", "--target-per-worker", "2", "--activation", "1", "--cooldown", "20",
+                 "--min", "1", "--max", "4", "--target-per-worker", "2", "--activation", "1", "--cooldown", "10",
                  "--interval", "3"], stdout=out, stderr=subprocess.STDOUT, env=env)
         wait_for(lambda: running_tasks(nested_swarm, "shepherd") == 2, 240, "two shepherd tasks under the burst")
         wait_for(lambda: running_tasks(nested_swarm, "shepherd") == 1 and "2 -> 1" in log.read_text(), 900,
