@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -102,11 +103,11 @@ class ComposeEngine:
     def command(self) -> ComposeCommand:
         return self.docker.compose_cli().for_project(self.project, stack.compose_files(self.instance))
 
-    def _run(self, argv: list[str], what: str) -> None:
+    def _run(self, argv: list[str], what: str, capture: bool = True) -> subprocess.CompletedProcess:
         """Run one built compose command line (its own session: a Ctrl-C reaches only us); the
         instance's env file is passed so a stray shell variable never wins."""
-        self.docker.run_compose(argv, self.project, self.instance.directory, read_env_file(self.instance.env_file),
-                                capture=True, what=what)
+        return self.docker.run_compose(argv, self.project, self.instance.directory,
+                                       read_env_file(self.instance.env_file), capture=capture, what=what)
 
     def take_cluster_lock(self, holder: str) -> Callable[[], None]:
         """One host: the instance's file lock is the whole lock."""
@@ -218,9 +219,7 @@ class ComposeEngine:
 
     def show_logs(self, services: Sequence[str], tail: int, follow: bool = False) -> str:
         stack.require_prepared(self.instance)
-        result = self.docker.run_compose(self.command().logs(services, tail=tail, follow=follow), self.project,
-                                         self.instance.directory, read_env_file(self.instance.env_file),
-                                         capture=not follow, what="compose logs")
+        result = self._run(self.command().logs(services, tail=tail, follow=follow), "compose logs", capture=not follow)
         return "" if follow else result.stdout
 
     def restart(self, services: Sequence[str], policy: HealthPolicy) -> list[ServiceState]:
