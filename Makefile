@@ -3,6 +3,11 @@
 # need first (scripts/bootstrap.sh is idempotent).
 .PHONY: demo test bootstrap lint clean-test
 
+# The suite waits on containers far more than it computes, so its files run on parallel
+# pytest-xdist workers, one file per worker at a time, costliest first (tests/test-times.tsv).
+# `make test PYTEST_PARALLEL=` runs it in one process.
+PYTEST_PARALLEL ?= -n 3 --dist loadfile --no-loadscope-reorder
+
 bootstrap:
 	bash scripts/bootstrap.sh
 
@@ -14,7 +19,7 @@ test: bootstrap
 	.venv/bin/mypy ops monitors
 	.venv/bin/bandit -q -ll -r ops monitors services -x '*/tests/*'
 	bash scripts/audit.sh
-	.venv/bin/pytest -p no:cacheprovider --durations=25 tests services
+	.venv/bin/pytest -p no:cacheprovider --durations=25 $(PYTEST_PARALLEL) tests services
 
 lint: bootstrap
 	.venv/bin/ruff check .
