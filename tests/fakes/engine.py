@@ -14,6 +14,7 @@ from pathlib import Path
 
 from isletops.engines.base import HealthPolicy, ServicePlan, ServiceState, ServiceStep, Strategy
 from isletops.engines.health import HealthFailed, not_healthy
+from isletops.errors import LockError
 from isletops.release import COMPONENTS, image_name, tag_of_image
 
 LEVELS: tuple[tuple[str, ...], ...] = (
@@ -35,6 +36,7 @@ class FakeEngine:
         self.on_call: Callable[[str, tuple[object, ...]], None] | None = None
         self.root: Path | None = None
         self.same_image: dict[str, str] = {}  # image ref -> the ref whose image it is (same image id)
+        self.cluster_holder = ""  # who holds the cluster lock ("" free)
         self._serial = 0
 
     # -- test helpers -----------------------------------------------------------------------
@@ -99,9 +101,26 @@ class FakeEngine:
                       for s in COMPONENTS)
         return ServicePlan(steps, LEVELS)
 
-    def take_cluster_lock(self, holder: str) -> Callable[[], None]:
+    def take_cluster_lock(self, holder: str, by_hand: bool = False) -> Callable[[], None]:
         self._call("take_cluster_lock", holder)
-        return lambda: self._call("release_cluster_lock", holder)
+        if self.cluster_holder and self.cluster_holder != holder:
+            raise LockError(f"Another operator holds the cluster's lock: {self.cluster_holder}.", "Wait for it.")
+        self.cluster_holder = holder
+
+        def release() -> None:
+            self.release_cluster_lock(holder)
+
+        return release
+
+    def cluster_lock_holder(self) -> str:
+        return self.cluster_holder
+
+    def release_cluster_lock(self, holder: str) -> bool:
+        self._call("release_cluster_lock", holder)
+        if self.cluster_holder != holder:
+            return False
+        self.cluster_holder = ""
+        return True
 
     def verify(self, tag: str, registry: str) -> None:
         self._call("verify", tag, registry)

@@ -127,6 +127,35 @@ def test_the_cluster_lock_is_a_swarm_config_one_operator_holds(nested_swarm: Nes
     bob.take_cluster_lock("deploy T3 by bob@node-2")()
     assert "isletops-lock" not in nested_swarm.manager.docker("config", "ls").stdout
 
+    # A hold by hand is cluster-wide: two managers (two site configs, two state folders, one swarm).
+    managers = {}
+    for name in ("alice", "bob"):
+        config = tmp_path / name / "isletops.yml"
+        config.parent.mkdir()
+        config.write_text(yaml.safe_dump({"instances_root": str(tmp_path / name / "instances"),
+                                          "instances": {"locktest": {"engine": "swarm"}}}))
+        managers[name] = config
+
+    def lock(who: str, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(Path(".venv/bin/isletops").resolve()), "--config", str(managers[who]), "-i",
+                               "locktest", "lock", *args], capture_output=True, text=True, timeout=120)
+
+    taken = lock("alice", "acquire", "-m", "database upgrade")
+    assert taken.returncode == 0, taken.stderr
+    assert "is locked (on every host of the swarm cluster): database upgrade" in taken.stdout
+    seen = lock("bob", "status")
+    assert seen.returncode == 1 and "cluster-wide lock held:" in seen.stdout and "database upgrade" in seen.stdout
+    refused = lock("bob", "acquire", "-m", "mine")
+    assert refused.returncode != 0 and "Another operator holds the swarm's lock" in refused.stderr
+    assert "database upgrade" in refused.stderr and "Traceback" not in refused.stderr
+    assert lock("bob", "status").returncode == 1  # bob's refused hold left his file lock free
+    not_his = lock("bob", "release")
+    assert not_his.returncode != 0 and "held from another host" in not_his.stderr
+    released = lock("alice", "release")
+    assert released.returncode == 0 and "the swarm lock" in released.stdout, released.stdout + released.stderr
+    assert lock("bob", "status").returncode == 0
+    assert "isletops-lock" not in nested_swarm.manager.docker("config", "ls").stdout
+
 
 def test_a_worker_is_not_a_manager(nested_swarm: NestedSwarm, site: Path, releases: dict[str, str]) -> None:
     result = isletops(site, f"docker exec -i {nested_swarm.workers[0].name} docker", "deploy", "--tag", T1,

@@ -5,6 +5,7 @@ so every rollout it changed is undone, and it fails with the pod's events and lo
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
@@ -92,6 +93,20 @@ def test_the_deploy_holds_the_namespace_lease_and_gives_it_back(instance, regist
     assert ("POST", "/apis/coordination.k8s.io/v1/namespaces/isletnet-prod/leases") in lease_calls
     assert lease_calls[-1][0] == "DELETE"
     assert not [path for path in fake_kube.objects if "/leases/" in path]
+
+
+def test_a_hold_by_hand_is_a_lease_that_does_not_expire_with_a_deploys(instance, kube_api) -> None:
+    engine = engine_for(instance, kube_api)
+    assert engine.cluster_lock_holder() == ""
+    engine.take_cluster_lock("alice@admin-1 (by hand, manual): upgrade", by_hand=True)
+    assert engine.cluster_lock_holder() == "alice@admin-1 (by hand, manual): upgrade"
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=30)
+    assert engine.cluster.lease_holder(now=later) == "alice@admin-1 (by hand, manual): upgrade"
+    assert not engine.release_cluster_lock("bob@admin-2 (pid 7, deploy x)")
+    assert engine.release_cluster_lock("alice@admin-1 (by hand, manual): upgrade")
+    assert engine.cluster_lock_holder() == ""
+    engine.take_cluster_lock("bob@admin-2 (pid 7, deploy x)")  # a deploy's lease ends after an hour
+    assert engine.cluster.lease_holder(now=dt.datetime.now(dt.UTC) + dt.timedelta(hours=2)) == ""
 
 
 def test_a_lease_held_elsewhere_stops_the_deploy_before_anything_changes(instance, registry, kube_api,

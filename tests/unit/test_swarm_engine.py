@@ -52,7 +52,9 @@ class FakeDocker:
                                                    "AlreadyExists desc = config isletops-lock-prod already exists")
             self.configs[args[-2]] = stdin or ""
         elif args[:2] == ["config", "inspect"]:
-            data = base64.b64encode(self.configs.get(args[-1], "").encode()).decode()
+            if args[-1] not in self.configs:  # as docker answers
+                return subprocess.CompletedProcess(argv, 1, "[]\n", f"Error: no such config: {args[-1]}")
+            data = base64.b64encode(self.configs[args[-1]].encode()).decode()
             out = json.dumps([{"Spec": {"Name": args[-1], "Data": data}}])
         elif args[:2] == ["config", "rm"]:
             self.configs.pop(args[-1], None)
@@ -337,6 +339,21 @@ def test_cluster_lock_is_held_by_one_operator(tmp_path: Path) -> None:
     release()
     second.take_cluster_lock("deploy 2026-12-04_03 by bob@node-2")()
     assert docker.configs == {}
+
+
+def test_a_hold_by_hand_is_the_same_config_and_only_its_holder_releases_it(tmp_path: Path) -> None:
+    docker = FakeDocker()
+    alice, bob = make_engine(tmp_path, docker), make_engine(tmp_path, docker)
+    assert alice.cluster_lock_holder() == ""
+    alice.take_cluster_lock("alice@node-1 (by hand, manual): upgrade", by_hand=True)
+    assert bob.cluster_lock_holder() == "alice@node-1 (by hand, manual): upgrade"
+    with pytest.raises(LockError, match="Another operator holds .* alice@node-1") as refused:
+        bob.take_cluster_lock("deploy 2026-12-04_03 by bob@node-2")
+    assert "'isletops lock release' on the manager that took it" in (refused.value.hint or "")
+    assert not bob.release_cluster_lock("deploy 2026-12-04_03 by bob@node-2")
+    assert list(docker.configs) == ["isletops-lock-prod"]
+    assert alice.release_cluster_lock("alice@node-1 (by hand, manual): upgrade")
+    assert docker.configs == {} and bob.cluster_lock_holder() == ""
 
 
 def test_a_node_that_cannot_pull_is_refused_before_any_change(tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ alert-silence hooks of `monitors`.
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Callable
 from typing import Any
@@ -15,13 +14,12 @@ from typing import Any
 import click
 
 from isletops import deploy as core
-from isletops import image_prune
+from isletops import hold, image_prune
 from isletops.cli import Context, pass_context
 from isletops.docker_engine import DockerEngine
 from isletops.engines import Engine, engine_for
-from isletops.errors import ConfigError, ExitStatus, LockError
+from isletops.errors import ConfigError, ExitStatus
 from isletops.history import History, deployed_tags, failed_tags, last_attempt_notice
-from isletops.lock import InstanceLock, LockDetails
 from isletops.registry import RegistryClient, RegistryCredentials, credentials_for_registry, credentials_from_env
 from isletops.release import list_releases, plan_release, release
 from monitors import deploy_hooks
@@ -317,22 +315,29 @@ def lock_group() -> None:
 def lock_status(ctx: Context, as_json: bool) -> None:
     """Say whether the instance is locked, by whom, since when; exit 1 when locked.
 
+    On Swarm and Kubernetes it also names the holder of the cluster-wide lock (a deploy or a hold
+    from any manager or admin host).
+
     \b
     Example:
       isletops lock status
     """
     instance = ctx.instance()
-    found = InstanceLock(instance.state_dir, instance.name).status()
+    found = hold.holders(instance, engine_for(ctx.config, instance))
+    local = found.local
     if as_json:
-        payload = {"held": found.held, "stale": found.stale, "problem": found.problem,
-                   "details": found.details.__dict__ if found.details else None}
+        payload = {"held": local.held, "stale": local.stale, "problem": local.problem,
+                   "details": local.details.__dict__ if local.details else None, "cluster": found.cluster or None}
         click.echo(json.dumps(payload, indent=2))
     elif not found.held:
         click.echo(f"Instance '{instance.name}' is not locked.")
     else:
-        who = found.details.describe() if found.details else found.problem
-        state = "STALE lock (its process is gone; --force breaks it)" if found.stale else "locked"
-        click.echo(f"Instance '{instance.name}': {state}: {who}")
+        if local.held:
+            who = local.details.describe() if local.details else local.problem
+            state = "STALE lock (its process is gone; --force breaks it)" if local.stale else "locked"
+            click.echo(f"Instance '{instance.name}': {state}: {who}")
+        if found.cluster:
+            click.echo(f"Instance '{instance.name}': cluster-wide lock held: {found.cluster}")
     if found.held:
         click.get_current_context().exit(int(ExitStatus.WARNING))
 
@@ -345,42 +350,36 @@ def lock_status(ctx: Context, as_json: bool) -> None:
 def lock_acquire(ctx: Context, message: str, lock_wait: float) -> None:
     """Take the lock by hand (no deploy or rollback can start until 'isletops lock release').
 
+    On Swarm and Kubernetes the hold is cluster-wide: a deploy from another manager or admin host
+    is refused too. Release it on the host that took it.
+
     \b
     Examples:
       isletops lock acquire -m "investigating the shepherd"
       isletops lock acquire -m "maintenance" --lock-wait 900   # after the running deploy
     """
     instance = ctx.instance()
-    lock = InstanceLock(instance.state_dir, instance.name)
-    lock.acquire(LockDetails.for_this_process("manual", message=message, hold=False), wait_s=lock_wait,
-                 progress=_say)
-    click.echo(f"Instance '{instance.name}' is locked: {message}")
+    engine = engine_for(ctx.config, instance)
+    hold.take(instance, engine, message, wait_s=lock_wait, progress=_say)
+    where = "" if engine.name == "compose" else f" (on every host of the {engine.name} cluster)"
+    click.echo(f"Instance '{instance.name}' is locked{where}: {message}")
 
 
 @lock_group.command("release")
 @pass_context
 def lock_release(ctx: Context) -> None:
-    """Release the lock, whoever holds it (refused while a live deploy holds it).
+    """Release the lock taken on this host, whoever took it (refused while a live deploy holds it).
 
     \b
     Example:
       isletops lock release
     """
     instance = ctx.instance()
-    lock = InstanceLock(instance.state_dir, instance.name)
-    found = lock.status()
-    if not found.held:
+    released = hold.release(instance, engine_for(ctx.config, instance))
+    if not released:
         click.echo(f"Instance '{instance.name}' was not locked.")
-        return
-    if found.details and found.details.pid is not None and not found.stale:
-        raise LockError(
-            f"Instance '{instance.name}' is held by a running {found.details.command}: {found.details.describe()}.",
-            "Let it finish (or stop it with Ctrl-C); its clean-ups release the lock.",
-        )
-    with contextlib.suppress(Exception):
-        lock.release(only_if_owned=False)
-    held = found.details.describe() if found.details else found.problem
-    click.echo(f"Released the lock of '{instance.name}' ({held}).")
+    else:
+        click.echo(f"Released the lock of '{instance.name}' ({'; '.join(released)}).")
 
 
 @click.group("prune")

@@ -135,10 +135,17 @@ class Engine(Protocol):
     name: str
 
     # -- the deploy lock beyond this host -----------------------------------------------------
-    def take_cluster_lock(self, holder: str) -> Callable[[], None]:
+    def take_cluster_lock(self, holder: str, by_hand: bool = False) -> Callable[[], None]:
         """Take the lock every operator of this instance sees (a Swarm config, a Kubernetes Lease)
         besides the instance's file lock; `LockError` names the holder. Returns its release. One
-        host (compose): the file lock is all there is, and this does nothing."""
+        host (compose): the file lock is all there is, and this does nothing. `by_hand`: a hold
+        by `isletops lock acquire`, which lasts until `release_cluster_lock` (no lease expiry)."""
+
+    def cluster_lock_holder(self) -> str:
+        """Who holds that lock now, as its holder wrote it ("" when free, or on one host)."""
+
+    def release_cluster_lock(self, holder: str) -> bool:
+        """Give the lock back if `holder` holds it (True when it did); anyone else's hold stays."""
 
     # -- host and images --------------------------------------------------------------------
     def data_root(self) -> Path | None:

@@ -109,9 +109,15 @@ class ComposeEngine:
         return self.docker.run_compose(argv, self.project, self.instance.directory,
                                        read_env_file(self.instance.env_file), capture=capture, what=what)
 
-    def take_cluster_lock(self, holder: str) -> Callable[[], None]:
+    def take_cluster_lock(self, holder: str, by_hand: bool = False) -> Callable[[], None]:
         """One host: the instance's file lock is the whole lock."""
         return lambda: None
+
+    def cluster_lock_holder(self) -> str:
+        return ""
+
+    def release_cluster_lock(self, holder: str) -> bool:
+        return False
 
     # -- host and images --------------------------------------------------------------------
 

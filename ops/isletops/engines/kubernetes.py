@@ -30,6 +30,7 @@ from isletops.kube.source import KUBERNETES_COMPONENTS
 COMPONENT_LABEL = "org.isletnet.component"
 # A deploy's Lease outlives no crash by more than this; `kubectl delete lease isletops-deploy` frees it sooner.
 LEASE_SECONDS = 3600
+HOLD_BY_HAND_SECONDS = 365 * 24 * 3600  # `isletops lock acquire`: until released
 # Dependency levels: data first, then what uses it, then the web app.
 LEVELS: tuple[tuple[str, ...], ...] = (("storage", "queue"), ("backend", "shepherd", "pruner"), ("frontend",))
 
@@ -51,10 +52,22 @@ class KubernetesEngine:
     def render_dir(self) -> Path:
         return self.instance.directory / "kubernetes"
 
-    def take_cluster_lock(self, holder: str) -> Callable[[], None]:
-        """Take the namespace's Lease for a deploy (LockError when another holds it); returns its release."""
-        self.cluster.acquire_lease(holder, LEASE_SECONDS)
-        return lambda: self.cluster.release_lease(holder)
+    def take_cluster_lock(self, holder: str, by_hand: bool = False) -> Callable[[], None]:
+        """Take the namespace's Lease for a deploy (LockError when another holds it); returns its
+        release. A deploy's lease expires after LEASE_SECONDS (a crashed deploy frees it); a hold
+        by hand lasts HOLD_BY_HAND_SECONDS, until `isletops lock release`."""
+        self.cluster.acquire_lease(holder, HOLD_BY_HAND_SECONDS if by_hand else LEASE_SECONDS)
+
+        def release() -> None:
+            self.cluster.release_lease(holder)
+
+        return release
+
+    def cluster_lock_holder(self) -> str:
+        return self.cluster.lease_holder()
+
+    def release_cluster_lock(self, holder: str) -> bool:
+        return self.cluster.release_lease(holder)
 
     # -- host and images: the cluster's nodes pull from the registry ---------------------------
     def data_root(self) -> Path | None:

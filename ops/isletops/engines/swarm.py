@@ -103,30 +103,42 @@ class SwarmEngine:
 
     # -- the cluster-wide deploy lock (besides the instance's file lock) ---------------------
 
-    def take_cluster_lock(self, holder: str) -> Callable[[], None]:
+    def take_cluster_lock(self, holder: str, by_hand: bool = False) -> Callable[[], None]:
         """Create the Swarm config `isletops-lock-<instance>` (atomic in the managers' Raft store:
         it fails when the name exists, so two operators on two managers cannot both hold it);
         LockError names the holder. Returns its release. A host that is no manager is told so
-        first, in the same sentence as the plan's refusal."""
+        first, in the same sentence as the plan's refusal. A config never expires, so a hold by
+        hand and a deploy's lock are the same object."""
         self._require_manager()
         result = self.runner(self.command.lock_take(), holder)
         if result.returncode != 0:
             if "exists" not in (result.stderr or "").lower():
                 raise DockerError(f"Taking the swarm's deploy lock failed: {(result.stderr or '').strip()}.")
             raise LockError(
-                f"Another deploy holds the swarm's lock {self.command.lock_name()}: {self._lock_holder()}.",
-                f"Wait for it; if that deploy is dead: docker config rm {self.command.lock_name()}.",
+                f"Another operator holds the swarm's lock {self.command.lock_name()}: "
+                f"{self.cluster_lock_holder() or 'unknown'}.",
+                "Wait for that deploy, or for 'isletops lock release' on the manager that took it by hand; "
+                f"if its deploy is dead: docker config rm {self.command.lock_name()}.",
             )
-        return lambda: self._release_lock()
+        return lambda: self._remove_lock()
 
-    def _lock_holder(self) -> str:
+    def cluster_lock_holder(self) -> str:
+        """The holder text of the lock config ("" when there is none)."""
         found = parse_json_lines(self.runner(self.command.lock_read(), None).stdout or "")
-        data = ((found[0] if found else {}).get("Spec") or {}).get("Data") or ""
+        if not found:
+            return ""
+        data = (found[0].get("Spec") or {}).get("Data") or ""
         with contextlib.suppress(ValueError):
             return base64.b64decode(data).decode(errors="replace").strip() or "unknown"
         return "unknown"
 
-    def _release_lock(self) -> None:
+    def release_cluster_lock(self, holder: str) -> bool:
+        if self.cluster_lock_holder() != holder:
+            return False
+        self._remove_lock()
+        return True
+
+    def _remove_lock(self) -> None:
         self.runner(self.command.lock_release(), None)
 
     # -- host and images --------------------------------------------------------------------

@@ -260,18 +260,31 @@ class KubeCluster:
         renewed = _parse_micro_time(held.get("renewTime"))
         expires = renewed + dt.timedelta(seconds=held.get("leaseDurationSeconds") or 0) if renewed else None
         if held.get("holderIdentity") not in (None, "", holder) and expires and expires > now:
-            raise LockError(f"Another deploy holds the lock of namespace {self.namespace}: "
+            raise LockError(f"Another operator holds the lock of namespace {self.namespace}: "
                             f"{held['holderIdentity']} since {held.get('acquireTime')}.",
-                            f"Wait for it, or after a crash: kubectl -n {self.namespace} delete lease {LEASE_NAME}.")
+                            "Wait for that deploy, or for 'isletops lock release' where it was taken by hand; "
+                            f"after a crash: kubectl -n {self.namespace} delete lease {LEASE_NAME}.")
         metadata["resourceVersion"] = current["metadata"]["resourceVersion"]
         self._call("PUT", f"{path}/{LEASE_NAME}", body=body)
 
-    def release_lease(self, holder: str) -> None:
-        """Give the Lease back (only our own; gone is fine)."""
+    def release_lease(self, holder: str) -> bool:
+        """Give the Lease back (only our own; gone is fine). True when it was ours and is gone."""
         path = f"/apis/coordination.k8s.io/v1/namespaces/{self.namespace}/leases/{LEASE_NAME}"
         current = self._get(path)
         if current and current.get("spec", {}).get("holderIdentity") == holder:
             self._call("DELETE", path)
+            return True
+        return False
+
+    def lease_holder(self, now: dt.datetime | None = None) -> str:
+        """The holder of the namespace's Lease while it is live ("" when there is none or it expired)."""
+        current = self._get(f"/apis/coordination.k8s.io/v1/namespaces/{self.namespace}/leases/{LEASE_NAME}")
+        held = (current or {}).get("spec", {})
+        renewed = _parse_micro_time(held.get("renewTime"))
+        if not renewed:
+            return ""
+        expires = renewed + dt.timedelta(seconds=held.get("leaseDurationSeconds") or 0)
+        return str(held.get("holderIdentity") or "") if expires > (now or dt.datetime.now(dt.UTC)) else ""
 
 
 def _pod_ready(pod: Any) -> bool:
