@@ -448,11 +448,15 @@ def test_a_killed_gpu_node_s_job_is_done_once_by_another_shepherd(nested_swarm: 
     running_on = [row.split()[0] for row in rows if " Running" in row]
     assert len(running_on) == 1, rows
     victim = next(node for node in nested_swarm.nodes if node.name == running_on[0])
-    job = submit_burst(nested_swarm, site, 1, images=24)[0]  # about 10 s of work: killed in the middle
+    # 96 small images: many seconds of work, so the kill lands in the middle of the job even when
+    # the polls and `docker kill` are slow beside other test workers (with 24 the job once ended
+    # before the kill landed).
+    job = submit_burst(nested_swarm, site, 1, images=96)[0]
     wait_for(lambda: job_state(nested_swarm, site, job).get("state") == "running", 120, "the job running",
              poll_s=0.2)
     subprocess.run(["docker", "kill", victim.name], check=True, capture_output=True, timeout=60)
     killed_at = time.monotonic()
+    assert job_events(nested_swarm, job)[-1].startswith("claimed"), "the job ended before the kill landed"
     wait_for(lambda: job_state(nested_swarm, site, job).get("state") in ("done", "failed"), 600,
              "the job finished after the kill")
     took = time.monotonic() - killed_at
