@@ -443,14 +443,22 @@ def test_a_killed_gpu_node_s_job_is_done_once_by_another_shepherd(nested_swarm: 
     Last in the module: the killed node stays dead until the swarm is swept."""
     plain = next(node for node in nested_swarm.workers if not node.labels)
     nested_swarm.manager.docker("node", "update", "--label-add", "isletnet.gpu=true", plain.name)
-    rows = nested_swarm.manager.docker("service", "ps", "--filter", "desired-state=running", "--format",
-                                       "{{.Node}} {{.CurrentState}}", "prod_shepherd").stdout.splitlines()
-    running_on = [row.split()[0] for row in rows if " Running" in row]
-    assert len(running_on) == 1, rows
+
+    def running_shepherds() -> list[tuple[str, str]]:
+        """(node, desired state) of every shepherd task that runs, a task being stopped included."""
+        rows = nested_swarm.manager.docker("service", "ps", "--format", "{{.Node}} {{.DesiredState}} {{.CurrentState}}",
+                                           "prod_shepherd").stdout.splitlines()
+        fields = [row.split() for row in rows]
+        return [(field[0], field[1]) for field in fields if len(field) > 2 and field[2] == "Running"]
+
+    # The autoscale test before scaled the shepherd down: its second task may still be draining
+    # (its stop grace), and would take this job, on a node that is not killed.
+    wait_for(lambda: [desired for _, desired in running_shepherds()] == ["Running"], 180,
+             "one shepherd task running, none draining")
+    running_on = [node for node, _ in running_shepherds()]
     victim = next(node for node in nested_swarm.nodes if node.name == running_on[0])
     # 96 small images: many seconds of work, so the kill lands in the middle of the job even when
-    # the polls and `docker kill` are slow beside other test workers (with 24 the job once ended
-    # before the kill landed).
+    # the polls and `docker kill` are slow beside other test workers.
     job = submit_burst(nested_swarm, site, 1, images=96)[0]
     wait_for(lambda: job_state(nested_swarm, site, job).get("state") == "running", 120, "the job running",
              poll_s=0.2)
