@@ -257,9 +257,7 @@ class KubeCluster:
             self._call("POST", path, body=body)
             return
         held = current.get("spec", {})
-        renewed = _parse_micro_time(held.get("renewTime"))
-        expires = renewed + dt.timedelta(seconds=held.get("leaseDurationSeconds") or 0) if renewed else None
-        if held.get("holderIdentity") not in (None, "", holder) and expires and expires > now:
+        if _live_holder(held, now) not in ("", holder):
             raise LockError(f"Another operator holds the lock of namespace {self.namespace}: "
                             f"{held['holderIdentity']} since {held.get('acquireTime')}.",
                             "Wait for that deploy, or for 'isletops lock release' where it was taken by hand; "
@@ -279,12 +277,15 @@ class KubeCluster:
     def lease_holder(self, now: dt.datetime | None = None) -> str:
         """The holder of the namespace's Lease while it is live ("" when there is none or it expired)."""
         current = self._get(f"/apis/coordination.k8s.io/v1/namespaces/{self.namespace}/leases/{LEASE_NAME}")
-        held = (current or {}).get("spec", {})
-        renewed = _parse_micro_time(held.get("renewTime"))
-        if not renewed:
-            return ""
-        expires = renewed + dt.timedelta(seconds=held.get("leaseDurationSeconds") or 0)
-        return str(held.get("holderIdentity") or "") if expires > (now or dt.datetime.now(dt.UTC)) else ""
+        return _live_holder((current or {}).get("spec", {}), now or dt.datetime.now(dt.UTC))
+
+
+def _live_holder(spec: dict[str, Any], now: dt.datetime) -> str:
+    """The Lease spec's holder while its lease runs (renewTime + leaseDurationSeconds after `now`), else ""."""
+    renewed = _parse_micro_time(spec.get("renewTime"))
+    if not renewed or renewed + dt.timedelta(seconds=spec.get("leaseDurationSeconds") or 0) <= now:
+        return ""
+    return str(spec.get("holderIdentity") or "")
 
 
 def _pod_ready(pod: Any) -> bool:
